@@ -1,0 +1,46 @@
+# runbook developer and user entry points. `make demo` and `make test` work on a fresh machine:
+# each creates the virtualenv and installs what it needs first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+BQEMU  ?= .venv-bqemu
+
+.PHONY: install demo test check lint typecheck bqemu bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade uv
+	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]'
+	touch $@
+
+# The BigQuery emulator pins old duckdb/sqlglot, so it lives in its own virtualenv.
+bqemu: $(BQEMU)/.installed
+
+$(BQEMU)/.installed:
+	$(PYTHON) -m venv $(BQEMU)
+	$(BQEMU)/bin/python -m pip install -q --upgrade uv
+	$(BQEMU)/bin/uv pip install -q --python $(BQEMU)/bin/python bqemulator
+	touch $@
+
+demo: install
+	$(BIN)/runbook demo
+
+lint: install
+	$(BIN)/ruff check runbook tests bench
+	$(BIN)/ruff format --check runbook tests bench
+
+typecheck: install
+	$(BIN)/mypy runbook
+
+check: lint typecheck
+
+test: install bqemu check
+	RUNBOOK_BQEMU_PYTHON=$(abspath $(BQEMU))/bin/python $(BIN)/pytest
+
+bench: install
+	$(BIN)/python bench/overhead.py
+
+clean:
+	rm -rf $(VENV) $(BQEMU) .pytest_cache .mypy_cache .ruff_cache

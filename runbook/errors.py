@@ -1,0 +1,89 @@
+"""The one error tree of runbook.
+
+Every error a user can cause or meet carries the process exit code the CLI returns for it and a
+message that names the fix. Only ``cli.py`` turns these into output and exit codes.
+
+    RunbookError                     base; exit code 1
+    ├── UsageError                   bad command-line usage; exit 2
+    ├── ConfigError                  runbook.yaml is wrong (file, key path, value); exit 2
+    ├── StateError                   the state store is missing, behind, or inconsistent; exit 2
+    │   └── RunConflict              another active run covers the same processors and dates; exit 2
+    ├── WarehouseError               a warehouse query failed (names the query and the cause); exit 1
+    │   └── TransientWarehouseError  rate limit, 5xx: retried with backoff
+    ├── StepError                    a step could not be started or was misconfigured; exit 1
+    ├── RunFailed                    a run ended with failed dates; exit 1
+    ├── GateBlocked                  a blocking validation check failed; exit 3
+    └── RunInterrupted               the run was stopped and can be resumed; exit 4
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BLOCKED = 3
+EXIT_INTERRUPTED = 4
+
+
+class RunbookError(Exception):
+    """Base of every error runbook raises on purpose."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(RunbookError):
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(RunbookError):
+    """runbook.yaml (or a value derived from it) is invalid.
+
+    The message always has the form ``FILE: KEY.PATH: problem`` so one line says where to look.
+    """
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, *, file: str | None = None, path: str | None = None) -> None:
+        where = ": ".join(part for part in (file, path) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+        self.file = file
+        self.path = path
+
+
+class StateError(RunbookError):
+    exit_code = EXIT_USAGE
+
+
+class RunConflict(StateError):
+    pass
+
+
+class WarehouseError(RunbookError):
+    exit_code = EXIT_FAILED
+
+
+class TransientWarehouseError(WarehouseError):
+    pass
+
+
+class StepError(RunbookError):
+    exit_code = EXIT_FAILED
+
+
+class RunFailed(RunbookError):
+    exit_code = EXIT_FAILED
+
+
+class GateBlocked(RunbookError):
+    exit_code = EXIT_BLOCKED
+
+
+class RunInterrupted(RunbookError):
+    exit_code = EXIT_INTERRUPTED

@@ -1,0 +1,39 @@
+"""Keeping secrets out of the state store, logs and handoffs.
+
+A :class:`Redactor` knows the values the config takes from the environment and also masks the
+usual shapes of credentials: passwords in URLs, ``--token=...`` style arguments, bearer tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+MASK = "***"
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@")
+_NAMED_SECRET = re.compile(
+    r"(?i)(?P<head>\b[\w-]*(?:token|password|passwd|secret|api[_-]?key|apikey|credential)s?[\w-]*"
+    r"(?:\"|')?\s*(?:=|:)\s*(?:\"|')?)(?P<value>[^\s\"',;&]+)"
+)
+_BEARER = re.compile(r"(?i)(?P<head>\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]{8,}")
+
+
+class Redactor:
+    """Replaces known secret values and credential-shaped substrings with ***."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first, so a secret that contains another is masked whole.
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        if not text:
+            return text
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK + "@", text)
+        text = _NAMED_SECRET.sub(lambda m: m.group("head") + MASK, text)
+        return _BEARER.sub(lambda m: m.group("head") + MASK, text)
+
+
+NO_SECRETS = Redactor()

@@ -1,0 +1,169 @@
+"""All tables of the state store, in one module. No queries live here: see ``store.py``.
+
+Dates of a task are stored as ISO strings (``YYYY-MM-DD``) so that range comparisons are plain
+string comparisons that use the indexes on SQLite and PostgreSQL alike. Times are timezone-aware
+UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, Text
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "interrupted", "blocked", "cancelled")
+ACTIVE_RUN_STATUSES = ("queued", "running")
+TASK_STATUSES = ("pending", "running", "succeeded", "failed", "skipped", "blocked", "cancelled")
+FINISHED_TASK_STATUSES = ("succeeded", "failed", "skipped", "blocked", "cancelled")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: runbook stores UTC times only")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
+
+
+def _when(**kwargs: Any) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), **kwargs), default=None)
+
+
+class Run(SQLModel, table=True):
+    """One invocation of the controller over processors and a date range."""
+
+    __tablename__ = "run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    status: str = Field(default="queued", max_length=16, index=True)
+    processors: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    start_date: str = Field(max_length=10)
+    end_date: str = Field(max_length=10)
+    options: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    versions: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    workers: int = 1
+    pid: int | None = None
+    host: str | None = Field(default=None, max_length=255)
+    controller_id: str | None = Field(default=None, max_length=64)
+    log_path: str | None = Field(default=None, sa_column=Column(Text))
+    command_line: str | None = Field(default=None, sa_column=Column(Text))
+    config_path: str | None = Field(default=None, sa_column=Column(Text))
+    session_id: int | None = Field(default=None, foreign_key="work_session.id", index=True)
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: dt.datetime | None = _when(nullable=False)
+    started_at: dt.datetime | None = _when()
+    heartbeat_at: dt.datetime | None = _when()
+    finished_at: dt.datetime | None = _when()
+
+
+class Task(SQLModel, table=True):
+    """One step of one processor over one date (or a chunk of dates) within a run."""
+
+    __tablename__ = "task"
+    __table_args__ = (
+        Index("ix_task_run_status", "run_id", "status"),
+        Index("ix_task_processor_date", "processor", "date", "status"),
+        Index("ix_task_status_lease", "status", "lease_until"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id")
+    processor: str = Field(max_length=128)
+    date: str = Field(max_length=10)
+    end_date: str = Field(max_length=10)
+    seq: int = 0
+    status: str = Field(default="pending", max_length=16)
+    attempt: int = 0
+    max_attempts: int = 1
+    skip_reason: str | None = Field(default=None, max_length=32)
+    code_version: str | None = Field(default=None, max_length=128)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    lease_until: dt.datetime | None = _when()
+    not_before: dt.datetime | None = _when()
+    pid: int | None = None
+    exit_code: int | None = None
+    rows_affected: int | None = None
+    error_tail: str | None = Field(default=None, sa_column=Column(Text))
+    started_at: dt.datetime | None = _when()
+    finished_at: dt.datetime | None = _when()
+    duration_seconds: float | None = None
+
+
+class Event(SQLModel, table=True):
+    """The timeline: run started, date failed, retried, interrupted, resumed, check failed, ..."""
+
+    __tablename__ = "event"
+    __table_args__ = (Index("ix_event_run_at", "run_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int | None = Field(default=None, foreign_key="run.id")
+    at: dt.datetime | None = _when(nullable=False, index=True)
+    kind: str = Field(max_length=32)
+    processor: str | None = Field(default=None, max_length=128)
+    date: str | None = Field(default=None, max_length=10)
+    message: str = Field(default="", sa_column=Column(Text, nullable=False))
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class CheckResult(SQLModel, table=True):
+    """One evaluation of one validation check: every metric, every condition, the query that ran."""
+
+    __tablename__ = "check_result"
+    __table_args__ = (Index("ix_check_result_name_at", "processor", "check_name", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int | None = Field(default=None, foreign_key="run.id", index=True)
+    processor: str = Field(max_length=128)
+    check_name: str = Field(max_length=128)
+    severity: str = Field(max_length=8)
+    passed: bool
+    start_date: str = Field(max_length=10)
+    end_date: str = Field(max_length=10)
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    conditions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    query: str = Field(default="", sa_column=Column(Text, nullable=False))
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    at: dt.datetime | None = _when(nullable=False)
+
+
+class WorkSession(SQLModel, table=True):
+    """A numbered working session (the seeds' "Session 52"); its end writes a handoff."""
+
+    __tablename__ = "work_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(default="", sa_column=Column(Text, nullable=False))
+    started_at: dt.datetime | None = _when(nullable=False)
+    ended_at: dt.datetime | None = _when()
+    handoff_path: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class Note(SQLModel, table=True):
+    """Something a person or agent learned: a fix, an issue, a decision, a next step."""
+
+    __tablename__ = "note"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: int | None = Field(default=None, foreign_key="work_session.id", index=True)
+    kind: str = Field(default="issue", max_length=16)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    at: dt.datetime | None = _when(nullable=False)
