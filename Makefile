@@ -21,7 +21,7 @@ bqemu: $(BQEMU)/.installed
 $(BQEMU)/.installed:
 	$(PYTHON) -m venv $(BQEMU)
 	$(BQEMU)/bin/python -m pip install -q --upgrade uv
-	$(BQEMU)/bin/uv pip install -q --python $(BQEMU)/bin/python bqemulator
+	$(BQEMU)/bin/uv pip install -q --python $(BQEMU)/bin/python bqemulator numpy duckdb-extension-spatial
 	touch $@
 
 demo: install

@@ -1,0 +1,279 @@
+"""The BigQuery emulator (PyPI ``bqemulator``) as a real subprocess, and a flaky proxy in front of it.
+
+bqemulator pins its own duckdb/sqlglot, so it lives in its own virtualenv (``make bqemu``); its
+interpreter comes from ``RUNBOOK_BQEMU_PYTHON`` or ``<repo>/.venv-bqemu/bin/python``. Tests that
+need it skip, saying why, when that interpreter or a piece the emulator needs is missing.
+
+How it is started: ``<python> -c <launcher> start --rest-host 127.0.0.1 --rest-port N
+--grpc-host 127.0.0.1 --grpc-port M --project P`` (the launcher ends in ``bqemulator.cli:main``),
+in-memory (``--ephemeral``, the default), and it is ready when ``GET /readyz`` answers 200.
+The emulator insists on DuckDB's ``spatial`` extension, which DuckDB downloads on first use; this
+machine has no network, so the launcher links the copy that the ``duckdb-extension-spatial``
+wheel ships into the DuckDB extension folder of a private ``HOME`` first. Data is seeded through
+the real client (DDL, ``insert_rows_json``).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BQEMU_PYTHON_VARIABLE = "RUNBOOK_BQEMU_PYTHON"
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_PYTHON = REPO / ".venv-bqemu" / "bin" / "python"
+STARTUP_SECONDS = 60.0
+STOP_SECONDS = 10.0
+MISSING_EXIT_CODE = 3
+NEEDS = "bqemulator numpy duckdb-extension-spatial"
+
+# Runs inside the emulator's interpreter: check what it needs, provide the spatial extension
+# offline, then hand over to bqemulator's own command line.
+_LAUNCHER = """
+import importlib.util, os, pathlib, sys
+missing = [m for m in ("bqemulator", "numpy", "duckdb_extension_spatial") if importlib.util.find_spec(m) is None]
+if missing:
+    sys.stderr.write("bqemu-missing: " + ", ".join(missing) + "\\n")
+    sys.exit(3)
+import duckdb, duckdb_extension_spatial
+version = "v" + duckdb.__version__
+source = pathlib.Path(duckdb_extension_spatial.__file__).parent / "extensions" / version / "spatial.duckdb_extension"
+if not source.exists():
+    sys.stderr.write(f"bqemu-missing: duckdb-extension-spatial for duckdb {version}\\n")
+    sys.exit(3)
+platform = duckdb.execute("PRAGMA platform").fetchone()[0]
+target = pathlib.Path(os.environ["HOME"], ".duckdb", "extensions", version, platform, "spatial.duckdb_extension")
+target.parent.mkdir(parents=True, exist_ok=True)
+if not target.exists():
+    target.symlink_to(source)
+sys.argv[0] = "bqemulator"
+from bqemulator.cli import main
+main()
+"""
+
+
+def emulator_python_candidate() -> Path:
+    """Where the emulator's interpreter should be: ``$RUNBOOK_BQEMU_PYTHON``, else ``.venv-bqemu``."""
+    configured = os.environ.get(BQEMU_PYTHON_VARIABLE)
+    return Path(configured) if configured else DEFAULT_PYTHON
+
+
+def emulator_python() -> Path | None:
+    """The emulator's interpreter, or None when it is not there."""
+    candidate = emulator_python_candidate()
+    return candidate if candidate.exists() else None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Emulator:
+    """A running emulator: its REST ``endpoint``, default ``project`` and log file."""
+
+    endpoint: str
+    project: str
+    log: Path
+
+    def log_tail(self, lines: int = 20) -> str:
+        text = self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@contextmanager
+def running_emulator(python: Path, workdir: Path, project: str = "proj") -> Iterator[Emulator]:
+    """Start the emulator on free 127.0.0.1 ports, wait until ready, stop it afterwards.
+
+    Skips the test when the emulator's virtualenv lacks a piece (the message names it and the
+    fix); fails it when the emulator starts but does not become ready.
+    """
+    home = workdir / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    rest_port, grpc_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BQEMU_", "RUNBOOK_", "BIGQUERY_"))}
+    env.update(HOME=str(home), BQEMU_ENABLE_FORMAT_EXTENSIONS="false", BQEMU_METRICS_ENABLED="false")
+    command = [
+        str(python),
+        "-c",
+        _LAUNCHER,
+        "start",
+        "--rest-host",
+        "127.0.0.1",
+        "--rest-port",
+        str(rest_port),
+    ]
+    command += ["--grpc-host", "127.0.0.1", "--grpc-port", str(grpc_port), "--project", project]
+    command += ["--log-level", "warning", "--log-format", "console"]
+    emulator = Emulator(f"http://127.0.0.1:{rest_port}", project, workdir / "bqemulator.log")
+    with emulator.log.open("wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        )
+    try:
+        _wait_until_ready(process, emulator)
+        yield emulator
+    finally:
+        process.terminate()
+        try:
+            process.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_ready(process: subprocess.Popen[bytes], emulator: Emulator) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        code = process.poll()
+        if code == MISSING_EXIT_CODE:
+            pytest.skip(
+                f"BigQuery emulator cannot start: {emulator.log_tail(1)}: install {NEEDS} into the "
+                f"virtualenv of {process.args[0]} (`make bqemu`)"
+            )
+        if code is not None:
+            pytest.fail(f"BigQuery emulator exited with code {code}:\n{emulator.log_tail()}")
+        with suppress(OSError), urllib.request.urlopen(f"{emulator.endpoint}/readyz", timeout=1) as answer:
+            if answer.status == 200:
+                return
+        time.sleep(0.1)
+    pytest.fail(f"BigQuery emulator not ready after {STARTUP_SECONDS:.0f}s:\n{emulator.log_tail()}")
+
+
+def emulator_fixture(*, project: str = "proj", scope: Any = "module") -> Any:
+    """A fixture factory: ``bqemu = emulator_fixture()`` in a test module gives an :class:`Emulator`.
+
+    One emulator per ``scope`` (a module by default: starting one takes a few seconds).
+    """
+
+    @pytest.fixture(scope=scope)
+    def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+        python = emulator_python()
+        if python is None:
+            pytest.skip(
+                f"no BigQuery emulator interpreter at {emulator_python_candidate()}: run `make bqemu` "
+                f"or set {BQEMU_PYTHON_VARIABLE}"
+            )
+        with running_emulator(python, tmp_path_factory.mktemp("bqemu"), project) as emulator:
+            yield emulator
+
+    return fixture
+
+
+@dataclass
+class Fault:
+    """Answer ``count`` requests whose path contains ``path_part`` with ``status`` and ``reason``.
+
+    With ``after_forwarding`` the request still reaches the emulator and only the answer is
+    replaced, as when a response is lost on the way back.
+    """
+
+    count: int
+    status: int = 503
+    reason: str = "backendError"
+    path_part: str = ""
+    after_forwarding: bool = False
+
+
+@dataclass
+class FlakyProxy:
+    """An HTTP proxy on 127.0.0.1 in front of ``upstream`` that injects faults, and logs requests."""
+
+    upstream: str
+    faults: list[Fault] = field(default_factory=list)
+    seen: list[tuple[str, str, int]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    endpoint: str = ""
+
+    def fail(self, fault: Fault) -> None:
+        with self.lock:
+            self.faults.append(fault)
+
+    def take_fault(self, path: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.count > 0 and fault.path_part in path:
+                    fault.count -= 1
+                    return fault
+        return None
+
+    def record(self, method: str, path: str, status: int) -> None:
+        with self.lock:
+            self.seen.append((method, path, status))
+
+
+def _proxy_handler(proxy: FlakyProxy) -> type[BaseHTTPRequestHandler]:
+    host, port = proxy.upstream.removeprefix("http://").split(":")
+
+    class Handler(BaseHTTPRequestHandler):
+        def _handle(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            fault = proxy.take_fault(self.path)
+            status, headers, payload = 0, [], b""
+            if fault is None or fault.after_forwarding:
+                status, headers, payload = self._forward(body)
+            if fault is not None:
+                status, headers = fault.status, [("Content-Type", "application/json")]
+                error = {"code": fault.status, "message": f"injected {fault.status} ({fault.reason})"}
+                error["errors"] = [{"reason": fault.reason, "message": error["message"]}]
+                payload = json.dumps({"error": error}).encode()
+            proxy.record(self.command, self.path, status)
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+            connection = http.client.HTTPConnection(host, int(port), timeout=30)
+            try:
+                skip = {"host", "connection", "content-length"}
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+                connection.request(self.command, self.path, body=body or None, headers=headers)
+                response = connection.getresponse()
+                payload = response.read()
+                drop = {"transfer-encoding", "connection", "content-length", "date", "server"}
+                kept = [(k, v) for k, v in response.getheaders() if k.lower() not in drop]
+                return response.status, kept, payload
+            finally:
+                connection.close()
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+            pass
+
+    return Handler
+
+
+@contextmanager
+def flaky_proxy(upstream: str) -> Iterator[FlakyProxy]:
+    """Run a :class:`FlakyProxy` to ``upstream`` on a free 127.0.0.1 port for the block."""
+    proxy = FlakyProxy(upstream)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _proxy_handler(proxy))
+    proxy.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, name="flaky-proxy", daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
