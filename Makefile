@@ -12,7 +12,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade uv
-	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	touch $@
 
 # The BigQuery emulator pins old duckdb/sqlglot, so it lives in its own virtualenv.
@@ -21,7 +21,7 @@ bqemu: $(BQEMU)/.installed
 $(BQEMU)/.installed:
 	$(PYTHON) -m venv $(BQEMU)
 	$(BQEMU)/bin/python -m pip install -q --upgrade uv
-	$(BQEMU)/bin/uv pip install -q --python $(BQEMU)/bin/python bqemulator numpy duckdb-extension-spatial
+	$(BQEMU)/bin/uv pip install -q --python $(BQEMU)/bin/python --compile-bytecode bqemulator numpy duckdb-extension-spatial
 	touch $@
 
 demo: install

@@ -83,7 +83,7 @@ def command_line() -> str:
 
 
 class Group(click.Group):
-    """Turns every RunbookError into one line on stderr and its exit code."""
+    """Turns every RunbookError and bad command option into one line on stderr and its exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -91,6 +91,9 @@ class Group(click.Group):
         except RunbookError as error:
             verbose = bool(ctx.params.get("verbose"))
             fail(error, verbose)
+        except click.UsageError as error:
+            where = f" (see `{error.ctx.command_path} --help`)" if error.ctx else ""
+            fail(UsageError(f"{error.format_message()}{where}"), bool(ctx.params.get("verbose")))
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -182,21 +185,36 @@ def run(obj: Context, processors: tuple[str, ...], start: Any, end: Any, no_resu
 
     Example: runbook run --start 2024-10-22 --end 2025-01-31 --workers 4 --detach
     """
-    runner = obj.runner()
+    from runbook.runs import check_request
+
     request = _request(
         processors, start, end, no_resume, only_gaps=only_gaps, only_stale=only_stale, workers=workers,
         force=force, command_line=command_line(),
         options={"workers": workers, "no_resume": no_resume, "only_gaps": only_gaps, "only_stale": only_stale},
     )  # fmt: skip
+    check_request(obj.workspace.config, request)  # before the state DB is opened
+    runner = obj.runner()
     plan = runner.plan(request)
+    warnings = runner.extent_warnings(plan)
     if dry_run:
         from runbook import render
         from runbook.views import plan_view
 
-        view = plan_view(plan)
-        emit_json(view) if json_out else render.plan(console(), view, verbose=False)
+        view = {**plan_view(plan), "warnings": [w.message for w in warnings]}
+        if json_out:
+            emit_json(view)
+        else:
+            render.plan(console(), view, verbose=False)
+            for warning in warnings:
+                click.echo(f"warning: {warning}")
         return
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     created = runner.submit(request, plan)
+    if warnings:
+        from runbook.extent import record_extent_warnings
+
+        record_extent_warnings(obj.store, created.id, warnings)
     if detach:
         pid = runner.spawn(created.id)
         info = {"run_id": created.id, "pid": pid, "log_path": created.log_path}
@@ -382,14 +400,21 @@ def plan(obj: Context, processors: tuple[str, ...], start: Any, end: Any, no_res
     Example: runbook plan player_composite_factors --start 2024-10-22 --end 2024-12-31 --dates
     """
     from runbook import render
+    from runbook.runs import check_request
     from runbook.views import plan_view
 
     request = _request(processors, start, end, no_resume, only_gaps=only_gaps, only_stale=only_stale)
-    view = plan_view(obj.runner().plan(request))
+    check_request(obj.workspace.config, request)  # before the state DB is opened
+    runner = obj.runner()
+    planned = runner.plan(request)
+    warnings = [w.message for w in runner.extent_warnings(planned)]
+    view = {**plan_view(planned), "warnings": warnings}
     if json_out:
         emit_json(view)
     else:
         render.plan(console(), view, verbose=verbose)
+        for warning in warnings:
+            click.echo(f"warning: {warning}")
 
 
 @cli.group()
@@ -422,7 +447,7 @@ def current(obj: Context, json_out: bool) -> None:
     from runbook.state import db as state_db
 
     engine = state_db.make_engine(obj.workspace.database_url)
-    info = {
+    info: dict[str, Any] = {
         "url": state_db.redact_url(obj.workspace.database_url),
         "revision": state_db.current_revision(engine),
         "head": state_db.HEAD_REVISION,
@@ -436,3 +461,6 @@ def current(obj: Context, json_out: bool) -> None:
 
 def main() -> None:
     cli(prog_name="runbook")
+
+
+from runbook import cli_checks, cli_handoff  # noqa: E402,F401  (they register their commands on `cli`)

@@ -12,10 +12,18 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from runbook.errors import ConfigError
 
@@ -87,10 +95,17 @@ class ReadyTable(_Frozen):
     date_column: str = "game_date"
 
 
+def _parseable_condition(text: str) -> str:
+    from runbook.expectations import Expectation
+
+    Expectation.parse(text)  # raises a ValueError naming the problem
+    return text
+
+
 class CheckConfig(_Frozen):
     name: str
     query: str
-    expect: list[str] = Field(min_length=1)
+    expect: list[Annotated[str, AfterValidator(_parseable_condition)]] = Field(min_length=1)
     severity: Literal["block", "warn"] = "block"
     description: str = ""
 

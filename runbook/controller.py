@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from runbook.errors import StateError
 from runbook.executors import Executor, StepContext, StepResult, kill_process_group
 from runbook.graph import Gate, link
+from runbook.planner import UPSTREAM_MISSING
 from runbook.runlog import RunLog
 from runbook.state.models import Task, utcnow
 from runbook.state.store import Store
@@ -31,6 +32,8 @@ from runbook.workspace import Workspace
 
 HEARTBEAT_SECONDS = 5.0
 LEASE_SECONDS = 60.0
+# The longest the main loop sleeps without looking at a stop request (a signal does not wake it).
+STOP_POLL_SECONDS = 0.5
 
 
 class Observer(Protocol):
@@ -82,6 +85,14 @@ class _Node:
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
+@dataclass(frozen=True)
+class _Started:
+    """A worker started a step process: the main thread records its PID (for resume to end it)."""
+
+    task_id: int
+    pid: int
+
+
 @dataclass
 class Outcome:
     run_id: int
@@ -116,7 +127,7 @@ class Controller:
         self.heartbeat_seconds = heartbeat_seconds
         self.controller_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop_reason: str | None = None
-        self._results: queue.Queue[tuple[int | Gate, Any]] = queue.Queue()
+        self._results: queue.Queue[tuple[int | Gate | _Started, Any]] = queue.Queue()
 
     # -- signals ---------------------------------------------------------------------------------
 
@@ -168,12 +179,11 @@ class Controller:
         rows = store.tasks(run_id)
         todo = [t for t in rows if t.status in ("pending", "running")]
         runnable = [t for t in rows if t.status not in ("skipped",)]
-        gated = {
-            name
-            for name in {t.processor for t in runnable}
-            if self.gatekeeper is not None and self.gatekeeper.blocking(name)
-        }
-        waits, gates = link(self.config, runnable, gated)
+        names = {t.processor for t in runnable}
+        keeper = self.gatekeeper
+        gated = {name for name in names if keeper is not None and keeper.has_checks(name)}
+        blocking = {name for name in gated if keeper is not None and keeper.blocking(name)}
+        waits, gates = link(self.config, runnable, gated, blocking)
         nodes: dict[int, _Node] = {}
         position_to_id: list[int] = []
         for task in runnable:
@@ -208,8 +218,8 @@ class Controller:
         blocked_by_gate = False
         failed_any = any(t.status == "failed" for t in rows)
 
-        def settle(item: int | Gate, ok: bool, reason: str = "") -> None:
-            """An item finished: release its dependents, or block them all the way down."""
+        def settle(item: int | Gate, ok: bool, reason: str = "", skipped: bool = False) -> None:
+            """An item finished: release its dependents, or block (or skip) them all the way down."""
             nonlocal blocked_by_gate
             dependents = gate_dependents[item] if isinstance(item, Gate) else nodes[item].dependents
             if ok:
@@ -239,10 +249,15 @@ class Controller:
                     to_block.append(dep)
                     frontier.extend(node.dependents)
             if to_block:
-                store.set_tasks_status(to_block, "blocked", reason)
+                # A date skipped for missing upstream data is skipped downstream too, not blocked.
+                status = "skipped" if skipped else "blocked"
+                store.set_tasks_status(
+                    to_block, status, reason, skip_reason=UPSTREAM_MISSING if skipped else None
+                )
                 for dep in to_block:
-                    finished["blocked"] += 1
-                    self.observer.task_finished(nodes[dep].task.processor, "blocked")
+                    nodes[dep].task.status = status
+                    finished[status] += 1
+                    self.observer.task_finished(nodes[dep].task.processor, status)
 
         def push_ready(tid: int) -> None:
             task = nodes[tid].task
@@ -267,10 +282,14 @@ class Controller:
             if task.status in ("pending", "running"):
                 continue
             settle(
-                task.id, task.status == "succeeded", f"upstream {task.processor} {task.date} {task.status}"
+                task.id,
+                task.status == "succeeded",
+                f"upstream {task.processor} {task.date} {task.status}",
+                skipped=task.status == "skipped",
             )
 
-        self.observer.started(run_id, store.processor_progress(run_id))
+        by_processor = store.processor_progress(run_id)
+        self.observer.started(run_id, {n: by_processor[n] for n in self.config.order() if n in by_processor})
         work: queue.Queue[_Node | None] = queue.Queue()
         threads = [
             threading.Thread(target=self._worker, args=(work, run_id, log), daemon=True)
@@ -312,7 +331,7 @@ class Controller:
                 work.put(node)
             if not running and not active_gates and not any(ready.values()) and not delayed:
                 break
-            timeout = self.heartbeat_seconds
+            timeout = min(self.heartbeat_seconds, STOP_POLL_SECONDS)
             if delayed:
                 timeout = min(timeout, max((delayed[0][0] - utcnow()).total_seconds(), 0.0))
             try:
@@ -320,7 +339,9 @@ class Controller:
             except queue.Empty:
                 continue
             while True:
-                if isinstance(item, Gate):
+                if isinstance(item, _Started):
+                    store.set_task_pid(item.task_id, item.pid)
+                elif isinstance(item, Gate):
                     active_gates.discard(item)
                     failures: list[str] = payload
                     if failures:
@@ -339,7 +360,12 @@ class Controller:
                         failed_any = failed_any or status == "failed"
                         detail = f"upstream {nodes[item].task.processor} {nodes[item].task.date} failed"
                         if status in ("succeeded", "failed", "skipped"):
-                            settle(item, status == "succeeded", detail.replace("failed", status))
+                            settle(
+                                item,
+                                status == "succeeded",
+                                detail.replace("failed", status),
+                                skipped=status == "skipped",
+                            )
                 try:
                     item, payload = self._results.get_nowait()
                 except queue.Empty:
@@ -350,7 +376,7 @@ class Controller:
         for _ in threads:
             work.put(None)
         status = "failed" if failed_any else "blocked" if blocked_by_gate else "succeeded"
-        counts = Counter(t.status for t in store.tasks(run_id))
+        counts = store.progress([run_id])[run_id]  # a GROUP BY, not every task row again
         store.finish_run(run_id, status)
         store.add_event(f"run_{status}", _summary(counts), run_id=run_id, data=dict(counts))
         log.event(f"run {run_id} {status}: {_summary(counts)}")
@@ -436,7 +462,9 @@ class Controller:
                 now=now,
             )
             last = (error or "").strip().splitlines()[-1:] or [""]
-            message = f"{task.processor} {span} attempt {task.attempt} failed ({last[0][:120]}); retry in {wait:g}s"
+            message = (
+                f"{task.processor} {span} attempt {task.attempt} failed ({last[0][:120]}); retry in {wait:g}s"
+            )
             self.store.add_event(
                 "task_retry", message, run_id=run_id, processor=task.processor, date=task.date
             )
@@ -488,12 +516,17 @@ class Controller:
                         tag=tag,
                         timeout=proc.timeout,
                         cancelled=node.cancel,
-                        on_pid=lambda pid, node=node: setattr(node, "pid", pid),  # type: ignore[misc]
+                        on_pid=lambda pid, node=node: self._started(node, pid),  # type: ignore[misc]
                     )
                     result = self.executors(task.processor).run(ctx)
             except Exception as exc:  # noqa: BLE001 - a broken step must not kill the controller
                 result = StepResult(ok=False, error=f"{type(exc).__name__}: {exc}")
             self._results.put((task.id, result))
+
+    def _started(self, node: _Node, pid: int) -> None:
+        node.pid = pid
+        assert node.task.id is not None
+        self._results.put((_Started(node.task.id, pid), None))
 
     def _gate_worker(self, gate: Gate, run_id: int, start: str, end: str) -> None:
         assert self.gatekeeper is not None
@@ -522,10 +555,16 @@ class Controller:
         deadline = time.monotonic() + 10
         while running and time.monotonic() < deadline:
             try:
-                item, _ = self._results.get(timeout=0.2)
+                item, payload = self._results.get(timeout=0.2)
             except queue.Empty:
                 continue
-            if isinstance(item, int):
+            if isinstance(item, _Started) and item.task_id in running:
+                # The step's process started after the cancel above: end it too.
+                threading.Thread(target=kill_process_group, args=(item.pid,), daemon=True).start()
+            elif isinstance(item, int) and item in running:
+                # A step that completed before it could be cancelled is recorded, not run again.
+                if not payload.cancelled and (payload.ok or payload.skip_reason):
+                    self._finish(run_id, running[item], payload, log, running, Counter(), Counter())
                 running.pop(item, None)
         for _ in threads:
             work.put(None)

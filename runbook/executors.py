@@ -140,10 +140,11 @@ class CommandExecutor:
             timer.start()
         tail: collections.deque[str] = collections.deque(maxlen=ERROR_TAIL_LINES)
         assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.decode("utf-8", errors="replace").rstrip("\n")
-            tail.append(line)
-            ctx.log.write(line, ctx.tag)
+        with proc.stdout:  # closed here, not left to the garbage collector
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", errors="replace").rstrip("\n")
+                tail.append(line)
+                ctx.log.write(line, ctx.tag)
         code = proc.wait()
         if timer is not None:
             timer.cancel()

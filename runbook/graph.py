@@ -39,14 +39,19 @@ def _days(first: str, last: str) -> list[str]:
 
 
 def link(
-    config: RunbookConfig, tasks: Sequence[TaskLike], gated: set[str] | None = None
+    config: RunbookConfig,
+    tasks: Sequence[TaskLike],
+    gated: set[str] | None = None,
+    blocking: set[str] | None = None,
 ) -> tuple[list[list[int | Gate]], dict[Gate, list[int]]]:
     """For each task (by position), what it waits for; and for each gate, the tasks it closes over.
 
-    ``tasks`` are the runnable tasks of one run; ``gated`` names processors whose downstream must
-    wait for their blocking checks.
+    ``tasks`` are the runnable tasks of one run. ``gated`` names processors whose checks run when
+    their part of the run is finished; of those, the downstream of ``blocking`` ones waits for
+    the checks to pass (processors with only ``warn`` checks keep pipelining by date).
     """
     gated = gated or set()
+    blocking = (blocking or set()) & gated
     covering: dict[tuple[str, str], int] = {}
     by_processor: dict[str, list[int]] = {}
     for index, task in enumerate(tasks):
@@ -69,5 +74,8 @@ def link(
                         found.add(upstream)
             if proc.depends_on_past and position > 0:
                 found.add(ordered[position - 1])
-            waits[index] = [*sorted(found), *(Gate(up) for up in proc.needs if Gate(up) in gates)]
+            waits[index] = [
+                *sorted(found),
+                *(Gate(up) for up in proc.needs if up in blocking and Gate(up) in gates),
+            ]
     return waits, gates

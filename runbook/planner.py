@@ -119,17 +119,18 @@ def build_plan(
     tasks: list[PlannedTask] = []
     # processor -> date -> ("task", index) for a runnable task, or ("skip", reason)
     by_date: dict[str, dict[dt.date, tuple[str, int | str]]] = {}
+    built: dict[str, dict[dt.date, str | None]] = {}
     for name in selected:
         proc = config.processors[name]
         bootstrap = config.bootstrap_days(name)
-        done = _done_dates(store, name, start, end)
+        done = built[name] = _done_dates(store, name, start, end)
         slots: dict[dt.date, tuple[str, int | str]] = {}
         runnable: list[dt.date] = []
         for day, reason in calendar.dates(start, end, bootstrap):
             if reason is None:
                 reason = _selection_reason(day, done, versions[name], resume, only_gaps, only_stale)
             if reason is None:
-                reason = _upstream_reason(config, calendar, by_date, outside, name, day)
+                reason = _upstream_reason(config, calendar, by_date, built, outside, name, day)
             if reason is None:
                 runnable.append(day)
             else:
@@ -173,6 +174,7 @@ def _upstream_reason(
     config: RunbookConfig,
     calendar: Calendar,
     by_date: dict[str, dict[dt.date, tuple[str, int | str]]],
+    built: dict[str, dict[dt.date, str | None]],
     outside: dict[str, dict[dt.date, str | None]],
     name: str,
     day: dt.date,
@@ -180,8 +182,14 @@ def _upstream_reason(
     for up in config.processors[name].needs:
         if up in by_date:
             kind, value = by_date[up].get(day, ("skip", UPSTREAM_MISSING))
-            if kind == "skip" and value != ALREADY_DONE:
-                return UPSTREAM_SKIPPED if value != UPSTREAM_MISSING else UPSTREAM_MISSING
+            if kind == "task":
+                continue
+            # Not selected again (done, not a gap, not stale): fine if built, else missing.
+            if value in (ALREADY_DONE, NOT_A_GAP, NOT_STALE):
+                if day in built[up]:
+                    continue
+                return UPSTREAM_MISSING
+            return UPSTREAM_SKIPPED if value != UPSTREAM_MISSING else UPSTREAM_MISSING
         elif day in outside[up]:
             continue
         elif calendar.skip_reason(day, config.bootstrap_days(up)) is not None:

@@ -15,6 +15,11 @@ _NAMED_SECRET = re.compile(
     r"(?i)(?P<head>\b[\w-]*(?:token|password|passwd|secret|api[_-]?key|apikey|credential)s?[\w-]*"
     r"(?:\"|')?\s*(?:=|:)\s*(?:\"|')?)(?P<value>[^\s\"',;&]+)"
 )
+# A command-line flag naming a secret, followed by its value after a space: --token abc123
+_SECRET_FLAG = re.compile(
+    r"(?i)(?P<head>(?:^|\s)--?[\w-]*(?:token|password|passwd|secret|api[_-]?key|apikey|credential)s?[\w-]*\s+)"
+    r"(?P<value>[^\s-][^\s]*)"
+)
 _BEARER = re.compile(r"(?i)(?P<head>\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]{8,}")
 
 
@@ -33,6 +38,7 @@ class Redactor:
                 text = text.replace(secret, MASK)
         text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK + "@", text)
         text = _NAMED_SECRET.sub(lambda m: m.group("head") + MASK, text)
+        text = _SECRET_FLAG.sub(lambda m: m.group("head") + MASK, text)
         return _BEARER.sub(lambda m: m.group("head") + MASK, text)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 STATUS_STYLE = {
     "succeeded": "green",
@@ -128,7 +129,11 @@ def show(console: Console, view: dict[str, Any]) -> None:
             table.add_column(column, overflow="fold")
         for event in view["events"][-30:]:
             table.add_row(
-                event["at"], event["kind"], event["processor"] or "", event["date"] or "", event["message"]
+                event["at"],
+                event["kind"],
+                event["processor"] or "",
+                event["date"] or "",
+                Text(event["message"]),
             )
         console.print(table)
 
@@ -191,7 +196,7 @@ class ProgressBars:
             self.progress.update(self.bars[processor], advance=1, detail=self._detail(processor))
 
     def message(self, text: str) -> None:
-        self.progress.console.print(text, markup=False, highlight=False)
+        self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def finished(self) -> None:
         self.progress.stop()

@@ -17,9 +17,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runbook.calendar import Calendar
+from runbook.config import RunbookConfig
 from runbook.controller import Controller, Observer, Outcome
 from runbook.errors import RunConflict, StateError, UsageError
 from runbook.executors import CommandExecutor, Executor, PythonExecutor, SqlExecutor, kill_process_group
@@ -28,6 +29,9 @@ from runbook.redact import Redactor
 from runbook.state.models import ACTIVE_RUN_STATUSES, Run, utcnow
 from runbook.state.store import Store
 from runbook.workspace import Workspace
+
+if TYPE_CHECKING:
+    from runbook.extent import ExtentWarning
 
 STALE_HEARTBEAT_SECONDS = 60.0
 
@@ -73,6 +77,24 @@ def controller_alive(run: Run, *, stale_seconds: float = STALE_HEARTBEAT_SECONDS
     return fresh
 
 
+def check_request(config: RunbookConfig, request: RunRequest) -> tuple[dt.date, dt.date]:
+    """The request's date range, after checking dates and processor names against the config.
+
+    Needs no state store, so the CLI calls it before opening one: bad input never creates or
+    touches the state DB.
+    """
+    start = request.start or config.calendar.start
+    end = request.end or config.calendar.end
+    if start is None or end is None:
+        raise UsageError("no date range: pass --start and --end (or set calendar.start/end in runbook.yaml)")
+    if end < start:
+        raise UsageError(f"--end {end} is before --start {start}")
+    unknown = [name for name in request.processors if name not in config.processors]
+    if unknown:
+        raise UsageError(f"unknown processor {unknown[0]!r} (known: {', '.join(config.processors)})")
+    return start, end
+
+
 class Runner:
     """Plans, records, executes, resumes and stops runs of one workspace."""
 
@@ -106,22 +128,11 @@ class Runner:
         return Calendar(self.config.calendar, active)
 
     def date_range(self, start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt.date]:
-        start = start or self.config.calendar.start
-        end = end or self.config.calendar.end
-        if start is None or end is None:
-            raise UsageError(
-                "no date range: pass --start and --end (or set calendar.start/end in runbook.yaml)"
-            )
-        if end < start:
-            raise UsageError(f"--end {end} is before --start {start}")
-        return start, end
+        return check_request(self.config, RunRequest(processors=[], start=start, end=end))
 
     def plan(self, request: RunRequest) -> Plan:
-        start, end = self.date_range(request.start, request.end)
+        start, end = check_request(self.config, request)
         names = request.processors or list(self.config.processors)
-        unknown = [name for name in names if name not in self.config.processors]
-        if unknown:
-            raise UsageError(f"unknown processor {unknown[0]!r} (known: {', '.join(self.config.processors)})")
         versions = resolve_versions(self.config, names, str(self.workspace.root))
         return build_plan(
             self.config, self.store, self.calendar(start, end), names, start, end, versions,
@@ -165,10 +176,33 @@ class Runner:
         return SqlExecutor(sql, self.warehouse)
 
     def controller(self, **kwargs: Any) -> Controller:
+        """A controller for this workspace, with checks as gates and ``ready:`` tables consulted."""
+        processors = self.config.processors.values()
+        if "gatekeeper" not in kwargs and any(proc.checks for proc in processors):
+            from runbook.checks import CheckRunner
+
+            announce = self.observer.message if self.observer is not None else None
+            kwargs["gatekeeper"] = CheckRunner(
+                self.workspace, self.store, self.warehouse, self.calendar, announce=announce
+            )
+        if "readiness" not in kwargs and any(proc.ready for proc in processors):
+            from runbook.readiness import TableReadiness
+
+            kwargs["readiness"] = TableReadiness(
+                self.config, self.warehouse, file=str(self.workspace.config_path)
+            )
         return Controller(
             self.workspace, self.store, self.executor_factory(), observer=self.observer,
             redactor=self.redactor, **kwargs,
         )  # fmt: skip
+
+    def extent_warnings(self, plan: Plan) -> list[ExtentWarning]:
+        """Warnings for processors whose source data (``extent:``) reaches beyond the plan's range."""
+        from runbook.extent import extent_warnings
+
+        return extent_warnings(
+            self.config, plan.processors, plan.start, plan.end, self.warehouse, self.calendar
+        )
 
     # -- runs ------------------------------------------------------------------------------------
 
@@ -288,7 +322,8 @@ class Runner:
         if run.status in ACTIVE_RUN_STATUSES:
             returned = self.store.mark_interrupted(run.id, "controller gone (PID dead or heartbeat stale)")
             for task in returned:
-                if task.pid and run.host == socket.gethostname() and pid_alive(task.pid):
+                # Steps run in their own process group and outlive a killed controller.
+                if task.pid and run.host == socket.gethostname():
                     kill_process_group(task.pid)
             self.store.add_event(
                 "run_interrupted", f"controller of run {run.id} found dead; {len(returned)} task(s) returned",

@@ -105,11 +105,29 @@ def history_view(
         overlapping=overlapping,
         limit=limit,
     )
-    counts = store.progress([r.id for r in runs if r.id is not None])
+    ids = [r.id for r in runs if r.id is not None]
+    counts = store.progress(ids)
+    checks = store.run_check_outcomes(ids)
+    outcomes = store.run_outcomes(ids)
+    summaries = []
+    for run in runs:
+        assert run.id is not None
+        entry = run_summary(store, run, counts[run.id])
+        failing = [f"{proc}.{name}" for proc, name, passed in checks[run.id] if not passed]
+        entry["checks"] = {
+            "passed": len(checks[run.id]) - len(failing),
+            "failed": len(failing),
+            "failing": failing,
+        }
+        order = [*run.processors, *sorted(set(outcomes[run.id]) - set(run.processors))]
+        entry["outcomes"] = {
+            name: dict(sorted(outcomes[run.id][name].items())) for name in order if name in outcomes[run.id]
+        }
+        summaries.append(entry)
     return {
         "schema_version": JSON_SCHEMA_VERSION,
         "filters": {"processor": processor, "status": status, "since": iso(since), "dates": overlapping},
-        "runs": [run_summary(store, run, counts[run.id]) for run in runs if run.id is not None],
+        "runs": summaries,
     }
 
 

@@ -53,7 +53,9 @@ class WorkspaceFixture:
     def write(self, yaml_text: str) -> None:
         self.config.write_text(textwrap.dedent(yaml_text), encoding="utf-8")
 
-    def runbook(self, *args: str, timeout: float = 120, check: bool = False, env: dict[str, str] | None = None) -> Result:
+    def runbook(
+        self, *args: str, timeout: float = 120, check: bool = False, env: dict[str, str] | None = None
+    ) -> Result:
         """Run the real CLI in a subprocess with this workspace as the current folder."""
         proc = subprocess.run(
             [sys.executable, "-m", "runbook", *args],
@@ -66,7 +68,9 @@ class WorkspaceFixture:
         )
         result = Result(proc.returncode, proc.stdout, proc.stderr)
         if check and proc.returncode != 0:
-            raise AssertionError(f"runbook {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"runbook {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            )
         return result
 
 
@@ -77,7 +81,9 @@ def make_workspace(tmp_path: Path) -> Callable[..., WorkspaceFixture]:
     def make(yaml_text: str, name: str = "ws", extra_env: dict[str, str] | None = None) -> WorkspaceFixture:
         root = tmp_path / name
         root.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBOOK_") or k == "RUNBOOK_BQEMU_PYTHON"}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("RUNBOOK_") or k == "RUNBOOK_BQEMU_PYTHON"
+        }
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(root)])
         env.update(extra_env or {})
         ws = WorkspaceFixture(root, env)

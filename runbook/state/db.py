@@ -7,6 +7,7 @@ message naming ``runbook db upgrade``, so runbook never writes to a schema it do
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,11 @@ from runbook.errors import StateError
 # The newest migration in runbook/state/migrations/versions; a test keeps the two in step, so
 # checking a database's revision does not need to import alembic on every command.
 HEAD_REVISION = "0001"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+RUNBOOK_TABLES = frozenset({"run", "task", "event", "check_result", "work_session", "note"})
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+RACE_WAIT_SECONDS = 10.0
+POSTGRES_WITHOUT_PSYCOPG = ("postgres", "postgresql", "postgresql+psycopg2")
 
 
 def redact_url(url: str) -> str:
@@ -53,7 +58,8 @@ def make_engine(url: str) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
+    if parsed.drivername in POSTGRES_WITHOUT_PSYCOPG:
+        # psycopg (3) is the driver runbook installs; a bare postgresql:// means it on any SQLAlchemy.
         parsed = parsed.set(drivername="postgresql+psycopg")
     try:
         return create_engine(parsed, pool_pre_ping=True)
@@ -61,59 +67,115 @@ def make_engine(url: str) -> Engine:
         raise StateError(f"cannot use database {redact_url(url)}: {exc}") from None
 
 
-def current_revision(engine: Engine) -> str | None:
-    """The alembic revision of the database, or None when it has no runbook tables yet."""
+def _cause(exc: SQLAlchemyError) -> str:
+    """The driver's message on one line (libpq adds hints on lines of their own)."""
+    return " ".join(str(getattr(exc, "orig", None) or exc).split())
+
+
+def _read_revision(engine: Engine) -> tuple[bool, str | None]:
+    """(whether alembic has versioned this database, its revision or None at base)."""
     try:
         with engine.connect() as conn:
             names = set(inspect(conn).get_table_names())
             if "alembic_version" not in names:
-                if names & {"run", "task"}:
+                if names & RUNBOOK_TABLES:
                     raise StateError(
                         f"state DB {redact_url(str(engine.url))} has runbook tables but no revision: "
                         "it was not created by runbook"
                     )
-                return None
-            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+                return False, None
+            return True, conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except OperationalError as exc:
-        raise StateError(f"cannot open state DB {redact_url(str(engine.url))}: {exc.orig}") from None
+        raise StateError(f"cannot open state DB {redact_url(str(engine.url))}: {_cause(exc)}") from None
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The alembic revision of the database, or None when it has no runbook schema."""
+    return _read_revision(engine)[1]
 
 
 def alembic_config(engine: Engine) -> Any:
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", str(engine.url).replace("%", "%%"))
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run the shipped migrations up to ``revision`` on ``engine``."""
+def known_revisions() -> set[str]:
+    """Every revision shipped in runbook/state/migrations/versions."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory(str(MIGRATIONS_DIR))
+    return {script.revision for script in scripts.walk_revisions()}
+
+
+def _migrate(engine: Engine, direction: str, revision: str) -> None:
     from alembic import command
+    from alembic.util import CommandError
 
     cfg = alembic_config(engine)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "sqlite":
+                # Python's sqlite3 runs DDL outside a transaction; take the write lock first so
+                # that nobody sees a half-built schema and concurrent migrators wait their turn.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            cfg.attributes["connection"] = conn
+            getattr(command, direction)(cfg, revision)
+    except CommandError as exc:
+        raise StateError(f"cannot {direction} state DB {redact_url(str(engine.url))}: {exc}") from None
+    except SQLAlchemyError as exc:
+        raise StateError(
+            f"cannot {direction} state DB {redact_url(str(engine.url))}: {_cause(exc)}"
+        ) from None
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Run the shipped migrations up to ``revision`` on ``engine``."""
+    found = current_revision(engine)
+    if found is not None and found not in known_revisions():
+        raise StateError(_unknown_revision(engine, found))
+    _migrate(engine, "upgrade", revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    from alembic import command
+    """Undo migrations down to ``revision`` (``base`` drops every runbook table)."""
+    _migrate(engine, "downgrade", revision)
 
-    cfg = alembic_config(engine)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
+
+def _unknown_revision(engine: Engine, revision: str) -> str:
+    return (
+        f"state DB {redact_url(str(engine.url))} is at revision {revision}, which this runbook does not "
+        f"know (its newest is {HEAD_REVISION}): it was migrated by a newer runbook; upgrade runbook"
+    )
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Create an empty database at head; refuse one that is behind or ahead of this runbook."""
-    revision = current_revision(engine)
-    if revision is None:
-        upgrade(engine)
+    """Create a new database at head; refuse one that is behind or ahead of this runbook.
+
+    A database alembic has never touched is new. One whose ``alembic_version`` is empty was
+    downgraded on purpose, so it is treated as behind rather than silently recreated.
+    """
+    versioned, revision = _read_revision(engine)
+    if not versioned:
+        try:
+            upgrade(engine)
+        except StateError:
+            # Two processes opening the same new database race to create it: one wins, the
+            # other waits until the winner's revision is there.
+            deadline = time.monotonic() + RACE_WAIT_SECONDS
+            while current_revision(engine) != HEAD_REVISION:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
         return
-    if revision != HEAD_REVISION:
-        raise StateError(
-            f"state DB {redact_url(str(engine.url))} is at revision {revision}, this runbook needs "
-            f"{HEAD_REVISION}: run `runbook db upgrade`"
-        )
+    if revision == HEAD_REVISION:
+        return
+    if revision is not None and revision not in known_revisions():
+        raise StateError(_unknown_revision(engine, revision))
+    raise StateError(
+        f"state DB {redact_url(str(engine.url))} is at revision {revision or 'base (no tables)'}, "
+        f"this runbook needs {HEAD_REVISION}: run `runbook db upgrade`"
+    )

@@ -6,14 +6,24 @@ from the command line by developers with ``alembic.ini`` at the repository root.
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from alembic import context
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
+from sqlmodel.sql.sqltypes import AutoString
 
 import runbook.state.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 config = context.config
 target_metadata = SQLModel.metadata
+
+
+def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[False]:
+    """Write sqlmodel's AutoString as plain ``sa.String`` so migrations do not import sqlmodel."""
+    if type_ == "type" and isinstance(obj, AutoString):
+        return f"sa.String(length={obj.length})" if obj.length else "sa.String()"
+    return False
 
 
 def _configure_and_run(connection: object) -> None:
@@ -22,6 +32,7 @@ def _configure_and_run(connection: object) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
+        render_item=_render_item,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,224 @@
+"""Interrupting detached runs for real (SIGKILL of the controller, `runbook stop`) and resuming them.
+
+Every step appends ``processor date`` to runs.txt when it starts, so the test counts executions:
+after a resume every date has succeeded once, and only the tasks that were ``running`` in the
+state DB at the interruption ran twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from core_helpers import (
+    executions,
+    group_alive,
+    process_alive,
+    query,
+    run_row,
+    stop_leftovers,
+    tasks,
+    wait_for,
+)
+
+CHURN = """
+processors:
+  a:
+    command: [sh, -c, "echo {{ processor }} {{ date }} >> runs.txt; sleep 0.25"]
+  b:
+    needs: [a]
+    command: [sh, -c, "echo {{ processor }} {{ date }} >> runs.txt; sleep 0.25"]
+"""
+
+# Dates from 2024-01-04 on sleep $SLOW seconds when the controller has SLOW in its environment:
+# with 2 workers the run settles with a 01-04 and a 01-05 in flight and everything before done.
+SETTLING = """
+processors:
+  a:
+    command: &step
+      - sh
+      - -c
+      - >-
+        echo {{ processor }} {{ date }} >> runs.txt; echo $$ > pid-{{ processor }}-{{ date }};
+        sleep {% if date >= '2024-01-04' %}${SLOW:-0.05}{% else %}0.05{% endif %} & wait
+  b:
+    needs: [a]
+    command: *step
+"""
+IN_FLIGHT = {("a", "2024-01-04"), ("a", "2024-01-05")}
+SIX_DAYS = ("--start", "2024-01-01", "--end", "2024-01-06", "--workers", "2")
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers(tmp_path: Path) -> Iterator[None]:
+    yield
+    stop_leftovers(tmp_path)
+
+
+def by_status(db: Path, run_id: int, status: str) -> set[tuple[str, str]]:
+    return {(t["processor"], t["date"]) for t in tasks(db, run_id) if t["status"] == status}
+
+
+def start_detached(ws: Any, *args: str, env: dict[str, str] | None = None) -> tuple[int, int]:
+    """Start a detached run; return its id and its controller's PID as `status --json` reports it."""
+    info = ws.runbook("run", *args, "--detach", "--json", check=True, env=env).json()
+    status = ws.runbook("status", "--json", check=True).json()
+    (run,) = [r for r in status["runs"] if r["id"] == info["run_id"]]
+    assert run["pid"] == info["pid"]
+    return info["run_id"], run["pid"]
+
+
+def settled(ws: Any, run_id: int) -> bool:
+    """The SETTLING run has its two slow steps started and nothing else left to start."""
+    return (
+        by_status(ws.db, run_id, "running") == IN_FLIGHT
+        and len(by_status(ws.db, run_id, "succeeded")) == 6
+        and all((ws.root / f"pid-{p}-{d}").exists() for p, d in IN_FLIGHT)
+    )
+
+
+def assert_resumed_completely(ws: Any, run_id: int, twice: set[tuple[str, str]], total: int) -> None:
+    rows = tasks(ws.db, run_id)
+    assert len(rows) == total
+    assert {t["status"] for t in rows} == {"succeeded"}, [
+        (t["processor"], t["date"], t["status"]) for t in rows
+    ]
+    assert run_row(ws.db, run_id)["status"] == "succeeded"
+    ran = executions(ws.root / "runs.txt")
+    assert set(ran) == {(t["processor"], t["date"]) for t in rows}, "no date lost"
+    assert {key for key, count in ran.items() if count > 1} == twice
+    assert max(ran.values()) <= 2
+
+
+def test_sigkill_in_the_middle_then_resume_runs_only_in_flight_dates_again(make_workspace: Any) -> None:
+    ws = make_workspace(CHURN)
+    run_id, pid = start_detached(ws, "--start", "2024-01-01", "--end", "2024-01-12", "--workers", "3")
+    wait_for(lambda: len(by_status(ws.db, run_id, "succeeded")) >= 5, what="5 succeeded tasks")
+
+    # Freeze the controller so the state DB cannot change, and kill it once every task the DB
+    # calls running has started its step (a claim is written just before the step starts).
+    deadline = time.monotonic() + 20
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(0.3)
+        running = by_status(ws.db, run_id, "running")
+        if running and running <= set(executions(ws.root / "runs.txt")):
+            break
+        assert time.monotonic() < deadline, "never caught the run with steps in flight"
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not process_alive(pid), what="controller gone")
+    assert len(by_status(ws.db, run_id, "pending")) > 0, "killed in the middle, not at the end"
+
+    (seen,) = [r for r in ws.runbook("status", "--json", check=True).json()["runs"] if r["id"] == run_id]
+    assert seen["status"] == "interrupted" and seen["controller_alive"] is False
+
+    result = ws.runbook("resume")
+    assert result.code == 0, result.stdout + result.stderr
+    assert_resumed_completely(ws, run_id, running, total=24)
+    kinds = [
+        e["kind"] for e in query(ws.db, "SELECT kind FROM event WHERE run_id = ? ORDER BY id", (run_id,))
+    ]
+    assert kinds.count("run_started") == 2 and "run_interrupted" in kinds
+
+
+def test_sigkill_leaves_steps_running_and_resume_ends_them_first(make_workspace: Any) -> None:
+    ws = make_workspace(SETTLING)
+    run_id, pid = start_detached(ws, *SIX_DAYS, env={"SLOW": "30"})
+    wait_for(lambda: settled(ws, run_id), what="two slow steps in flight")
+
+    # While the controller lives, resume refuses to start the run a second time.
+    for args in ((str(run_id),), ()):
+        again = ws.runbook("resume", *args)
+        assert again.code == 0
+        assert f"run {run_id} is still running (PID {pid}" in again.stderr
+    assert run_row(ws.db, run_id)["pid"] == pid
+    started = query(
+        ws.db, "SELECT count(*) AS n FROM event WHERE run_id = ? AND kind = 'run_started'", (run_id,)
+    )
+    assert started[0]["n"] == 1
+    assert executions(ws.root / "runs.txt") == {key: 1 for key in executions(ws.root / "runs.txt")}
+
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not process_alive(pid), what="controller gone")
+    orphans = [int((ws.root / f"pid-{p}-{d}").read_text()) for p, d in IN_FLIGHT]
+    recorded = {t["pid"] for t in tasks(ws.db, run_id) if t["status"] == "running"}
+    assert recorded == set(orphans), "the state DB knows the PIDs of steps in flight"
+    assert all(group_alive(g) for g in orphans), "steps outlive a killed controller"
+
+    result = ws.runbook("resume", str(run_id))  # without SLOW: the reruns are quick
+    assert result.code == 0, result.stdout + result.stderr
+    assert not any(group_alive(g) for g in orphans), "resume ended the orphaned steps"
+    assert_resumed_completely(ws, run_id, IN_FLIGHT, total=12)
+
+
+def test_stop_then_resume(make_workspace: Any) -> None:
+    ws = make_workspace(SETTLING)
+    run_id, pid = start_detached(ws, *SIX_DAYS, env={"SLOW": "30"})
+    wait_for(lambda: settled(ws, run_id), what="two slow steps in flight")
+
+    (run,) = [r for r in ws.runbook("status", "--json", check=True).json()["runs"] if r["id"] == run_id]
+    assert_status_schema(run, pid)
+
+    steps = [int((ws.root / f"pid-{p}-{d}").read_text()) for p, d in IN_FLIGHT]
+    asked = time.monotonic()
+    stopped = ws.runbook("stop", str(run_id))
+    assert stopped.code == 0, stopped.stderr
+    assert f"runbook resume {run_id}" in stopped.stdout
+    wait_for(lambda: not process_alive(pid), timeout=20, what="controller exits after stop")
+    assert time.monotonic() - asked < 15, "stop did not wait for the 30 s steps"
+    assert run_row(ws.db, run_id)["status"] == "interrupted"
+    assert not by_status(ws.db, run_id, "running")
+    assert not any(group_alive(g) for g in steps), "steps in flight were ended with their process groups"
+    assert by_status(ws.db, run_id, "succeeded") == {(p, f"2024-01-0{d}") for p in "ab" for d in (1, 2, 3)}
+
+    status = ws.runbook("status", check=True).stdout
+    assert f"runbook resume {run_id}" in status
+
+    result = ws.runbook("resume", str(run_id))
+    assert result.code == 0, result.stdout + result.stderr
+    assert_resumed_completely(ws, run_id, IN_FLIGHT, total=12)
+
+
+def assert_status_schema(run: dict[str, Any], pid: int) -> None:
+    """`status --json` of a running detached run: the documented keys with their types."""
+    types = {
+        "id": int,
+        "processors": list,
+        "status": str,
+        "pid": int,
+        "host": str,
+        "log_path": str,
+        "progress": dict,
+        "rate_per_hour": float,
+        "eta_seconds": float,
+        "started_at": str,
+        "heartbeat_at": str,
+    }
+    for key, kind in types.items():
+        assert isinstance(run[key], kind), f"{key}: {run[key]!r} is not {kind.__name__}"
+    assert run["status"] == "running" and run["pid"] == pid and run["processors"] == ["a", "b"]
+    assert run["log_path"].endswith(f"run-{run['id']}.log")
+    progress = run["progress"]
+    assert all(isinstance(progress[key], int) for key in ("total", "done", "failed", "skipped", "running"))
+    assert (
+        progress["total"],
+        progress["done"],
+        progress["failed"],
+        progress["skipped"],
+        progress["running"],
+    ) == (
+        12,
+        6,
+        0,
+        0,
+        2,
+    )
+    assert run["rate_per_hour"] > 0 and run["eta_seconds"] > 0
+    assert run["started_at"].endswith("Z") and run["heartbeat_at"].endswith("Z")

@@ -1,0 +1,143 @@
+"""runbook end to end with its state on the real PostgreSQL server (``RUNBOOK_DATABASE_URL``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from runbook.errors import StateError
+from runbook.state.db import make_engine, redact_url
+from runbook.state.models import utcnow
+from runbook.state.store import Store
+
+psycopg = pytest.importorskip("psycopg")
+
+pytestmark = pytest.mark.postgres
+
+PIPELINE = """
+processors:
+  extract:
+    command: ["sh", "-c", "echo extract {{ date }}"]
+  load:
+    command: "echo load {{ date }}"
+    needs: [extract]
+"""
+START, END = "2024-03-01", "2024-03-04"
+
+
+def run_pipeline(make_workspace: Callable[..., Any], url: str) -> Any:
+    ws = make_workspace(PIPELINE, extra_env={"RUNBOOK_DATABASE_URL": url})
+    result = ws.runbook("run", "--start", START, "--end", END, "--workers", "2", "--json")
+    assert result.code == 0, result
+    assert not ws.db.exists()  # nothing went to the default SQLite file
+    return ws, result
+
+
+def test_run_status_and_history_on_postgres(make_workspace: Callable[..., Any], pg_url: str) -> None:
+    assert pg_url.startswith("postgresql+psycopg://")
+    ws, result = run_pipeline(make_workspace, pg_url)
+    shown = result.json()
+    assert shown["run"]["status"] == "succeeded"
+    assert shown["run"]["progress"]["done"] == 8
+
+    status = ws.runbook("status", "--json", check=True).json()
+    (run,) = status["runs"]
+    assert (run["id"], run["status"]) == (shown["run"]["id"], "succeeded")
+    assert run["progress"] == {**run["progress"], "total": 8, "done": 8, "failed": 0, "pending": 0}
+
+    history = ws.runbook("history", "--processor", "load", "--json", check=True).json()
+    assert [r["id"] for r in history["runs"]] == [run["id"]]
+    assert history["runs"][0]["start_date"] == START
+
+    again = ws.runbook("run", "--start", START, "--end", END, "--json")
+    assert again.code == 0, again
+    second = again.json()["run"]
+    assert second["progress"]["skipped"] == 8  # every date is already built: read back from PostgreSQL
+    history = ws.runbook("history", "--json", check=True).json()
+    assert [r["id"] for r in history["runs"]] == [second["id"], run["id"]]
+
+
+def test_a_postgresql_url_without_a_driver_uses_psycopg(
+    make_workspace: Callable[..., Any], pg_url: str
+) -> None:
+    plain = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    engine = make_engine(plain)
+    assert (engine.url.drivername, engine.dialect.driver) == ("postgresql+psycopg", "psycopg")
+    engine.dispose()
+    ws, _ = run_pipeline(make_workspace, plain)
+    status = ws.runbook("status", "--json", check=True).json()
+    assert [r["status"] for r in status["runs"]] == ["succeeded"]
+    current = ws.runbook("db", "current", "--json", check=True).json()
+    assert current["up_to_date"] is True
+    assert current["url"].startswith("postgresql://")
+
+
+def test_the_password_in_the_url_never_appears_in_output(
+    make_workspace: Callable[..., Any], pg_url: str
+) -> None:
+    secret = "pw-9f3c2e1d"
+    url = pg_url.replace("postgres@", f"postgres:{secret}@", 1)
+    ws, result = run_pipeline(make_workspace, url)
+    outputs = [
+        result,
+        ws.runbook("status"),
+        ws.runbook("status", "--json"),
+        ws.runbook("history", "--json"),
+        ws.runbook("db", "current", "--json"),
+        ws.runbook("show", str(result.json()["run"]["id"]), "--json"),
+    ]
+    for output in outputs:
+        assert output.code == 0, output
+        assert secret not in output.stdout + output.stderr
+    logs = "".join(path.read_text("utf-8") for path in (ws.root / "state" / "logs").glob("*.log"))
+    assert secret not in logs
+    assert redact_url(url).count("***") == 1
+
+    unreachable = url.replace("127.0.0.1:5432", "127.0.0.1:1", 1)
+    refused = ws.runbook("status", env={"RUNBOOK_DATABASE_URL": unreachable})
+    assert refused.code == 2
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "***" in refused.stderr
+    assert secret not in refused.stderr
+
+
+def backends(admin_url: str, database: str) -> int:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_a_dropped_connection_fails_one_write_in_one_line_then_reconnects(pg_url: str) -> None:
+    admin = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    database = pg_url.rsplit("/", 1)[1]
+    store = Store.open(pg_url)
+    run = store.create_run(processors=["load"], start_date="2024-01-01", end_date="2024-01-02")
+    assert run.id is not None
+    store.add_tasks(
+        run.id, [{"processor": "load", "date": d, "end_date": d} for d in ("2024-01-01", "2024-01-02")]
+    )
+    first, second = (task.id or 0 for task in store.tasks(run.id))
+    lease = utcnow() + dt.timedelta(seconds=60)
+    assert store.claim_task(first, "a", lease)
+
+    with psycopg.connect(admin, autocommit=True) as conn:  # the server drops every session
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        )
+    with pytest.raises(StateError) as caught:
+        store.claim_task(second, "a", lease)
+    assert "\n" not in caught.value.message
+    assert "refused a write" in caught.value.message
+    assert store.claim_task(second, "a", lease)  # a fresh connection, and the claim was not applied twice
+    assert {task.attempt for task in store.tasks(run.id)} == {1}
+
+    assert backends(admin, database) > 0
+    store.close()
+    assert backends(admin, database) == 0  # held connections go back with the store

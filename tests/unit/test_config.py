@@ -1,0 +1,172 @@
+"""runbook.yaml parsing: typed, frozen objects, and one precise error per mistake."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from runbook.config import RetryPolicy, load_config, parse_config, parse_duration
+from runbook.errors import EXIT_USAGE, ConfigError
+
+
+def config(**processors: Any) -> dict[str, Any]:
+    return {"processors": processors or {"a": {"command": "echo"}}}
+
+
+def error_of(data: Any) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "runbook.yaml")
+    assert caught.value.exit_code == EXIT_USAGE
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults_and_shorthands() -> None:
+    parsed = parse_config(
+        {
+            "calendar": {
+                "off_weekdays": ["Sunday", "mon"],
+                "off_days": ["2024-12-25"],
+                "seasons": ["2024-10-22"],
+            },
+            "pools": {"bq": 2},
+            "processors": {
+                "a": {"command": "echo {{ date }}", "retries": 3, "timeout": "5m", "pool": "bq"},
+                "b": {"python": "pkg.mod:build", "needs": ["a"], "bootstrap_days": 7},
+            },
+        },
+        "runbook.yaml",
+    )
+    a, b = parsed.processors["a"], parsed.processors["b"]
+    assert a.retries == RetryPolicy(attempts=3) and a.timeout == 300.0 and a.step_kind == "command"
+    assert b.step_kind == "python" and b.batch_days == 1 and not b.depends_on_past
+    assert parsed.calendar.off_weekday_numbers == frozenset({6, 0})
+    assert parsed.calendar.off_days == [dt.date(2024, 12, 25)]
+    assert parsed.bootstrap_days("a") == 0 and parsed.bootstrap_days("b") == 7
+    assert parsed.order() == ["a", "b"] and parsed.downstream_of("a") == {"b"}
+    with pytest.raises(ValidationError):
+        a.timeout = 1  # type: ignore[misc]  # frozen
+
+
+def test_order_puts_upstreams_first_and_keeps_declaration_order() -> None:
+    parsed = parse_config(
+        config(
+            c={"command": "x", "needs": ["b", "a"]},
+            a={"command": "x"},
+            b={"command": "x", "needs": ["a"]},
+            d={"command": "x"},
+        ),
+        "f",
+    )
+    assert parsed.order() == ["a", "b", "c", "d"]
+    assert parsed.downstream_of("a") == {"b", "c"} and parsed.downstream_of("d") == set()
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (90, 90.0),
+        ("90", 90.0),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("2h", 7200.0),
+        ("1d", 86400.0),
+        ("250ms", 0.25),
+        (None, None),
+    ],
+)
+def test_durations(value: Any, seconds: float | None) -> None:
+    assert parse_duration(value) == seconds
+
+
+def test_retry_backoff_is_capped() -> None:
+    policy = RetryPolicy(attempts=5, delay=1, backoff=3, max_delay=5)
+    assert [policy.wait_before(n) for n in (1, 2, 3)] == [1, 3, 5]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (config(a={"comand": "echo"}), "runbook.yaml: processors.a.comand: unknown key"),
+        ({"processors": {"a": {"command": "x"}}, "wokers": 2}, "runbook.yaml: wokers: unknown key"),
+        ({"workers": "many", **config()}, "runbook.yaml: workers: Input should be a valid integer"),
+        (config(a={"command": "x", "retries": {"attempts": "three"}}), "processors.a.retries.attempts:"),
+        (config(a={"command": "x", "timeout": "soon"}), "processors.a.timeout: not a duration: 'soon'"),
+        (config(a={"command": "x", "batch_days": 0}), "processors.a.batch_days: Input should be greater"),
+        (
+            config(a={}),
+            "processors.a: exactly one of command, python, sql, sql_file, http is required (found none)",
+        ),
+        (config(a={"command": "x", "sql": "select 1"}), "(found command, sql)"),
+        (config(a={"python": "module_only"}), "python must be 'module:function'"),
+        (
+            config(a={"command": "x", "needs": ["zz"]}),
+            "processors.a.needs.0: unknown upstream processor 'zz'",
+        ),
+        (config(a={"command": "x", "pool": "p"}), "processors.a.pool: unknown pool 'p'"),
+        ({"pools": {"p": 0}, **config()}, "pools: pool 'p' needs at least 1 slot (got 0)"),
+        (config(**{"bad name": {"command": "x"}}), "invalid processor name 'bad name'"),
+        (
+            {"calendar": {"off_weekdays": ["caturday"]}, **config()},
+            "calendar.off_weekdays: unknown weekday 'caturday'",
+        ),
+        (
+            {"calendar": {"start": "2024-02-01", "end": "2024-01-01"}, **config()},
+            "calendar: end 2024-01-01 is before start 2024-02-01",
+        ),
+        ({"calendar": {"off_days": ["2024-02-30"]}, **config()}, "calendar.off_days.0:"),
+        (config(a={"command": "echo {{ date "}), "processors.a.command: template error"),
+        (config(a={"command": ["echo", "{% if %}"]}), "processors.a.command: template error"),
+        ({"warehouse": {"kind": "bigquery"}, **config()}, "warehouse: kind bigquery needs project"),
+        ({"processors": {}}, "processors: Dictionary should have at least 1 item"),
+        ({"workers": 2}, "processors: Field required"),
+        (["a", "list"], "runbook.yaml: the file must hold a mapping"),
+    ],
+)
+def test_errors_name_the_key_path_and_problem(data: Any, expected: str) -> None:
+    message = error_of(data)
+    assert expected in message, message
+    assert message.startswith("runbook.yaml: ")
+
+
+def test_cycles_are_reported_with_their_path() -> None:
+    message = error_of(
+        config(
+            a={"command": "x", "needs": ["c"]},
+            b={"command": "x", "needs": ["a"]},
+            c={"command": "x", "needs": ["b"]},
+        )
+    )
+    assert "cycle in needs: a -> c -> b -> a" in message
+    assert "processors.a.needs: cycle in needs: a -> a" in error_of(
+        config(a={"command": "x", "needs": ["a"]})
+    )
+
+
+def test_load_config_reports_yaml_and_file_problems(tmp_path: Path) -> None:
+    path = tmp_path / "runbook.yaml"
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(path)
+    path.write_text("processors:\n  a: {command: x\n  b: [\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: line ") and "invalid YAML" in str(caught.value)
+    path.write_text("processors:\n  a:\n    command: x\n    needs: nope\n")
+    with pytest.raises(
+        ConfigError, match=r"processors\.a\.needs: Input should be a valid list \(got 'nope'\)"
+    ):
+        load_config(path)
+    path.write_text("processors:\n  a:\n    command: [sh, -c, 'echo {{ date }}']\n")
+    assert load_config(path).processors["a"].command == ["sh", "-c", "echo {{ date }}"]
+
+
+def test_definition_hash_follows_the_step_not_the_scheduling() -> None:
+    one = parse_config(config(a={"command": "echo 1", "workers": 1}), "f").processors["a"]
+    same = parse_config(config(a={"command": "echo 1", "workers": 4, "retries": 2}), "f").processors["a"]
+    other = parse_config(config(a={"command": "echo 2"}), "f").processors["a"]
+    assert one.definition_hash() == same.definition_hash() != other.definition_hash()

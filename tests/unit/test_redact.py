@@ -1,0 +1,77 @@
+"""Secrets never reach the state store, logs or handoffs: known values and credential shapes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runbook.config import parse_config
+from runbook.redact import MASK, NO_SECRETS, Redactor
+from runbook.workspace import Workspace
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "postgresql://runbook:s3cret@db.internal:5432/state",
+            "postgresql://runbook:***@db.internal:5432/state",
+        ),
+        ("connect https://user:p%40ss@example.com/x ok", "connect https://user:***@example.com/x ok"),
+        ("load --token=abc123def --date 2024-01-01", "load --token=*** --date 2024-01-01"),
+        ("load --api-key=abc123def", "load --api-key=***"),
+        ("load --token abc123def --date 2024-01-01", "load --token *** --date 2024-01-01"),
+        ("export -p --db-password  hunter22 --verbose", "export -p --db-password  *** --verbose"),
+        ("password: hunter22", "password: ***"),
+        ('{"client_secret": "xyz987654"}', '{"client_secret": "***"}'),
+        ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig", "Authorization: Bearer ***"),
+        ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "Authorization: Basic ***"),
+    ],
+)
+def test_credential_shapes_are_masked(text: str, expected: str) -> None:
+    assert NO_SECRETS(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "postgresql://runbook@127.0.0.1:5432/state",
+        "https://example.com/api?date=2024-01-01",
+        "processed 120 rows for 2024-01-01 in 3.2s",
+        "bearer of bad news",
+        "backfill --workers 2 --date 2024-01-01 --no-resume",
+        "",
+    ],
+)
+def test_ordinary_text_is_left_alone(text: str) -> None:
+    assert NO_SECRETS(text) == text
+
+
+def test_known_environment_values_are_masked_longest_first() -> None:
+    redact = Redactor(["abc", "sekrit-value", "sekrit-value-long", ""])
+    assert redact("x sekrit-value-long y sekrit-value z") == f"x {MASK} y {MASK} z"
+    assert redact("abc stays: too short to be a secret") == "abc stays: too short to be a secret"
+    assert redact("in a url https://h/?k=sekrit-value") == f"in a url https://h/?k={MASK}"
+
+
+def test_values_the_config_takes_from_the_environment_are_secrets(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "state": {"database_url": "postgresql://rb:${PGPASS}@db/state"},
+            "processors": {
+                "load": {"command": "load", "env": {"API": "${API_TOKEN}", "MODE": "fast"}},
+                "call": {"http": {"url": "https://h/x?key=${URL_KEY}", "headers": {"X-Key": "${HDR}"}}},
+            },
+        },
+        "runbook.yaml",
+    )
+    environ = {"PGPASS": "pg-pass-1", "API_TOKEN": "tok-2222", "URL_KEY": "key-3333", "HDR": "hdr-4444",
+               "UNUSED": "not-a-secret", "SHORT": "ab"}  # fmt: skip
+    workspace = Workspace(config_path=tmp_path / "runbook.yaml", config=config, environ=environ)
+    assert workspace.secret_values() == ["hdr-4444", "key-3333", "pg-pass-1", "tok-2222"]
+    redact = Redactor(workspace.secret_values())
+    assert (
+        redact("calling with tok-2222 and hdr-4444, mode not-a-secret")
+        == "calling with *** and ***, mode not-a-secret"
+    )
