@@ -32,7 +32,7 @@ from runbook.state.store import Store
 from runbook.workspace import Workspace
 
 if TYPE_CHECKING:
-    from runbook.controller import Gatekeeper
+    from runbook.hooks import Gatekeeper
 
 BLOCK = "block"
 

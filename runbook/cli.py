@@ -417,50 +417,21 @@ def plan(obj: Context, processors: tuple[str, ...], start: Any, end: Any, no_res
             click.echo(f"warning: {warning}")
 
 
-@cli.group()
-def db() -> None:
-    """The state store's schema (Alembic migrations shipped inside runbook)."""
-
-
-@db.command()
-@pass_ctx
-def upgrade(obj: Context) -> None:
-    """Migrate the state DB to the newest schema.
-
-    Example: RUNBOOK_DATABASE_URL=postgresql://postgres@127.0.0.1/runbook runbook db upgrade
-    """
-    from runbook.state import db as state_db
-
-    engine = state_db.make_engine(obj.workspace.database_url)
-    before = state_db.current_revision(engine)
-    state_db.upgrade(engine)
-    click.echo(
-        f"state DB {state_db.redact_url(obj.workspace.database_url)}: {before or 'empty'} -> {state_db.HEAD_REVISION}"
-    )
-
-
-@db.command()
-@click.option("--json", "json_out", is_flag=True)
-@pass_ctx
-def current(obj: Context, json_out: bool) -> None:
-    """Show the state DB's schema revision and the one this runbook needs."""
-    from runbook.state import db as state_db
-
-    engine = state_db.make_engine(obj.workspace.database_url)
-    info: dict[str, Any] = {
-        "url": state_db.redact_url(obj.workspace.database_url),
-        "revision": state_db.current_revision(engine),
-        "head": state_db.HEAD_REVISION,
-    }
-    info["up_to_date"] = info["revision"] == info["head"]
-    if json_out:
-        emit_json(info)
-    else:
-        click.echo(f"{info['url']}: revision {info['revision'] or 'none'} (head {info['head']})")
-
-
 def main() -> None:
-    cli(prog_name="runbook")
+    """Entry point: usage errors anywhere (also in top-level options) become one line and exit 2."""
+    try:
+        code = cli.main(prog_name="runbook", standalone_mode=False)
+    except click.UsageError as error:
+        where = f" (see `{error.ctx.command_path} --help`)" if error.ctx else ""
+        click.echo(f"runbook: error: {error.format_message()}{where}", err=True)
+        sys.exit(UsageError.exit_code)
+    except click.ClickException as error:
+        click.echo(f"runbook: error: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
+    except click.Abort:
+        click.echo("runbook: aborted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
-from runbook import cli_checks, cli_handoff  # noqa: E402,F401  (they register their commands on `cli`)
+from runbook import cli_checks, cli_db, cli_handoff  # noqa: E402,F401  (they register their commands on `cli`)

@@ -8,7 +8,6 @@ dependency counters), so the cost per task does not grow with the size of the ru
 from __future__ import annotations
 
 import datetime as dt
-import heapq
 import os
 import queue
 import signal
@@ -18,15 +17,17 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 from runbook.errors import StateError
 from runbook.executors import Executor, StepContext, StepResult, kill_process_group
-from runbook.graph import Gate, link
+from runbook.graph import Gate
+from runbook.hooks import Gatekeeper, Observer, QuietObserver, Readiness
 from runbook.planner import UPSTREAM_MISSING
 from runbook.runlog import RunLog
-from runbook.state.models import Task, utcnow
+from runbook.schedule import Node, Schedule
+from runbook.state.models import utcnow
 from runbook.state.store import Store
 from runbook.workspace import Workspace
 
@@ -36,53 +37,10 @@ LEASE_SECONDS = 60.0
 STOP_POLL_SECONDS = 0.5
 
 
-class Observer(Protocol):
-    """Receives progress from the controller (the CLI draws bars; tests may count)."""
-
-    def started(self, run_id: int, totals: dict[str, Counter[str]]) -> None: ...
-    def task_finished(self, processor: str, status: str) -> None: ...
-    def message(self, text: str) -> None: ...
-    def finished(self) -> None: ...
-
-
-class QuietObserver:
-    def started(self, run_id: int, totals: dict[str, Counter[str]]) -> None:
-        pass
-
-    def task_finished(self, processor: str, status: str) -> None:
-        pass
-
-    def message(self, text: str) -> None:
-        pass
-
-    def finished(self) -> None:
-        pass
-
-
-class Gatekeeper(Protocol):
-    """Runs validation checks (see ``runbook.checks``); the controller only needs this much."""
-
-    def blocking(self, processor: str) -> bool: ...
-    def has_checks(self, processor: str) -> bool: ...
-    def run_checks(self, processor: str, run_id: int, start: dt.date, end: dt.date) -> list[str]:
-        """Run the processor's checks, store their results, return messages of failed blocking ones."""
-        ...
-
-
-class Readiness(Protocol):
-    def missing(self, processor: str, start: str, end: str) -> str | None:
-        """None when the processor's upstream tables have rows for the dates, else what is missing."""
-        ...
-
-
 @dataclass
-class _Node:
-    task: Task
-    waits: int = 0
-    dependents: list[int | Gate] = field(default_factory=list)
-    started: dt.datetime | None = None
-    pid: int | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
+class _RunState:
+    failed: bool = False
+    blocked_by_gate: bool = False
 
 
 @dataclass(frozen=True)
@@ -177,120 +135,43 @@ class Controller:
     ) -> Outcome:
         store = self.store
         rows = store.tasks(run_id)
-        todo = [t for t in rows if t.status in ("pending", "running")]
-        runnable = [t for t in rows if t.status not in ("skipped",)]
-        names = {t.processor for t in runnable}
         keeper = self.gatekeeper
+        names = {t.processor for t in rows}
         gated = {name for name in names if keeper is not None and keeper.has_checks(name)}
         blocking = {name for name in gated if keeper is not None and keeper.blocking(name)}
-        waits, gates = link(self.config, runnable, gated, blocking)
-        nodes: dict[int, _Node] = {}
-        position_to_id: list[int] = []
-        for task in runnable:
-            assert task.id is not None
-            nodes[task.id] = _Node(task)
-            position_to_id.append(task.id)
-        gate_members: dict[Gate, set[int]] = {}
-        gate_waits: dict[Gate, int] = {}
-        gate_dependents: dict[Gate, list[int | Gate]] = {g: [] for g in gates}
-        for gate, members in gates.items():
-            ids = {position_to_id[m] for m in members}
-            gate_members[gate] = ids
-            for tid in ids:
-                nodes[tid].dependents.append(gate)
-            gate_waits[gate] = len(ids)
-        for position, deps in enumerate(waits):
-            tid = position_to_id[position]
-            for dep in deps:
-                if isinstance(dep, Gate):
-                    gate_dependents[dep].append(tid)
-                else:
-                    nodes[position_to_id[dep]].dependents.append(tid)
-                nodes[tid].waits += 1
-
-        ready: dict[str, list[tuple[int, int]]] = {}
-        delayed: list[tuple[dt.datetime, int, int]] = []
-        running: dict[int, _Node] = {}
-        active_gates: set[Gate] = set()
-        per_processor: Counter[str] = Counter()
-        per_pool: Counter[str] = Counter()
-        finished: Counter[str] = Counter(t.status for t in rows if t.status not in ("pending", "running"))
-        blocked_by_gate = False
-        failed_any = any(t.status == "failed" for t in rows)
+        schedule = Schedule(self.config, rows, gated, blocking)
+        state = _RunState(failed=any(t.status == "failed" for t in rows))
 
         def settle(item: int | Gate, ok: bool, reason: str = "", skipped: bool = False) -> None:
-            """An item finished: release its dependents, or block (or skip) them all the way down."""
-            nonlocal blocked_by_gate
-            dependents = gate_dependents[item] if isinstance(item, Gate) else nodes[item].dependents
-            if ok:
-                for dep in dependents:
-                    if isinstance(dep, Gate):
-                        gate_waits[dep] -= 1
-                        if gate_waits[dep] == 0:
-                            start_gate(dep)
-                    else:
-                        node = nodes[dep]
-                        node.waits -= 1
-                        if node.waits == 0 and node.task.status == "pending":
-                            push_ready(dep)
-                return
-            to_block: list[int] = []
-            frontier = list(dependents)
-            while frontier:
-                dep = frontier.pop()
-                if isinstance(dep, Gate):
-                    gate_waits[dep] -= 1
-                    if gate_waits[dep] == 0:
-                        start_gate(dep)
-                    continue
-                node = nodes[dep]
-                if node.task.status == "pending":
-                    node.task.status = "blocked"
-                    to_block.append(dep)
-                    frontier.extend(node.dependents)
-            if to_block:
+            """Apply what finishing ``item`` changed: persist blocked/skipped tasks, start gates."""
+            settled = schedule.settle(item, ok, skipped=skipped)
+            if settled.marked:
                 # A date skipped for missing upstream data is skipped downstream too, not blocked.
-                status = "skipped" if skipped else "blocked"
-                store.set_tasks_status(
-                    to_block, status, reason, skip_reason=UPSTREAM_MISSING if skipped else None
-                )
-                for dep in to_block:
-                    nodes[dep].task.status = status
-                    finished[status] += 1
-                    self.observer.task_finished(nodes[dep].task.processor, status)
+                skip_reason = UPSTREAM_MISSING if settled.status == "skipped" else None
+                store.set_tasks_status(settled.marked, settled.status, reason, skip_reason=skip_reason)
+                for tid in settled.marked:
+                    self.observer.task_finished(schedule.nodes[tid].task.processor, settled.status)
+            for gate in settled.gates:
+                threading.Thread(
+                    target=self._gate_worker, args=(gate, run_id, start, end), daemon=True
+                ).start()
 
-        def push_ready(tid: int) -> None:
-            task = nodes[tid].task
-            if task.not_before is not None and task.not_before > utcnow():
-                heapq.heappush(delayed, (task.not_before, task.seq, tid))
-            else:
-                heapq.heappush(ready.setdefault(task.processor, []), (task.seq, tid))
-
-        def start_gate(gate: Gate) -> None:
-            active_gates.add(gate)
-            threading.Thread(target=self._gate_worker, args=(gate, run_id, start, end), daemon=True).start()
-
-        for task in todo:
-            assert task.id is not None
-            if task.status == "running":
-                task.status = "pending"
-            if nodes[task.id].waits == 0:
-                push_ready(task.id)
-        # Dependencies already satisfied by tasks finished before (e.g. on resume).
-        for task in runnable:
+        for task in rows:
             assert task.id is not None
             if task.status in ("pending", "running"):
-                continue
-            settle(
-                task.id,
-                task.status == "succeeded",
-                f"upstream {task.processor} {task.date} {task.status}",
-                skipped=task.status == "skipped",
-            )
+                task.status = "pending"
+                if schedule.nodes[task.id].waits == 0:
+                    schedule.push_ready(task.id)
+        # Dependencies already settled by tasks that finished before (e.g. on resume).
+        for task in rows:
+            assert task.id is not None
+            if task.id in schedule.nodes and task.status not in ("pending", "running"):
+                reason = f"upstream {task.processor} {task.date} {task.status}"
+                settle(task.id, task.status == "succeeded", reason, skipped=task.status == "skipped")
 
         by_processor = store.processor_progress(run_id)
         self.observer.started(run_id, {n: by_processor[n] for n in self.config.order() if n in by_processor})
-        work: queue.Queue[_Node | None] = queue.Queue()
+        work: queue.Queue[Node | None] = queue.Queue()
         threads = [
             threading.Thread(target=self._worker, args=(work, run_id, log), daemon=True)
             for _ in range(workers)
@@ -305,77 +186,40 @@ class Controller:
                 next_beat = time.monotonic() + self.heartbeat_seconds
             if self._stop_reason is not None:
                 break
-            while delayed and delayed[0][0] <= now:
-                _, seq, tid = heapq.heappop(delayed)
-                heapq.heappush(ready.setdefault(nodes[tid].task.processor, []), (seq, tid))
-            while len(running) < workers:
-                picked = self._pick(ready, per_processor, per_pool)
-                if picked is None:
+            schedule.release_due(now)
+            while len(schedule.running) < workers:
+                node = schedule.pick()
+                if node is None:
                     break
-                tid = picked
-                node = nodes[tid]
-                proc = self.config.processors[node.task.processor]
+                assert node.task.id is not None
                 lease = now + dt.timedelta(seconds=LEASE_SECONDS)
-                if not store.claim_task(
-                    tid, self.controller_id, lease, versions.get(node.task.processor), now=now
-                ):
+                version = versions.get(node.task.processor)
+                if not store.claim_task(node.task.id, self.controller_id, lease, version, now=now):
                     continue  # another controller took it
-                node.task.status = "running"
-                node.task.attempt += 1
-                node.started = now
-                node.cancel = threading.Event()
-                running[tid] = node
-                per_processor[node.task.processor] += 1
-                if proc.pool:
-                    per_pool[proc.pool] += 1
+                schedule.start(node, now)
                 work.put(node)
-            if not running and not active_gates and not any(ready.values()) and not delayed:
+            if schedule.idle():
                 break
             timeout = min(self.heartbeat_seconds, STOP_POLL_SECONDS)
-            if delayed:
-                timeout = min(timeout, max((delayed[0][0] - utcnow()).total_seconds(), 0.0))
+            retry_in = schedule.seconds_to_next_retry(utcnow())
+            if retry_in is not None:
+                timeout = min(timeout, retry_in)
             try:
                 item, payload = self._results.get(timeout=max(timeout, 0.01))
             except queue.Empty:
                 continue
             while True:
-                if isinstance(item, _Started):
-                    store.set_task_pid(item.task_id, item.pid)
-                elif isinstance(item, Gate):
-                    active_gates.discard(item)
-                    failures: list[str] = payload
-                    if failures:
-                        blocked_by_gate = True
-                        message = f"blocking check failed on {item.processor}: {failures[0]}"
-                        store.add_event("gate_blocked", message, run_id=run_id, processor=item.processor)
-                        log.event(message)
-                        self.observer.message(message)
-                    settle(item, not failures, f"blocked by gate: {failures[0]}" if failures else "")
-                else:
-                    if self._finish(run_id, nodes[item], payload, log, running, per_processor, per_pool):
-                        push_ready(item)
-                    else:
-                        status = nodes[item].task.status
-                        finished[status] += 1
-                        failed_any = failed_any or status == "failed"
-                        detail = f"upstream {nodes[item].task.processor} {nodes[item].task.date} failed"
-                        if status in ("succeeded", "failed", "skipped"):
-                            settle(
-                                item,
-                                status == "succeeded",
-                                detail.replace("failed", status),
-                                skipped=status == "skipped",
-                            )
+                self._handle(run_id, item, payload, schedule, state, settle, log)
                 try:
                     item, payload = self._results.get_nowait()
                 except queue.Empty:
                     break
 
         if self._stop_reason is not None:
-            return self._interrupt(run_id, running, work, threads, log)
+            return self._interrupt(run_id, schedule, work, threads, log)
         for _ in threads:
             work.put(None)
-        status = "failed" if failed_any else "blocked" if blocked_by_gate else "succeeded"
+        status = "failed" if state.failed else "blocked" if state.blocked_by_gate else "succeeded"
         counts = store.progress([run_id])[run_id]  # a GROUP BY, not every task row again
         store.finish_run(run_id, status)
         store.add_event(f"run_{status}", _summary(counts), run_id=run_id, data=dict(counts))
@@ -383,41 +227,46 @@ class Controller:
         self.observer.finished()
         return Outcome(run_id, status, counts)
 
-    def _pick(
-        self, ready: dict[str, list[tuple[int, int]]], per_processor: Counter[str], per_pool: Counter[str]
-    ) -> int | None:
-        """The earliest ready task whose processor and pool have a free slot (pipelined by date)."""
-        best: str | None = None
-        for name, heap in ready.items():
-            if not heap:
-                continue
-            proc = self.config.processors[name]
-            if proc.workers is not None and per_processor[name] >= proc.workers:
-                continue
-            if proc.pool and per_pool[proc.pool] >= self.config.pools[proc.pool]:
-                continue
-            if best is None or heap[0] < ready[best][0]:
-                best = name
-        return None if best is None else heapq.heappop(ready[best])[1]
-
-    def _finish(
+    def _handle(
         self,
         run_id: int,
-        node: _Node,
-        result: StepResult,
+        item: int | Gate | _Started,
+        payload: Any,
+        schedule: Schedule,
+        state: _RunState,
+        settle: Callable[..., None],
         log: RunLog,
-        running: dict[int, _Node],
-        per_processor: Counter[str],
-        per_pool: Counter[str],
-    ) -> bool:
+    ) -> None:
+        """Apply one message from a worker or a gate thread."""
+        if isinstance(item, _Started):
+            self.store.set_task_pid(item.task_id, item.pid)
+        elif isinstance(item, Gate):
+            schedule.active_gates.discard(item)
+            failures: list[str] = payload
+            if failures:
+                state.blocked_by_gate = True
+                message = f"blocking check failed on {item.processor}: {failures[0]}"
+                self.store.add_event("gate_blocked", message, run_id=run_id, processor=item.processor)
+                log.event(message)
+                self.observer.message(message)
+            settle(item, not failures, f"blocked by gate: {failures[0]}" if failures else "")
+        else:
+            node = schedule.nodes[item]
+            schedule.stop(node)
+            if self._finish(run_id, node, payload, log):
+                schedule.push_ready(item)
+                return
+            status = node.task.status
+            state.failed = state.failed or status == "failed"
+            if status in ("succeeded", "failed", "skipped"):
+                reason = f"upstream {node.task.processor} {node.task.date} {status}"
+                settle(item, status == "succeeded", reason, skipped=status == "skipped")
+
+    def _finish(self, run_id: int, node: Node, result: StepResult, log: RunLog) -> bool:
         """Record an attempt's result; True when the task goes back to wait for a retry."""
         task = node.task
         assert task.id is not None
-        running.pop(task.id, None)
-        per_processor[task.processor] -= 1
         proc = self.config.processors[task.processor]
-        if proc.pool:
-            per_pool[proc.pool] -= 1
         now = utcnow()
         if result.cancelled:
             return False
@@ -476,18 +325,12 @@ class Controller:
         )
         last = (error or "").strip().splitlines()[-1:] or [""]
         message = f"{task.processor} {span} failed after {task.attempt} attempt(s): {last[0][:200]}"
-        self.store.add_event(
-            "task_failed",
-            f"{message}: {last[0][:200]}",
-            run_id=run_id,
-            processor=task.processor,
-            date=task.date,
-        )
+        self.store.add_event("task_failed", message, run_id=run_id, processor=task.processor, date=task.date)
         log.event(message)
         self.observer.task_finished(task.processor, "failed")
         return False
 
-    def _worker(self, work: queue.Queue[_Node | None], run_id: int, log: RunLog) -> None:
+    def _worker(self, work: queue.Queue[Node | None], run_id: int, log: RunLog) -> None:
         while True:
             node = work.get()
             if node is None:
@@ -523,7 +366,7 @@ class Controller:
                 result = StepResult(ok=False, error=f"{type(exc).__name__}: {exc}")
             self._results.put((task.id, result))
 
-    def _started(self, node: _Node, pid: int) -> None:
+    def _started(self, node: Node, pid: int) -> None:
         node.pid = pid
         assert node.task.id is not None
         self._results.put((_Started(node.task.id, pid), None))
@@ -539,15 +382,11 @@ class Controller:
         self._results.put((gate, failures))
 
     def _interrupt(
-        self,
-        run_id: int,
-        running: dict[int, _Node],
-        work: queue.Queue[_Node | None],
-        threads: list[Any],
-        log: RunLog,
+        self, run_id: int, schedule: Schedule, work: queue.Queue[Node | None], threads: list[Any], log: RunLog
     ) -> Outcome:
         """Stop in-flight steps, return them to pending, mark the run interrupted (resumable)."""
         reason = self._stop_reason or "stopped"
+        running = schedule.running
         for node in running.values():
             node.cancel.set()
             if node.pid:
@@ -563,9 +402,10 @@ class Controller:
                 threading.Thread(target=kill_process_group, args=(item.pid,), daemon=True).start()
             elif isinstance(item, int) and item in running:
                 # A step that completed before it could be cancelled is recorded, not run again.
+                node = running[item]
+                schedule.stop(node)
                 if not payload.cancelled and (payload.ok or payload.skip_reason):
-                    self._finish(run_id, running[item], payload, log, running, Counter(), Counter())
-                running.pop(item, None)
+                    self._finish(run_id, node, payload, log)
         for _ in threads:
             work.put(None)
         returned = self.store.mark_interrupted(run_id, reason)

@@ -16,7 +16,7 @@ from runbook.config import ReadyTable, RunbookConfig
 from runbook.errors import ConfigError
 
 if TYPE_CHECKING:
-    from runbook.controller import Readiness
+    from runbook.hooks import Readiness
 
 _TABLE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,2}$")
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from runbook.calendar import Calendar
 from runbook.config import RunbookConfig
-from runbook.controller import Controller, Observer, Outcome
+from runbook.controller import Controller, Outcome
 from runbook.errors import RunConflict, StateError, UsageError
 from runbook.executors import CommandExecutor, Executor, PythonExecutor, SqlExecutor, kill_process_group
+from runbook.hooks import Observer
 from runbook.planner import Plan, build_plan, resolve_versions
 from runbook.redact import Redactor
 from runbook.state.models import ACTIVE_RUN_STATUSES, Run, utcnow

@@ -150,3 +150,23 @@ def test_config_error_names_the_config_file_given_with_option(make_workspace: An
     result = ws.runbook("--config", str(elsewhere), "plan", *WINDOW)
     assert_one_line_error(result, [str(elsewhere), "workers", "'many'"])
     assert not ws.db.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("--bogus", "status"), "No such option '--bogus'"),
+        (("nosuch",), "No such command 'nosuch'"),
+        (("show",), "Missing argument 'RUN_ID'"),
+        (("status", "--recent", "many"), "'many' is not a valid integer"),
+    ],
+)
+def test_usage_errors_anywhere_are_one_line_and_exit_2(
+    make_workspace: Any, args: tuple[str, ...], fragment: str
+) -> None:
+    ws = make_workspace("processors:\n  a:\n    command: 'true'\n")
+    result = ws.runbook(*args)
+    assert result.code == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("runbook: error: ")
+    assert fragment in result.stderr
+    assert result.stdout == ""

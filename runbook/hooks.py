@@ -1,0 +1,50 @@
+"""The seams of the controller: who watches a run, who judges its checks, who says data is ready.
+
+The CLI passes progress bars as the :class:`Observer`; ``runbook.checks`` implements the
+:class:`Gatekeeper`, and ``runbook.readiness`` the :class:`Readiness`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from typing import Protocol
+
+
+class Observer(Protocol):
+    """Receives progress from the controller (the CLI draws bars; tests may count)."""
+
+    def started(self, run_id: int, totals: dict[str, Counter[str]]) -> None: ...
+    def task_finished(self, processor: str, status: str) -> None: ...
+    def message(self, text: str) -> None: ...
+    def finished(self) -> None: ...
+
+
+class QuietObserver:
+    def started(self, run_id: int, totals: dict[str, Counter[str]]) -> None:
+        pass
+
+    def task_finished(self, processor: str, status: str) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+    def finished(self) -> None:
+        pass
+
+
+class Gatekeeper(Protocol):
+    """Runs validation checks (see ``runbook.checks``); the controller only needs this much."""
+
+    def blocking(self, processor: str) -> bool: ...
+    def has_checks(self, processor: str) -> bool: ...
+    def run_checks(self, processor: str, run_id: int, start: dt.date, end: dt.date) -> list[str]:
+        """Run the processor's checks, store their results, return messages of failed blocking ones."""
+        ...
+
+
+class Readiness(Protocol):
+    def missing(self, processor: str, start: str, end: str) -> str | None:
+        """None when the processor's upstream tables have rows for the dates, else what is missing."""
+        ...
