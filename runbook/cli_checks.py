@@ -193,6 +193,7 @@ def demo(folder: Path, workers: int, fresh: bool) -> None:
         soft_wrap=True,
     )
     config = shlex.quote(str(folder / "runbook.yaml"))
+    program = _program()
     out.print("\nNext, look at:", highlight=False)
     for args, meaning in (
         ("status", "runs with progress, rate and ETA"),
@@ -202,10 +203,23 @@ def demo(folder: Path, workers: int, fresh: bool) -> None:
         ("handoff", "the note for the next session"),
     ):
         out.print(
-            f"  runbook -c {config} {args:<16} {meaning}", highlight=False, markup=False, soft_wrap=True
+            f"  {program} -c {config} {args:<16} {meaning}", highlight=False, markup=False, soft_wrap=True
         )
-    out.print("Run `runbook demo` again: it resumes and skips every date already built.", highlight=False)
+    out.print(f"Run `{program} demo` again: it resumes and skips every date already built.", highlight=False)
     sys.exit(OUTCOME_EXIT.get(outcome.status, EXIT_FAILED))
+
+
+def _program() -> str:
+    """How to call runbook from here: ``runbook`` when it is on PATH, else the path of this one."""
+    import shutil
+
+    invoked = Path(sys.argv[0])
+    if invoked.name == "runbook" and shutil.which("runbook") != str(invoked.resolve()):
+        try:
+            return str(invoked.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(invoked.resolve())
+    return "runbook"
 
 
 def _prepare_demo_folder(folder: Path, fresh: bool) -> None:

@@ -25,16 +25,15 @@ from runbook.controller import Controller, Outcome
 from runbook.errors import RunConflict, StateError, UsageError
 from runbook.executors import CommandExecutor, Executor, PythonExecutor, SqlExecutor, kill_process_group
 from runbook.hooks import Observer
+from runbook.liveness import controller_alive
 from runbook.planner import Plan, build_plan, resolve_versions
 from runbook.redact import Redactor
-from runbook.state.models import ACTIVE_RUN_STATUSES, Run, utcnow
+from runbook.state.models import ACTIVE_RUN_STATUSES, Run
 from runbook.state.store import Store
 from runbook.workspace import Workspace
 
 if TYPE_CHECKING:
     from runbook.extent import ExtentWarning
-
-STALE_HEARTBEAT_SECONDS = 60.0
 
 
 @dataclass
@@ -49,33 +48,6 @@ class RunRequest:
     only_stale: bool = False
     command_line: str = ""
     options: dict[str, Any] = field(default_factory=dict)
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (finished, not yet reaped) is not a live controller
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def controller_alive(run: Run, *, stale_seconds: float = STALE_HEARTBEAT_SECONDS) -> bool:
-    """True when the run's controller still runs: its PID on this host, its heartbeat elsewhere."""
-    if run.status not in ACTIVE_RUN_STATUSES:
-        return False
-    beat = run.heartbeat_at or run.created_at
-    fresh = beat is not None and (utcnow() - beat).total_seconds() < stale_seconds
-    if run.host == socket.gethostname():
-        return pid_alive(run.pid) and (fresh or run.status == "queued")
-    return fresh
 
 
 def check_request(config: RunbookConfig, request: RunRequest) -> tuple[dt.date, dt.date]:

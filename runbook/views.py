@@ -10,8 +10,8 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
+from runbook.liveness import controller_alive
 from runbook.planner import Plan
-from runbook.runs import controller_alive
 from runbook.state.models import ACTIVE_RUN_STATUSES, Event, Run, Task, utcnow
 from runbook.state.store import Store
 

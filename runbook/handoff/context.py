@@ -26,9 +26,9 @@ from runbook.calendar import Calendar
 from runbook.coverage import ProcessorCoverage, coverage_range, iso_time, processor_coverage
 from runbook.errors import RunbookError, UsageError
 from runbook.handoff import actions, phases, sections
+from runbook.liveness import controller_alive
 from runbook.planner import resolve_versions
 from runbook.redact import Redactor
-from runbook.runs import controller_alive
 from runbook.state.db import redact_url
 from runbook.state.models import ACTIVE_RUN_STATUSES, Run, WorkSession
 from runbook.state.store import Store

@@ -1,0 +1,72 @@
+"""Is a run's controller still alive? Judged from its PID on this host, its heartbeat elsewhere.
+
+After a reboot (or simply a long time) the controller's PID may belong to another process: a
+process that started after the run's last heartbeat cannot be its controller.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+
+from runbook.state.models import ACTIVE_RUN_STATUSES, Run, utcnow
+
+STALE_HEARTBEAT_SECONDS = 60.0
+# Clock ticks and boot time only resolve a process start to about a second.
+START_SLACK_SECONDS = 2.0
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True when ``pid`` is a running (not zombie) process."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = _stat(pid)
+    return stat is None or stat[0] != "Z"
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state first), or None off Linux."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+
+
+def process_started_at(pid: int) -> dt.datetime | None:
+    """When ``pid`` started (Linux /proc), or None when that cannot be told."""
+    stat = _stat(pid)
+    if stat is None or len(stat) < 20:
+        return None
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime "))
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, ValueError):
+        return None
+    return dt.datetime.fromtimestamp(boot + int(stat[19]) / ticks, dt.UTC)
+
+
+def controller_alive(run: Run, *, stale_seconds: float = STALE_HEARTBEAT_SECONDS) -> bool:
+    """True when the run's controller still runs: its PID on this host, its heartbeat elsewhere."""
+    if run.status not in ACTIVE_RUN_STATUSES:
+        return False
+    beat = run.heartbeat_at or run.created_at
+    fresh = beat is not None and (utcnow() - beat).total_seconds() < stale_seconds
+    if run.host != socket.gethostname():
+        return fresh
+    if not pid_alive(run.pid):
+        return False
+    assert run.pid is not None
+    started = process_started_at(run.pid)
+    slack = dt.timedelta(seconds=START_SLACK_SECONDS)
+    if started is not None and run.heartbeat_at is not None and started > run.heartbeat_at + slack:
+        return False  # the PID was reused by a process born after the last heartbeat
+    return fresh or run.status == "queued"
