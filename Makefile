@@ -13,6 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade uv
 	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev]'
+	$(BIN)/python -m compileall -q runbook >/dev/null  # start-up stays fast with PYTHONDONTWRITEBYTECODE
 	touch $@
 
 # The BigQuery emulator pins old duckdb/sqlglot, so it lives in its own virtualenv.

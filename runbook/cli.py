@@ -366,7 +366,12 @@ def show(obj: Context, run_id: int, with_tasks: bool, json_out: bool) -> None:
         return
     from runbook import render
 
-    render.show(console(), view)
+    out = console()
+    render.show(out, view)
+    if view["checks"]:
+        from runbook.cli_checks import print_results
+
+        print_results(out, view["checks"], "Checks:")
 
 
 @cli.command()

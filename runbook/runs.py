@@ -97,7 +97,10 @@ class Runner:
         active = None
         if self.config.calendar.query:
             rows = self.warehouse().query(self.config.calendar.query, {"start": start, "end": end})
-            active = [_as_date(next(iter(row.values()))) for row in rows]
+            from runbook.extent import to_date
+
+            found = (to_date(next(iter(row.values()))) for row in rows)
+            active = [day for day in found if day is not None]
         return Calendar(self.config.calendar, active)
 
     def date_range(self, start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt.date]:
@@ -323,11 +326,3 @@ class Runner:
         os.kill(run.pid, signal.SIGTERM)
         self.store.add_event("stop_requested", f"SIGTERM sent to PID {run.pid}", run_id=run_id)
         return run
-
-
-def _as_date(value: Any) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value)[:10])

@@ -181,9 +181,16 @@ def show_view(store: Store, run: Run, *, with_tasks: bool = False) -> dict[str, 
         "processors": per_processor,
         "failures": failures,
         "blocked": blocked,
+        "checks": _check_views(store, run.id),
         "events": [event_view(e) for e in store.events(run_id=run.id)],
         "tasks": [task_view(t) for t in tasks] if with_tasks else None,
     }
+
+
+def _check_views(store: Store, run_id: int) -> list[dict[str, Any]]:
+    from runbook.checks import result_view
+
+    return [result_view(result) for result in store.check_results(run_id=run_id)]
 
 
 def plan_view(plan: Plan, *, with_dates: bool = True) -> dict[str, Any]:

@@ -146,6 +146,9 @@ def test_the_json_outcome_of_a_gated_run(make_workspace: Any, severity: str) -> 
     assert view["run"]["status"] == ("blocked" if severity == "block" else "succeeded")
     assert result.code == (3 if severity == "block" else 0)
     assert [b["processor"] for b in view["blocked"]] == (["middle"] * 4 if severity == "block" else [])
+    assert [(c["processor"], c["check"], c["severity"], c["passed"]) for c in view["checks"]] == [
+        ("source", "no_duplicates", severity, False)
+    ]
 
 
 def test_warn_only_checks_do_not_gate_the_downstream(make_workspace: Any) -> None:
