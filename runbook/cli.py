@@ -83,17 +83,25 @@ def command_line() -> str:
 
 
 class Group(click.Group):
-    """Turns every RunbookError and bad command option into one line on stderr and its exit code."""
+    """Turns every RunbookError into one line on stderr and its exit code (usage errors: ``main``)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except RunbookError as error:
-            verbose = bool(ctx.params.get("verbose"))
-            fail(error, verbose)
-        except click.UsageError as error:
-            where = f" (see `{error.ctx.command_path} --help`)" if error.ctx else ""
-            fail(UsageError(f"{error.format_message()}{where}"), bool(ctx.params.get("verbose")))
+            fail(error, bool(ctx.params.get("verbose")))
+
+
+def show_plan(view: dict[str, Any], json_out: bool, verbose: bool) -> None:
+    """A plan as JSON, or as tables followed by its warnings."""
+    if json_out:
+        emit_json(view)
+        return
+    from runbook import render
+
+    render.plan(console(), view, verbose=verbose)
+    for warning in view["warnings"]:
+        click.echo(f"warning: {warning}")
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -197,16 +205,9 @@ def run(obj: Context, processors: tuple[str, ...], start: Any, end: Any, no_resu
     plan = runner.plan(request)
     warnings = runner.extent_warnings(plan)
     if dry_run:
-        from runbook import render
         from runbook.views import plan_view
 
-        view = {**plan_view(plan), "warnings": [w.message for w in warnings]}
-        if json_out:
-            emit_json(view)
-        else:
-            render.plan(console(), view, verbose=False)
-            for warning in warnings:
-                click.echo(f"warning: {warning}")
+        show_plan({**plan_view(plan), "warnings": [w.message for w in warnings]}, json_out, verbose=False)
         return
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -404,7 +405,6 @@ def plan(obj: Context, processors: tuple[str, ...], start: Any, end: Any, no_res
 
     Example: runbook plan player_composite_factors --start 2024-10-22 --end 2024-12-31 --dates
     """
-    from runbook import render
     from runbook.runs import check_request
     from runbook.views import plan_view
 
@@ -413,13 +413,7 @@ def plan(obj: Context, processors: tuple[str, ...], start: Any, end: Any, no_res
     runner = obj.runner()
     planned = runner.plan(request)
     warnings = [w.message for w in runner.extent_warnings(planned)]
-    view = {**plan_view(planned), "warnings": warnings}
-    if json_out:
-        emit_json(view)
-    else:
-        render.plan(console(), view, verbose=verbose)
-        for warning in warnings:
-            click.echo(f"warning: {warning}")
+    show_plan({**plan_view(planned), "warnings": warnings}, json_out, verbose)
 
 
 def main() -> None:
