@@ -70,3 +70,19 @@ def controller_alive(run: Run, *, stale_seconds: float = STALE_HEARTBEAT_SECONDS
     if started is not None and run.heartbeat_at is not None and started > run.heartbeat_at + slack:
         return False  # the PID was reused by a process born after the last heartbeat
     return fresh or run.status == "queued"
+
+
+def effective_status(run: Run, alive: bool) -> str:
+    """The stored status, except that an active run whose controller is gone is ``interrupted``."""
+    if run.status in ACTIVE_RUN_STATUSES and not alive and (run.controller_id or run.pid):
+        return "interrupted"
+    return run.status
+
+
+def rate_and_eta(
+    finished: int, seconds: float, remaining: int, status: str
+) -> tuple[float | None, float | None]:
+    """Tasks finished per hour so far, and the seconds the remaining ones need at that rate."""
+    rate = finished / seconds * 3600 if seconds > 0 else None
+    eta = remaining / rate * 3600 if rate and remaining and status == "running" else None
+    return rate, eta

@@ -11,6 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
+from runbook.formatting import duration
+
 STATUS_STYLE = {
     "succeeded": "green",
     "running": "cyan",
@@ -41,17 +43,6 @@ def _ago(stamp: str | None) -> str:
     return f"{seconds // 86400}d ago"
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-
-
 def runs_table(runs: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title, title_justify="left")
     for column in (
@@ -79,7 +70,7 @@ def runs_table(runs: list[dict[str, Any]], title: str) -> Table:
             f"{run['start_date']}..{run['end_date']}",
             ", ".join(bits),
             f"{run['rate_per_hour']:.0f}" if run["rate_per_hour"] else "-",
-            duration(run["eta_seconds"]),
+            duration(run["eta_seconds"], "-"),
             pid,
             _ago(run["heartbeat_at"]),
             run["log_path"] or "-",

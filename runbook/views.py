@@ -10,7 +10,7 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
-from runbook.liveness import controller_alive
+from runbook.liveness import controller_alive, effective_status, rate_and_eta
 from runbook.planner import Plan
 from runbook.state.models import ACTIVE_RUN_STATUSES, Event, Run, Task, utcnow
 from runbook.state.store import Store
@@ -20,15 +20,6 @@ JSON_SCHEMA_VERSION = 1
 
 def iso(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if value else None
-
-
-def effective_status(run: Run) -> str:
-    """The stored status, except that an active run whose controller is gone is ``interrupted``."""
-    if run.status in ACTIVE_RUN_STATUSES and run.controller_id is not None and not controller_alive(run):
-        return "interrupted"
-    if run.status == "queued" and run.pid and not controller_alive(run):
-        return "interrupted"
-    return run.status
 
 
 def progress(counts: Counter[str]) -> dict[str, int]:
@@ -46,11 +37,9 @@ def progress(counts: Counter[str]) -> dict[str, int]:
 def run_summary(store: Store, run: Run, counts: Counter[str]) -> dict[str, Any]:
     """One run as ``status --json`` and ``history --json`` show it."""
     assert run.id is not None
-    finished, seconds = store.finished_window(run.id)
-    rate = finished / seconds * 3600 if seconds > 0 else None
-    remaining = counts["pending"] + counts["running"]
-    status = effective_status(run)
-    eta = remaining / rate * 3600 if rate and remaining and status == "running" else None
+    alive = controller_alive(run)
+    status = effective_status(run, alive)
+    rate, eta = rate_and_eta(*store.finished_window(run.id), counts["pending"] + counts["running"], status)
     return {
         "id": run.id,
         "processors": list(run.processors),
@@ -59,7 +48,7 @@ def run_summary(store: Store, run: Run, counts: Counter[str]) -> dict[str, Any]:
         "end_date": run.end_date,
         "pid": run.pid,
         "host": run.host,
-        "controller_alive": controller_alive(run),
+        "controller_alive": alive,
         "log_path": run.log_path,
         "workers": run.workers,
         "progress": progress(counts),

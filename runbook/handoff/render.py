@@ -37,6 +37,7 @@ from jinja2 import (
 )
 
 from runbook.errors import ConfigError, UsageError
+from runbook.formatting import duration
 
 TEMPLATES = {"markdown": "handoff.md.j2", "brief": "brief.md.j2"}
 BRIEF_MAX_LINES = 40
@@ -123,19 +124,6 @@ def fence(value: Any, lang: str = "") -> str:
     longest = max((len(run) for run in re.findall(r"`{3,}", content)), default=2)
     ticks = "`" * (longest + 1)
     return f"{ticks}{lang}\n{content}\n{ticks}"
-
-
-def duration(seconds: Any) -> str:
-    if seconds is None:
-        return "—"
-    total = int(round(float(seconds)))
-    if total < 60:
-        return f"{total}s"
-    if total < 3600:
-        return f"{total // 60}m{total % 60:02d}s"
-    if total < 86400:
-        return f"{total // 3600}h{(total % 3600) // 60:02d}m"
-    return f"{total // 86400}d{(total % 86400) // 3600:02d}h"
 
 
 def number(value: Any) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from runbook.config import RunbookConfig
 from runbook.coverage import iso_time
+from runbook.liveness import effective_status, rate_and_eta
 from runbook.state.models import ACTIVE_RUN_STATUSES, CheckResult, Event, Note, Run
 from runbook.state.store import Store
 
@@ -24,13 +25,6 @@ _PARAMETER = re.compile(r"(?<![@\w])@([A-Za-z_][A-Za-z0-9_]*)")
 Liveness = Callable[[Run], bool]
 
 
-def effective_status(run: Run, alive: bool) -> str:
-    """The stored status, except that an active run whose controller is gone is ``interrupted``."""
-    if run.status in ACTIVE_RUN_STATUSES and not alive and (run.controller_id or run.pid):
-        return "interrupted"
-    return run.status
-
-
 def run_entry(store: Store, run: Run, counts: Counter[str], alive: bool, now: dt.datetime) -> dict[str, Any]:
     """One run: status, progress over its runnable tasks, rate, ETA, PID, log and commands."""
     assert run.id is not None
@@ -39,10 +33,7 @@ def run_entry(store: Store, run: Run, counts: Counter[str], alive: bool, now: dt
     remaining = counts["pending"] + counts["running"]
     rate = eta = None
     if status in ACTIVE_RUN_STATUSES or status == "interrupted":
-        finished, seconds = store.finished_window(run.id)
-        rate = finished / seconds * 3600 if seconds > 0 else None
-        if rate and remaining and status == "running":
-            eta = remaining / rate * 3600
+        rate, eta = rate_and_eta(*store.finished_window(run.id), remaining, status)
     commands = {"show": f"runbook show {run.id}", "logs": f"runbook logs {run.id}"}
     if status in ACTIVE_RUN_STATUSES:
         commands.update(
