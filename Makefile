@@ -25,8 +25,9 @@ $(BQEMU)/.installed:
 	$(BQEMU)/bin/uv pip install -q --python $(BQEMU)/bin/python --compile-bytecode bqemulator numpy duckdb-extension-spatial
 	touch $@
 
+# The repository root is the demo workspace: state/ (git-ignored) and handoffs/ are written here.
 demo: install
-	$(BIN)/runbook demo
+	$(BIN)/runbook demo --dir .
 
 lint: install
 	$(BIN)/ruff check runbook tests bench

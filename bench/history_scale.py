@@ -38,12 +38,28 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from runbook.coverage import coverage_report  # noqa: E402
-from runbook.handoff import build_context, report_text  # noqa: E402
-from runbook.state.models import CheckResult, Event, Note, WorkSession  # noqa: E402
+from runbook.app import App  # noqa: E402
+from runbook.snapshots import to_data  # noqa: E402
+from runbook.state.connect import Json  # noqa: E402
 from runbook.state.store import Store  # noqa: E402
-from runbook.views import history_view  # noqa: E402
 from runbook.workspace import Workspace  # noqa: E402
+
+EVENT_SQL = (
+    "INSERT INTO event (run_id, at, kind, processor, date, message, data) "
+    "VALUES (:run_id, :at, :kind, :processor, :date, :message, :data)"
+)
+CHECK_SQL = (
+    "INSERT INTO check_result (run_id, processor, check_name, severity, passed, start_date, end_date, metrics, "
+    "conditions, query, params, error, at) VALUES (:run_id, :processor, :check_name, :severity, :passed, "
+    ":start_date, :end_date, :metrics, :conditions, :query, :params, NULL, :at)"
+)
+
+
+def event(run_id: int, at: dt.datetime, kind: str, message: str, processor: str | None = None,
+          date: str | None = None) -> dict[str, Any]:  # fmt: skip
+    return {"run_id": run_id, "at": at, "kind": kind, "processor": processor, "date": date, "message": message,
+            "data": Json({})}  # fmt: skip
+
 
 PROCESSORS = {  # name: (phase, needs)
     "team_offense": ("3", []),
@@ -108,7 +124,10 @@ def build(root: Path, runs: int, tasks: int, seed: int = 7) -> Store:
     for number in range(1, sessions + 1):
         started = BASE_TIME + dt.timedelta(hours=3 * runs * (number - 1) / sessions)
         ended = None if number == sessions else started + dt.timedelta(hours=3 * runs / sessions - 1)
-        store.add(WorkSession(title=f"bench session {number}", started_at=started, ended_at=ended))
+        store.db.execute(
+            "INSERT INTO work_session (title, started_at, ended_at) VALUES (:title, :started, :ended)",
+            {"title": f"bench session {number}", "started": started, "ended": ended},
+        )
     for index in range(runs):
         width = rng.randint(2, 4)
         first = rng.randint(0, len(names) - width)
@@ -156,8 +175,8 @@ def build(root: Path, runs: int, tasks: int, seed: int = 7) -> Store:
                         exit_code=1,
                         error_tail="Traceback ...\nValueError: bad row",
                     )
-                    events.append(Event(run_id=run.id, at=moment, kind="task_failed", processor=name, date=row["date"],
-                                        message=f"{name} {day} failed after 2 attempt(s): ValueError: bad row"))  # fmt: skip
+                    events.append(event(run.id, moment, "task_failed", f"{name} {day} failed after 2 attempt(s): "
+                                        "ValueError: bad row", name, row["date"]))  # fmt: skip
                 else:
                     row.update(status="succeeded", attempt=1, exit_code=0, rows_affected=rng.randint(50, 500))
                 if row["status"] in ("succeeded", "failed"):
@@ -173,29 +192,25 @@ def build(root: Path, runs: int, tasks: int, seed: int = 7) -> Store:
                          pid=os.getpid() if status == "running" else None, host=socket.gethostname(),
                          controller_id="bench" if status == "running" else None)  # fmt: skip
         events += [
-            Event(run_id=run.id, at=created, kind="run_created", message=run.command_line or ""),
-            Event(run_id=run.id, at=created, kind="run_started", message="controller took the run"),
+            event(run.id, created, "run_created", run.command_line or ""),
+            event(run.id, created, "run_started", "controller took the run"),
         ]
         if finished is not None:
-            events.append(Event(run_id=run.id, at=finished, kind=f"run_{status}", message="done"))
+            events.append(event(run.id, finished, f"run_{status}", "done"))
         checks = [
-            CheckResult(run_id=run.id, processor=name, check_name="row_coverage", severity="block",
-                        passed=rng.random() > 0.05, start_date=run.start_date, end_date=run.end_date,
-                        metrics={"n": 1234}, conditions=[{"expr": "n >= 100", "left": 1234, "op": ">=", "right": 100,
-                                                          "passed": True}],
-                        query="SELECT COUNT(*) AS n FROM t WHERE d BETWEEN @start AND @end",
-                        params={"start": run.start_date, "end": run.end_date}, at=moment)
+            {"run_id": run.id, "processor": name, "check_name": "row_coverage", "severity": "block",
+             "passed": rng.random() > 0.05, "start_date": run.start_date, "end_date": run.end_date,
+             "metrics": Json({"n": 1234}),
+             "conditions": Json([{"expr": "n >= 100", "left": 1234, "op": ">=", "right": 100, "passed": True}]),
+             "query": "SELECT COUNT(*) AS n FROM t WHERE d BETWEEN @start AND @end",
+             "params": Json({"start": run.start_date, "end": run.end_date}), "at": moment}
             for name in chosen if name in CHECKED
         ]  # fmt: skip
-        with store.session() as session:
-            session.add_all([*events, *checks])
+        with store.transaction() as db:
+            db.executemany(EVENT_SQL, events)
+            db.executemany(CHECK_SQL, checks)
             if index % 25 == 0:
-                session.add(
-                    Note(
-                        session_id=session_id, kind="issue", text=f"run {run.id}: watch the rates", at=created
-                    )
-                )
-            session.commit()
+                store.add_note(session_id, "issue", f"run {run.id}: watch the rates", created)
     return store
 
 
@@ -209,27 +224,24 @@ def _median_ms(call: Any, repeat: int) -> float:
 
 
 def measure(root: Path, repeat: int) -> dict[str, float]:
-    workspace = Workspace.load(str(root / "runbook.yaml"))
-    store = Store.open(workspace.database_url)
-    now = dt.datetime.now(dt.UTC)
+    """Library time of the reading use cases, on the app the CLI uses (its read connection)."""
+    app = App(Workspace.load(str(root / "runbook.yaml")))
     busiest = "player_game"
-
-    def handoff() -> str:
-        context = build_context(workspace, store, now=now, timezone="UTC")
-        return report_text(context, templates_dir=workspace.templates_dir)
-
-    def calendar_for(start: dt.date, end: dt.date) -> Any:
-        from runbook.calendar import Calendar
-
-        return Calendar(workspace.config.calendar)
-
-    return {
-        "history (50 runs, JSON data)": _median_ms(lambda: history_view(store, limit=50), repeat),
-        f"coverage {busiest} (4 years)": _median_ms(
-            lambda: coverage_report(workspace, store, busiest, None, None, calendar_for), repeat
-        ),
-        "handoff (Markdown)": _median_ms(handoff, repeat),
-    }
+    try:
+        return {
+            "status (JSON data)": _median_ms(lambda: to_data(app.status()), repeat),
+            "history (50 runs, JSON data)": _median_ms(lambda: to_data(app.history(limit=50)), repeat),
+            "show (newest run, JSON data)": _median_ms(
+                lambda: to_data(app.run_detail(app.status()[0].id)), repeat
+            ),
+            f"coverage {busiest} (4 years)": _median_ms(
+                lambda: to_data(app.coverage(busiest, None, None)), repeat
+            ),
+            "handoff (Markdown)": _median_ms(lambda: app.handoff(out="-"), repeat),
+            "handoff (brief)": _median_ms(lambda: app.handoff(format="brief"), repeat),
+        }
+    finally:
+        app.close()
 
 
 def measure_cli(root: Path, repeat: int) -> dict[str, float]:
@@ -269,12 +281,7 @@ def main() -> None:
             build(root, args.runs, args.tasks).close()
         built = time.perf_counter() - begin
         store = Store.open(f"sqlite:///{root / 'state' / 'runbook.db'}")
-        with store.engine.connect() as conn:
-            from sqlalchemy import text
-
-            counts = {
-                t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar() for t in ("run", "task", "event")
-            }
+        counts = {t: store.db.scalar(f"SELECT COUNT(*) FROM {t}") for t in ("run", "task", "event")}
         store.close()
         figures = {"library_ms": measure(root, args.repeat)}
         if args.cli:

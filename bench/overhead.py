@@ -1,7 +1,7 @@
 """The controller's own cost per date, against a plain loop that writes one SQLite row per date.
 
 For N dates of one processor whose step does (almost) nothing, a run goes through the real
-``Runner`` API in this process: plan, record the tasks, execute them with 1 and 2 workers. The
+``App`` API in this process: plan, record the tasks, execute them with 1 and 2 workers. The
 controller's cost per date is the run's wall time minus the step's own time, divided by N:
 
 - ``python:`` no-op: an in-process function that returns at once (its time is ~0);
@@ -32,8 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from runbook.runs import Runner, RunRequest  # noqa: E402
-from runbook.state.store import Store  # noqa: E402
+from runbook.app import App, RunRequest  # noqa: E402
 from runbook.workspace import Workspace  # noqa: E402
 
 FIRST_DATE = dt.date(2000, 1, 1)
@@ -131,18 +130,16 @@ def make_workspace(folder: Path, step: str, dates: int) -> Workspace:
 
 def measure_run(folder: Path, step: str, workers: int, dates: int) -> float:
     """Seconds to plan, record and execute a run of ``dates`` dates of ``step`` in this process."""
-    workspace = make_workspace(folder, step, dates)
-    store = Store.open(workspace.database_url)  # creating the schema is start-up, not counted
+    app = App(make_workspace(folder, step, dates))
+    assert app.store is not None  # creating the schema is start-up, not counted
     try:
-        runner = Runner(workspace, store)
         started = time.perf_counter()
         request = RunRequest(processors=[], workers=workers)
-        run = runner.submit(request, runner.plan(request))
-        assert run.id is not None
-        outcome = runner.execute(run.id)
+        run = app.submit(request, app.plan(request))
+        outcome = app.execute(run.id)
         wall = time.perf_counter() - started
     finally:
-        store.close()
+        app.close()
     if outcome.status != "succeeded" or outcome.counts["succeeded"] != dates:
         raise SystemExit(f"{step} run did not succeed: {outcome.status} {dict(outcome.counts)}")
     return wall

@@ -1,7 +1,7 @@
 """The one error tree of runbook.
 
 Every error a user can cause or meet carries the process exit code the CLI returns for it and a
-message that names the fix. Only ``cli.py`` turns these into output and exit codes.
+message that names the fix. Only ``runbook.cli`` turns these into output and exit codes.
 
     RunbookError                     base; exit code 1
     ├── UsageError                   bad command-line usage; exit 2
@@ -10,10 +10,10 @@ message that names the fix. Only ``cli.py`` turns these into output and exit cod
     │   └── RunConflict              another active run covers the same processors and dates; exit 2
     ├── WarehouseError               a warehouse query failed (names the query and the cause); exit 1
     │   └── TransientWarehouseError  rate limit, 5xx: retried with backoff
-    ├── StepError                    a step could not be started or was misconfigured; exit 1
-    ├── RunFailed                    a run ended with failed dates; exit 1
-    ├── GateBlocked                  a blocking validation check failed; exit 3
-    └── RunInterrupted               the run was stopped and can be resumed; exit 4
+    └── StepError                    a step could not be started or was misconfigured; exit 1
+
+How a run ended is not an error: the CLI maps its outcome (succeeded, failed, blocked,
+interrupted) to the exit codes 0, 1, 3 and 4.
 """
 
 from __future__ import annotations
@@ -75,15 +75,3 @@ class TransientWarehouseError(WarehouseError):
 
 class StepError(RunbookError):
     exit_code = EXIT_FAILED
-
-
-class RunFailed(RunbookError):
-    exit_code = EXIT_FAILED
-
-
-class GateBlocked(RunbookError):
-    exit_code = EXIT_BLOCKED
-
-
-class RunInterrupted(RunbookError):
-    exit_code = EXIT_INTERRUPTED

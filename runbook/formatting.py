@@ -1,8 +1,38 @@
-"""Small formatters shared by the terminal tables and the handoff reports."""
+"""How values are written, in one place: times, spans, durations, percentages and counts.
+
+Every surface (terminal tables, ``--json``, the handoff) goes through these, so one run reads
+the same everywhere. The rounding rule, documented in docs/json.md:
+
+- a percentage is rounded *down* to one decimal (99.96 % of the work is ``99.9``, never ``100.0``);
+- a rate is rounded to one decimal, an ETA up to whole seconds;
+- times are UTC ISO 8601 with a ``Z``.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
+
+
+def as_utc(value: Any) -> dt.datetime | None:
+    """A UTC datetime from a datetime or from the text SQLite keeps for one (None stays None)."""
+    if value is None or value == "":
+        return None
+    moment: dt.datetime = (
+        dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
+    )
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def iso_utc(value: Any) -> str | None:
+    """ISO 8601 UTC with a ``Z``, from a datetime or SQLite's text for one."""
+    moment = as_utc(value)
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def span(start: str, end: str | None) -> str:
+    """``2024-01-01`` for one date, ``2024-01-01..2024-01-05`` for several."""
+    return start if not end or end == start else f"{start}..{end}"
 
 
 def duration(seconds: Any, missing: str = "—") -> str:
@@ -17,3 +47,29 @@ def duration(seconds: Any, missing: str = "—") -> str:
     if total < 86400:
         return f"{total // 3600}h{(total % 3600) // 60:02d}m"
     return f"{total // 86400}d{(total % 86400) // 3600:02d}h"
+
+
+def percent(part: int, whole: int) -> float | None:
+    """``part`` of ``whole`` in percent, rounded down to one decimal; None when ``whole`` is 0."""
+    if whole <= 0:
+        return None
+    return int(part * 1000 // whole) / 10
+
+
+def rate(value: float | None) -> float | None:
+    """A rate per hour as reported: one decimal."""
+    return None if value is None else round(value, 1)
+
+
+def number(value: Any, missing: str = "—") -> str:
+    """A count or a rate with thousands separators, one decimal only below 100."""
+    if value is None:
+        return missing
+    if isinstance(value, float) and not value.is_integer() and abs(value) < 100:
+        return f"{value:,.1f}"
+    return f"{round(value):,}"
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 date``, ``1,856 dates``."""
+    return f"{count:,} {word if count == 1 else (many or word + 's')}"

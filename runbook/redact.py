@@ -7,7 +7,8 @@ usual shapes of credentials: passwords in URLs, ``--token=...`` style arguments,
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 MASK = "***"
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@")
@@ -43,3 +44,22 @@ class Redactor:
 
 
 NO_SECRETS = Redactor()
+
+
+# ISO dates and times cannot hold a credential, so only the known secret values are looked for in
+# them: a report holds thousands, and the redactor's patterns are the costly part.
+_DATE_OR_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:T[\d:.]+Z)?")
+
+
+def redact_tree(value: Any, redact: Callable[[str], str]) -> Any:
+    """``value`` with every string inside it (not the keys of mappings) passed through ``redact``."""
+    secrets = getattr(redact, "secrets", None)
+    if isinstance(value, str):
+        if secrets is not None and _DATE_OR_TIME.fullmatch(value):
+            return redact(value) if any(secret in value for secret in secrets) else value
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redact_tree(item, redact) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_tree(item, redact) for item in value]
+    return value

@@ -1,9 +1,15 @@
-"""The one log file of a run: every step's output, tagged with processor, date and attempt."""
+"""The one log file of a run: every step's output, tagged with processor, date and attempt.
+
+:class:`RunLog` writes it (thread-safe, secrets masked); :func:`read_log` reads or follows it.
+"""
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -39,3 +45,34 @@ class RunLog:
     def close(self) -> None:
         with self._lock:
             self._file.close()
+
+
+FOLLOW_POLL_SECONDS = 0.5
+
+
+def read_log(
+    path: Path, *, tail: int | None = None, follow: Callable[[], bool] | None = None
+) -> Iterator[str]:
+    """Yield the log's lines (the last ``tail`` ones); with ``follow``, keep yielding new lines
+    while ``follow()`` says the run is still active, then the rest."""
+    if not path.exists():
+        if follow is None:
+            return
+        while not path.exists():
+            if not follow():
+                return
+            time.sleep(FOLLOW_POLL_SECONDS)
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        lines = handle.readlines()
+        yield from (line.rstrip("\n") for line in (collections.deque(lines, tail) if tail else lines))
+        if follow is None:
+            return
+        while True:
+            line = handle.readline()
+            if line:
+                yield line.rstrip("\n")
+                continue
+            if not follow():
+                yield from (rest.rstrip("\n") for rest in handle.readlines())
+                return
+            time.sleep(FOLLOW_POLL_SECONDS)

@@ -16,6 +16,7 @@ from runbook.demo.dataset import DEFAULT_SEED, DEMO_END, DEMO_START, OFF_DAYS, S
 
 __all__ = [
     "DEFAULT_SEED",
+    "DEMO_NAME",
     "DEMO_END",
     "DEMO_START",
     "OFF_DAYS",
@@ -25,6 +26,7 @@ __all__ = [
     "generate_dataset",
 ]
 
+DEMO_NAME = "nba-demo"
 CONFIG_NAME = "runbook.yaml"
 SQL_FOLDER = "sql"
 WAREHOUSE_PATH = Path("state") / "warehouse.duckdb"  # relative to the workspace, as in runbook.yaml
@@ -40,9 +42,13 @@ def create_demo_workspace(root: Path, *, seed: int = DEFAULT_SEED) -> Path:
     root = Path(root)
     package = resources.files(__name__)
     _copy_missing(package / CONFIG_NAME, root / CONFIG_NAME)
-    for source in sorted(package.joinpath(SQL_FOLDER).iterdir(), key=lambda item: item.name):
-        if source.name.endswith(".sql"):
-            _copy_missing(source, root / SQL_FOLDER / source.name)
+    # The SQL files the workspace's runbook.yaml names and lacks (a workspace may also point at
+    # the package's own files, as the repository's root runbook.yaml does).
+    for relative in _sql_files(root / CONFIG_NAME):
+        target = root / relative
+        source = package.joinpath(SQL_FOLDER, Path(relative).name)
+        if not target.exists() and source.is_file():
+            _copy_missing(source, target)
     warehouse = root / WAREHOUSE_PATH
     if not warehouse.exists():
         warehouse.parent.mkdir(parents=True, exist_ok=True)
@@ -61,3 +67,9 @@ def _copy_missing(source: Traversable, target: Path) -> None:
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+
+
+def _sql_files(config: Path) -> list[str]:
+    from runbook.config import load_config
+
+    return sorted({p.sql_file for p in load_config(config).processors.values() if p.sql_file})

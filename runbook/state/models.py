@@ -1,4 +1,8 @@
-"""All tables of the state store, in one module. No queries live here: see ``store.py``.
+"""The schema of the state store: every table, in one module, for Alembic and its migrations.
+
+Nothing reads or writes through these classes at run time: the queries are plain SQL
+(``queries.py``, ``store.py``) returning the records of ``records.py``. A test checks that Alembic
+autogenerate finds no difference between these tables and the shipped migrations.
 
 Dates of a task are stored as ISO strings (``YYYY-MM-DD``) so that range comparisons are plain
 string comparisons that use the indexes on SQLite and PostgreSQL alike. Times are timezone-aware
@@ -13,15 +17,6 @@ from typing import Any
 from sqlalchemy import JSON, Column, DateTime, Index, Text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
-
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "interrupted", "blocked", "cancelled")
-ACTIVE_RUN_STATUSES = ("queued", "running")
-TASK_STATUSES = ("pending", "running", "succeeded", "failed", "skipped", "blocked", "cancelled")
-FINISHED_TASK_STATUSES = ("succeeded", "failed", "skipped", "blocked", "cancelled")
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -47,7 +42,7 @@ def _when(**kwargs: Any) -> Any:
     return Field(sa_column=Column(UTCDateTime(), **kwargs), default=None)
 
 
-class Run(SQLModel, table=True):
+class RunTable(SQLModel, table=True):
     """One invocation of the controller over processors and a date range."""
 
     __tablename__ = "run"
@@ -74,7 +69,7 @@ class Run(SQLModel, table=True):
     finished_at: dt.datetime | None = _when()
 
 
-class Task(SQLModel, table=True):
+class TaskTable(SQLModel, table=True):
     """One step of one processor over one date (or a chunk of dates) within a run."""
 
     __tablename__ = "task"
@@ -107,7 +102,7 @@ class Task(SQLModel, table=True):
     duration_seconds: float | None = None
 
 
-class Event(SQLModel, table=True):
+class EventTable(SQLModel, table=True):
     """The timeline: run started, date failed, retried, interrupted, resumed, check failed, ..."""
 
     __tablename__ = "event"
@@ -123,7 +118,7 @@ class Event(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
-class CheckResult(SQLModel, table=True):
+class CheckResultTable(SQLModel, table=True):
     """One evaluation of one validation check: every metric, every condition, the query that ran."""
 
     __tablename__ = "check_result"
@@ -145,7 +140,7 @@ class CheckResult(SQLModel, table=True):
     at: dt.datetime | None = _when(nullable=False)
 
 
-class WorkSession(SQLModel, table=True):
+class WorkSessionTable(SQLModel, table=True):
     """A numbered working session (the seeds' "Session 52"); its end writes a handoff."""
 
     __tablename__ = "work_session"
@@ -157,7 +152,7 @@ class WorkSession(SQLModel, table=True):
     handoff_path: str | None = Field(default=None, sa_column=Column(Text))
 
 
-class Note(SQLModel, table=True):
+class NoteTable(SQLModel, table=True):
     """Something a person or agent learned: a fix, an issue, a decision, a next step."""
 
     __tablename__ = "note"

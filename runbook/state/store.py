@@ -1,178 +1,250 @@
-"""The state store: the only module that writes SQL against runbook's own database.
+"""The state store: every write to runbook's own database, and the reads behind it.
 
-Hot paths (claiming and finishing tasks, recording a step's PID, heartbeats) run statements
-compiled once, on a connection each thread keeps open (``statements.py``), so the controller's
-cost per date stays well under a millisecond (``bench/overhead.py``). Claims are compare-and-set
-updates (``UPDATE task SET status='running' ... WHERE id=:id AND status='pending'``) that hold on
-SQLite and PostgreSQL alike, with a lease that a live controller extends by heartbeat: a second
-controller sharing the database can only take a task whose lease has run out.
+Statements are plain SQL run through :class:`~runbook.state.connect.Database` on one connection
+per thread (no ORM on the hot path), so the controller's cost per date stays well under a
+millisecond (``bench/overhead.py``). State changes that others may race are single conditional
+writes: a task is claimed by ``UPDATE ... WHERE id = :id AND status = 'pending'`` and the claim
+only counts when one row changed; a lease that a live controller extends by heartbeat means a
+second controller sharing the database can only take a task whose lease has run out.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
-from collections.abc import Iterable, Sequence
-from typing import Any
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func, insert, select, update
-from sqlmodel import Session
-
-from runbook.state import statements
-from runbook.state.db import ensure_schema, make_engine
-from runbook.state.history import HistoryQueries, as_utc
-from runbook.state.models import (
-    ACTIVE_RUN_STATUSES,
-    CheckResult,
-    Event,
-    Note,
-    Run,
-    Task,
-    WorkSession,
-    utcnow,
+from runbook.clock import utcnow
+from runbook.errors import StateError
+from runbook.kinds import RunStatus, TaskStatus
+from runbook.state.connect import (
+    Database,
+    DatabaseFault,
+    Json,
+    connect,
+    read_revision,
+    redact_url,
+    require_head,
 )
-from runbook.state.tables import CHECK, EVENT, RUN, SESSION, TASK
+from runbook.state.queries import Queries
+from runbook.state.records import CheckResult, Note, Run, Task, WorkSession
 
 ERROR_TAIL_CHARS = 4000
+_T = TypeVar("_T")
 
 
-class Store(HistoryQueries):
-    """Reads and writes runs, tasks, events, check results, sessions and notes."""
+class Store(Queries):
+    """Reads (inherited from :class:`Queries`) and writes of one workspace's state store.
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._hot = statements.HotConnections(engine)
+    Each thread gets its own connection (SQLite connections must not be shared, and a write
+    transaction belongs to one thread); ``db`` is the calling thread's.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._held: list[tuple[threading.Thread, Database]] = []
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
-        """Open the store at ``url``; an empty database is created at head, an old one refused."""
-        engine = make_engine(url)
+        """Open the store at ``url``: an empty database is created at head, an old one refused."""
+        store = cls(url)
         if migrate:
             try:
-                ensure_schema(engine)
+                store._ensure_schema()
             except BaseException:
-                engine.dispose()
+                store.close()
                 raise
-        return cls(engine)
+        return store
+
+    def _ensure_schema(self) -> None:
+        db = connect(self.url, create=True)
+        assert db is not None
+        try:
+            revision = read_revision(db)
+        finally:
+            db.close()
+        if revision is None:
+            from runbook.state.migrate import create_schema
+
+            create_schema(self.url)
+        else:
+            require_head(revision, self.url)
+
+    @property
+    def db(self) -> Database:  # type: ignore[override]
+        db: Database | None = getattr(self._local, "db", None)
+        if db is None:
+            db = connect(self.url, create=True)
+            assert db is not None
+            self._local.db = db
+            with self._lock:
+                # Connections of threads that have ended are closed (gate threads come and go).
+                ended = [other for thread, other in self._held if not thread.is_alive()]
+                self._held = [(t, d) for t, d in self._held if t.is_alive()]
+                self._held.append((threading.current_thread(), db))
+            for other in ended:
+                other.close()
+        return db
 
     def close(self) -> None:
-        self._hot.close()
-        self.engine.dispose()
+        """Close every connection this store opened (in any thread)."""
+        with self._lock:
+            held, self._held = self._held, []
+        for _, db in held:
+            db.close()
+        self._local = threading.local()
 
-    def session(self) -> Session:
-        return Session(self.engine, expire_on_commit=False)
+    def _write(self, action: Callable[[Database], _T]) -> _T:
+        """Run one write; a failure is one StateError line and a dropped connection is replaced."""
+        db = self.db
+        try:
+            return action(db)
+        except DatabaseFault as fault:
+            if fault.disconnected or db.dialect == "postgresql":
+                self._drop(db)
+            raise StateError(
+                f"state DB {redact_url(self.url)} refused a write: {fault.message.split(': ', 1)[-1]}"
+            ) from fault
 
-    # -- runs -----------------------------------------------------------------------------------
+    def _drop(self, db: Database) -> None:
+        db.close()
+        with self._lock:
+            self._held = [(t, d) for t, d in self._held if d is not db]
+        if getattr(self._local, "db", None) is db:
+            self._local.db = None
 
-    def create_run(self, **fields: Any) -> Run:
-        run = Run(created_at=utcnow(), **fields)
-        with self.session() as session:
-            session.add(run)
-            session.commit()
-            session.refresh(run)
+    @contextmanager
+    def transaction(self, *, exclusive: bool = False) -> Iterator[Database]:
+        """A write transaction on this thread's connection (see :meth:`Database.transaction`)."""
+        db = self.db
+        try:
+            with db.transaction(exclusive=exclusive):
+                yield db
+        except DatabaseFault as fault:
+            self._drop(db)
+            raise StateError(
+                f"state DB {redact_url(self.url)} refused a write: {fault.message.split(': ', 1)[-1]}"
+            ) from fault
+
+    # -- runs -------------------------------------------------------------------------------------
+
+    def create_run(self, *, db: Database | None = None, **fields: Any) -> Run:
+        """Insert a run (status ``queued`` unless given) and return it."""
+        values: dict[str, Any] = {
+            "status": RunStatus.QUEUED,
+            "options": {},
+            "versions": {},
+            "workers": 1,
+            "created_at": utcnow(),
+            **fields,
+        }
+        for key in ("processors", "options", "versions"):
+            values[key] = Json(values.get(key) or ([] if key == "processors" else {}))
+        names = list(values)
+        sql = (
+            f"INSERT INTO run ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)}) RETURNING id"
+        )
+        run_id = self._write(lambda default: (db or default).insert(sql, values))
+        run = self.get_run(run_id) if db is None else _run_from(run_id, values)
+        assert run is not None
         return run
 
-    def get_run(self, run_id: int) -> Run | None:
-        with self.session() as session:
-            return session.get(Run, run_id)
-
-    def list_runs(
-        self,
-        *,
-        statuses: Sequence[str] | None = None,
-        processor: str | None = None,
-        since: dt.datetime | None = None,
-        overlapping: tuple[str, str] | None = None,
-        limit: int | None = 50,
-    ) -> list[Run]:
-        """Runs, newest first, filtered by status, a processor they include, start time or dates."""
-        query = select(Run).order_by(RUN.c.id.desc())
-        if statuses:
-            query = query.where(RUN.c.status.in_(statuses))
-        if since is not None:
-            query = query.where(RUN.c.created_at >= since)
-        if overlapping is not None:
-            query = query.where(RUN.c.start_date <= overlapping[1], RUN.c.end_date >= overlapping[0])
-        with self.session() as session:
-            runs = list(session.scalars(query))
-        if processor is not None:
-            runs = [run for run in runs if processor in run.processors]
-        return runs[:limit] if limit else runs
-
-    def active_runs(self) -> list[Run]:
-        return self.list_runs(statuses=ACTIVE_RUN_STATUSES, limit=None)
-
     def update_run(self, run_id: int, **fields: Any) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(RUN).where(RUN.c.id == run_id).values(**fields))
+        values = {
+            key: Json(value) if key in ("processors", "options", "versions") else value
+            for key, value in fields.items()
+        }
+        assignments = ", ".join(f"{key} = :{key}" for key in values)
+        self._write(
+            lambda db: db.execute(
+                f"UPDATE run SET {assignments} WHERE id = :run_id", {**values, "run_id": run_id}
+            )
+        )
 
     def take_run(self, run_id: int, *, controller_id: str, pid: int, host: str, log_path: str) -> bool:
         """Make this controller the owner of a queued or interrupted run; False if another owns it."""
         now = utcnow()
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(RUN)
-                .where(RUN.c.id == run_id, RUN.c.status.in_(("queued", "interrupted")))
-                .values(
-                    status="running",
-                    controller_id=controller_id,
-                    pid=pid,
-                    host=host,
-                    log_path=log_path,
-                    heartbeat_at=now,
-                    started_at=func.coalesce(RUN.c.started_at, now),
-                    finished_at=None,
-                    error=None,
-                )
+        params = {
+            "id": run_id,
+            "statuses": [RunStatus.QUEUED, RunStatus.INTERRUPTED],
+            "owner": controller_id,
+            "pid": pid,
+            "host": host,
+            "log": log_path,
+            "now": now,
+        }
+        changed = self._write(
+            lambda db: db.execute(
+                "UPDATE run SET status = 'running', controller_id = :owner, pid = :pid, host = :host, "
+                "log_path = :log, heartbeat_at = :now, started_at = COALESCE(started_at, :now), "
+                "finished_at = NULL, error = NULL WHERE id = :id AND status IN :statuses",
+                params,
             )
-            return result.rowcount == 1
+        )
+        return changed == 1
 
     def heartbeat(self, run_id: int, controller_id: str, lease_until: dt.datetime) -> None:
         """Prove the controller is alive and extend the leases of the tasks it is running."""
-        params = {"p_run": run_id, "p_owner": controller_id, "p_now": utcnow(), "p_lease": lease_until}
-        self._hot.run((statements.BEAT_RUN, params), (statements.BEAT_TASKS, params))
+        params = {"run": run_id, "owner": controller_id, "now": utcnow(), "lease": lease_until}
+
+        def beat(db: Database) -> None:
+            with db.transaction():
+                db.execute(
+                    "UPDATE run SET heartbeat_at = :now WHERE id = :run AND controller_id = :owner", params
+                )
+                db.execute(
+                    "UPDATE task SET lease_until = :lease WHERE run_id = :run AND status = 'running' "
+                    "AND claimed_by = :owner",
+                    params,
+                )
+
+        self._write(beat)
 
     def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
         self.update_run(run_id, status=status, error=error, finished_at=utcnow())
 
     def mark_interrupted(self, run_id: int, reason: str) -> list[Task]:
         """Mark a run interrupted and return its in-flight tasks to pending; return those tasks."""
-        with self.engine.begin() as conn:
-            rows = conn.execute(select(TASK).where(TASK.c.run_id == run_id, TASK.c.status == "running")).all()
-            conn.execute(
-                update(TASK)
-                .where(TASK.c.run_id == run_id, TASK.c.status == "running")
-                .values(
-                    status="pending",
-                    claimed_by=None,
-                    lease_until=None,
-                    not_before=None,
-                    # The interrupted attempt does not count against the task's retries.
-                    max_attempts=TASK.c.max_attempts + 1,
+
+        def interrupt(db: Database) -> list[Task]:
+            with db.transaction(exclusive=True):
+                running = Queries(db).tasks(run_id, statuses=[TaskStatus.RUNNING])
+                # The interrupted attempt does not count against the task's retries.
+                db.execute(
+                    "UPDATE task SET status = 'pending', claimed_by = NULL, lease_until = NULL, not_before = NULL, "
+                    "max_attempts = max_attempts + 1 WHERE run_id = :run AND status = 'running'",
+                    {"run": run_id},
                 )
-            )
-            conn.execute(
-                update(RUN)
-                .where(RUN.c.id == run_id)
-                .values(status="interrupted", error=reason, finished_at=utcnow(), controller_id=None)
-            )
-        return [Task.model_validate(dict(row._mapping)) for row in rows]
+                db.execute(
+                    "UPDATE run SET status = 'interrupted', error = :reason, finished_at = :now, controller_id = NULL "
+                    "WHERE id = :run",
+                    {"run": run_id, "reason": reason, "now": utcnow()},
+                )
+            return running
 
-    # -- tasks ----------------------------------------------------------------------------------
+        return self._write(interrupt)
 
-    def add_tasks(self, run_id: int, rows: Iterable[dict[str, Any]]) -> None:
+    # -- tasks ------------------------------------------------------------------------------------
+
+    def add_tasks(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> None:
         """Insert planned tasks in bulk (one statement, many parameter sets)."""
-        batch = [{"run_id": run_id, **row} for row in rows]
-        if batch:
-            with self.engine.begin() as conn:
-                conn.execute(insert(TASK), batch)
+        defaults = {"seq": 0, "status": TaskStatus.PENDING, "attempt": 0, "max_attempts": 1, "skip_reason": None,
+                    "code_version": None}  # fmt: skip
+        batch = [{**defaults, **row, "run_id": run_id} for row in rows]
+        if not batch:
+            return
+        names = list(batch[0])
+        sql = f"INSERT INTO task ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})"
 
-    def tasks(self, run_id: int, *, statuses: Sequence[str] | None = None) -> list[Task]:
-        query = select(Task).where(TASK.c.run_id == run_id).order_by(TASK.c.seq, TASK.c.id)
-        if statuses:
-            query = query.where(TASK.c.status.in_(statuses))
-        with self.session() as session:
-            return list(session.scalars(query))
+        def insert(db: Database) -> None:
+            with db.transaction():
+                db.executemany(sql, batch)
+
+        self._write(insert)
 
     def claim_task(
         self,
@@ -185,16 +257,18 @@ class Store(HistoryQueries):
     ) -> bool:
         """Compare-and-set a pending task (or one whose lease expired) to running for this controller."""
         params = {
-            "p_id": task_id,
-            "p_now": now or utcnow(),
-            "p_owner": controller_id,
-            "p_lease": lease_until,
-            "p_version": code_version,
+            "id": task_id,
+            "now": now or utcnow(),
+            "owner": controller_id,
+            "lease": lease_until,
+            "version": code_version,
         }
-        return self._hot.run((statements.CLAIM_TASK, params)) == [1]
+        return self._write(lambda db: db.execute(_CLAIM_TASK, params)) == 1
 
     def set_task_pid(self, task_id: int, pid: int) -> None:
-        self._hot.run((statements.SET_TASK_PID, {"p_id": task_id, "p_pid": pid}))
+        self._write(
+            lambda db: db.execute("UPDATE task SET pid = :pid WHERE id = :id", {"id": task_id, "pid": pid})
+        )
 
     def finish_task(
         self,
@@ -211,16 +285,16 @@ class Store(HistoryQueries):
         """Record a finished attempt; with ``retry_at`` the task goes back to pending until then."""
         now = now or utcnow()
         params = {
-            "p_id": task_id,
-            "p_status": "pending" if retry_at is not None else status,
-            "p_now": now,
-            "p_duration": (now - started_at).total_seconds() if started_at else None,
-            "p_exit_code": exit_code,
-            "p_error": error[-ERROR_TAIL_CHARS:] if error else None,
-            "p_rows": rows_affected,
-            "p_retry_at": retry_at,
+            "id": task_id,
+            "status": TaskStatus.PENDING if retry_at is not None else status,
+            "now": now,
+            "duration": (now - started_at).total_seconds() if started_at else None,
+            "exit_code": exit_code,
+            "error": error[-ERROR_TAIL_CHARS:] if error else None,
+            "rows": rows_affected,
+            "retry_at": retry_at,
         }
-        self._hot.run((statements.FINISH_TASK, params))
+        self._write(lambda db: db.execute(_FINISH_TASK, params))
 
     def set_tasks_status(
         self,
@@ -230,89 +304,35 @@ class Store(HistoryQueries):
         *,
         skip_reason: str | None = None,
     ) -> None:
-        """Mark many tasks at once (blocked by a gate, cancelled by a stop, ...)."""
+        """Mark many tasks at once (blocked by a gate, skipped downstream, ...)."""
         if not task_ids:
             return
-        values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "lease_until": None}
+        sets = "status = :status, finished_at = :now, lease_until = NULL"
         if skip_reason is not None:
-            values["skip_reason"] = skip_reason
+            sets += ", skip_reason = :skip"
         if reason is not None:
-            values["error_tail"] = reason
-        with self.engine.begin() as conn:
-            for start in range(0, len(task_ids), 500):
-                chunk = list(task_ids[start : start + 500])
-                conn.execute(update(TASK).where(TASK.c.id.in_(chunk)).values(**values))
+            sets += ", error_tail = :reason"
+        params = {"status": status, "now": utcnow(), "skip": skip_reason, "reason": reason}
+
+        def mark(db: Database) -> None:
+            with db.transaction():
+                for start in range(0, len(task_ids), 500):
+                    chunk = list(task_ids[start : start + 500])
+                    db.execute(f"UPDATE task SET {sets} WHERE id IN :ids", {**params, "ids": chunk})
+
+        self._write(mark)
 
     def reopen_tasks(self, run_id: int) -> int:
         """Return failed, blocked and cancelled tasks of a run to pending, each with fresh retries."""
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(TASK)
-                .where(TASK.c.run_id == run_id, TASK.c.status.in_(("failed", "blocked", "cancelled")))
-                .values(
-                    status="pending",
-                    max_attempts=TASK.c.attempt + TASK.c.max_attempts,
-                    not_before=None,
-                    lease_until=None,
-                    claimed_by=None,
-                )
+        return self._write(
+            lambda db: db.execute(
+                "UPDATE task SET status = 'pending', max_attempts = attempt + max_attempts, not_before = NULL, "
+                "lease_until = NULL, claimed_by = NULL WHERE run_id = :run AND status IN :statuses",
+                {"run": run_id, "statuses": [TaskStatus.FAILED, TaskStatus.BLOCKED, TaskStatus.CANCELLED]},
             )
-            return result.rowcount
-
-    def succeeded_ranges(self, processor: str, start: str, end: str) -> list[tuple[str, str, str | None]]:
-        """(date, end_date, code_version) of every succeeded task of ``processor`` touching [start, end]."""
-        query = (
-            select(TASK.c.date, TASK.c.end_date, TASK.c.code_version)
-            .where(
-                TASK.c.processor == processor,
-                TASK.c.status == "succeeded",
-                TASK.c.date <= end,
-                TASK.c.end_date >= start,
-            )
-            .order_by(TASK.c.id)
-        )  # oldest first: callers let the newest build of a date win
-        with self.engine.connect() as conn:
-            return [(row[0], row[1], row[2]) for row in conn.execute(query)]
-
-    def progress(self, run_ids: Sequence[int]) -> dict[int, Counter[str]]:
-        """Task counts by status for each run."""
-        found: dict[int, Counter[str]] = {run_id: Counter() for run_id in run_ids}
-        if not run_ids:
-            return found
-        query = (
-            select(TASK.c.run_id, TASK.c.status, func.count())
-            .where(TASK.c.run_id.in_(list(run_ids)))
-            .group_by(TASK.c.run_id, TASK.c.status)
         )
-        with self.engine.connect() as conn:
-            for run_id, status, count in conn.execute(query):
-                found[run_id][status] = count
-        return found
 
-    def processor_progress(self, run_id: int) -> dict[str, Counter[str]]:
-        query = (
-            select(TASK.c.processor, TASK.c.status, func.count())
-            .where(TASK.c.run_id == run_id)
-            .group_by(TASK.c.processor, TASK.c.status)
-        )
-        found: dict[str, Counter[str]] = {}
-        with self.engine.connect() as conn:
-            for processor, status, count in conn.execute(query):
-                found.setdefault(processor, Counter())[status] = count
-        return found
-
-    def finished_window(self, run_id: int) -> tuple[int, float]:
-        """(tasks finished by a step, their summed seconds since the first start): for rates."""
-        query = select(func.count(), func.min(TASK.c.started_at), func.max(TASK.c.finished_at)).where(
-            TASK.c.run_id == run_id, TASK.c.status.in_(("succeeded", "failed"))
-        )
-        with self.engine.connect() as conn:
-            count, first, last = conn.execute(query).one()
-        if not count or first is None or last is None:
-            return 0, 0.0
-        return count, max((last - first).total_seconds(), 0.0)
-
-    # -- events ---------------------------------------------------------------------------------
+    # -- events, checks, sessions, notes ----------------------------------------------------------
 
     def add_event(
         self,
@@ -324,74 +344,110 @@ class Store(HistoryQueries):
         date: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert(EVENT).values(
-                    run_id=run_id,
-                    at=utcnow(),
-                    kind=kind,
-                    processor=processor,
-                    date=date,
-                    message=message,
-                    data=data or {},
+        params = {
+            "run": run_id, "at": utcnow(), "kind": kind, "processor": processor, "date": date,
+            "message": message, "data": Json(data or {}),
+        }  # fmt: skip
+        self._write(
+            lambda db: db.execute(
+                "INSERT INTO event (run_id, at, kind, processor, date, message, data) "
+                "VALUES (:run, :at, :kind, :processor, :date, :message, :data)",
+                params,
+            )
+        )
+
+    def add_check_result(self, **fields: Any) -> CheckResult:
+        values = {"at": utcnow(), "query": "", **fields}
+        for key in ("metrics", "conditions", "params"):
+            values[key] = Json(values.get(key) or ([] if key == "conditions" else {}))
+        names = list(values)
+        sql = f"INSERT INTO check_result ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)}) RETURNING id"
+        result_id = self._write(lambda db: db.insert(sql, values))
+        found = self.check_results_by_id([result_id])
+        return found[0]
+
+    def check_results_by_id(self, ids: Sequence[int]) -> list[CheckResult]:
+        from runbook.state.queries import CHECK_COLUMNS
+        from runbook.state.records import from_rows
+
+        return from_rows(
+            CheckResult,
+            self.db.rows(
+                f"SELECT {CHECK_COLUMNS} FROM check_result WHERE id IN :ids ORDER BY id", {"ids": list(ids)}
+            ),
+        )
+
+    def start_session(self, title: str, now: dt.datetime) -> WorkSession:
+        """Open the next numbered session, unless one is open: one conditional insert."""
+
+        def start(db: Database) -> int | None:
+            with db.transaction(exclusive=True):
+                db.advisory_lock(_SESSION_LOCK)
+                if Queries(db).open_session() is not None:
+                    return None
+                return db.insert(
+                    "INSERT INTO work_session (title, started_at) VALUES (:title, :at) RETURNING id",
+                    {"title": title, "at": now},
+                )
+
+        session_id = self._write(start)
+        if session_id is None:
+            current = self.open_session()
+            assert current is not None
+            raise SessionOpen(current)
+        found = self.get_session(session_id)
+        assert found is not None
+        return found
+
+    def end_session(self, session_id: int, ended_at: dt.datetime, handoff_path: str | None) -> bool:
+        """Close a session that is still open; False when someone else closed it first."""
+        return (
+            self._write(
+                lambda db: db.execute(
+                    "UPDATE work_session SET ended_at = :at, handoff_path = :path WHERE id = :id AND ended_at IS NULL",
+                    {"id": session_id, "at": ended_at, "path": handoff_path},
                 )
             )
+            == 1
+        )
 
-    def events(
-        self, *, run_id: int | None = None, since: dt.datetime | None = None, limit: int | None = None
-    ) -> list[Event]:
-        query = select(Event).order_by(EVENT.c.at, EVENT.c.id)
-        if run_id is not None:
-            query = query.where(EVENT.c.run_id == run_id)
-        if since is not None:
-            query = query.where(EVENT.c.at >= since)
-        if limit:
-            query = query.limit(limit)
-        with self.session() as session:
-            return list(session.scalars(query))
-
-    # -- checks, sessions, notes ----------------------------------------------------------------
-
-    def add_check_result(self, result: CheckResult) -> CheckResult:
-        if result.at is None:
-            result.at = utcnow()
-        with self.session() as session:
-            session.add(result)
-            session.commit()
-            session.refresh(result)
-        return result
-
-    def check_results(
-        self,
-        *,
-        processor: str | None = None,
-        check_name: str | None = None,
-        run_id: int | None = None,
-        limit: int | None = None,
-    ) -> list[CheckResult]:
-        query = select(CheckResult).order_by(CHECK.c.at, CHECK.c.id)
-        if processor is not None:
-            query = query.where(CHECK.c.processor == processor)
-        if check_name is not None:
-            query = query.where(CHECK.c.check_name == check_name)
-        if run_id is not None:
-            query = query.where(CHECK.c.run_id == run_id)
-        if limit:
-            query = query.limit(limit)
-        with self.session() as session:
-            return list(session.scalars(query))
-
-    def open_session(self) -> WorkSession | None:
-        query = select(WorkSession).where(SESSION.c.ended_at.is_(None)).order_by(SESSION.c.id.desc())
-        with self.session() as session:
-            return session.scalars(query).first()
-
-    def add(self, row: WorkSession | Note) -> Any:
-        with self.session() as session:
-            session.add(row)
-            session.commit()
-            session.refresh(row)
-        return row
+    def add_note(self, session_id: int | None, kind: str, text: str, at: dt.datetime) -> Note:
+        note_id = self._write(
+            lambda db: db.insert(
+                "INSERT INTO note (session_id, kind, text, at) VALUES (:session, :kind, :text, :at) RETURNING id",
+                {"session": session_id, "kind": kind, "text": text, "at": at},
+            )
+        )
+        return Note(note_id, session_id, kind, text, at)
 
 
-__all__ = ["Store", "as_utc"]
+class SessionOpen(StateError):
+    """Another session is open: the state cannot hold two."""
+
+    def __init__(self, session: WorkSession) -> None:
+        started = f"{session.started_at:%Y-%m-%d %H:%M} UTC" if session.started_at else "earlier"
+        super().__init__(
+            f"session {session.id} is already open (started {started}): end it first with `runbook session end`"
+        )
+        self.session = session
+
+
+def _run_from(run_id: int, values: Mapping[str, Any]) -> Run:
+    plain = {key: value.value if isinstance(value, Json) else value for key, value in values.items()}
+    return Run(id=run_id, **plain)
+
+
+_SESSION_LOCK = 0x72756E62_0001  # "runb" + 1: serialises session starts on PostgreSQL
+
+_CLAIM_TASK = (
+    "UPDATE task SET status = 'running', claimed_by = :owner, lease_until = :lease, attempt = attempt + 1, "
+    "started_at = :now, finished_at = NULL, code_version = :version, pid = NULL "
+    "WHERE id = :id AND (status = 'pending' OR (status = 'running' AND lease_until < :now))"
+)
+
+_FINISH_TASK = (
+    "UPDATE task SET status = :status, finished_at = :now, duration_seconds = :duration, exit_code = :exit_code, "
+    "error_tail = :error, rows_affected = :rows, lease_until = NULL, not_before = :retry_at WHERE id = :id"
+)
+
+__all__ = ["SessionOpen", "Store", "utcnow"]

@@ -15,6 +15,7 @@ adapters retry with exponential backoff (:func:`call_with_retries`) before givin
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +26,14 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from runbook.config import WarehouseConfig
 from runbook.errors import TransientWarehouseError
 
-__all__ = ["MAX_BACKOFF_SECONDS", "Warehouse", "call_with_retries", "open_warehouse", "plain_value"]
+__all__ = [
+    "MAX_BACKOFF_SECONDS",
+    "Warehouse",
+    "call_with_retries",
+    "open_warehouse",
+    "plain_value",
+    "to_date",
+]
 
 MAX_BACKOFF_SECONDS = 60.0
 _T = TypeVar("_T")
@@ -105,3 +113,17 @@ def plain_value(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: plain_value(item) for key, item in value.items()}
     return value
+
+
+def to_date(value: Any) -> dt.date | None:
+    """A DATE, TIMESTAMP or ISO string from a warehouse row as a date (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date") from None

@@ -103,13 +103,13 @@ class BigQueryWarehouse:
                     path="warehouse.credentials_env",
                 )
             try:
-                credentials, _ = google.auth.load_credentials_from_file(path, scopes=bigquery.Client.SCOPE)
+                credentials, _ = google.auth.load_credentials_from_file(path, scopes=bigquery.Client.SCOPE)  # type: ignore[no-untyped-call]
             except GoogleAuthError as exc:
                 raise ConfigError(
                     f"cannot load credentials from {path}: {exc}", path="warehouse.credentials_env"
                 ) from exc
         elif config.api_endpoint and urlsplit(config.api_endpoint).hostname in LOCAL_HOSTS:
-            credentials = AnonymousCredentials()
+            credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
         options = {"api_endpoint": config.api_endpoint} if config.api_endpoint else None
         try:
             client = bigquery.Client(
@@ -170,7 +170,7 @@ class BigQueryWarehouse:
 
     def close(self) -> None:
         """Close the client's HTTP session."""
-        self.client.close()
+        self.client.close()  # type: ignore[no-untyped-call]
 
     def _run(self, sql: str, params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], bigquery.QueryJob]:
         names = parameter_names(sql)

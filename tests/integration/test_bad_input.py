@@ -33,7 +33,7 @@ CASES = [
         "wrong-type",
         "processors:\n  a:\n    command: echo\n    retries: {attempts: lots}\n",
         ("run", *WINDOW),
-        ["runbook.yaml", "processors.a.retries.attempts", "valid integer", "'lots'"],
+        ["runbook.yaml", "processors.a.retries.attempts", "expected an integer", "'lots'"],
     ),
     (
         "cycle",

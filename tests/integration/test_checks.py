@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from core_helpers import query
 
+from runbook.checks.readiness import TableReadiness
 from runbook.config import parse_config
-from runbook.readiness import TableReadiness
 from runbook.warehouse.duckdb import DuckDBWarehouse
 
 WAREHOUSE = "state/warehouse.duckdb"

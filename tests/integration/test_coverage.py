@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from core_helpers import query
 
-from runbook.calendar import Calendar
 from runbook.config import parse_config
-from runbook.coverage import coverage_view, day_states, processor_coverage
-from runbook.state.models import CheckResult
+from runbook.engine.calendar import Calendar
+from runbook.snapshots import to_data
+from runbook.snapshots.coverage import coverage_snapshot, day_states, processor_coverage
 from runbook.state.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,7 +59,7 @@ def test_coverage_finds_gaps_and_stale_dates_and_only_gaps_fills_them(
     assert (view["start"], view["end"], view["code_version"]) == ("2026-01-01", "2026-01-20", "v2")
     assert summary | {"calendar_skips": None} == {
         "calendar_dates": 20, "expected": 17, "built": 8, "current": 5, "stale": 3, "gaps": 9, "failed": 0,
-        "coverage_pct": 47.0, "calendar_skips": None, "gap_reasons": {},
+        "blocked": 0, "percent": 47.0, "calendar_skips": None, "gap_reasons": {},
     }  # fmt: skip
     assert summary["calendar_skips"] == {"off_day": 3}
     assert view["gaps"] == [
@@ -100,21 +100,24 @@ def test_coverage_finds_gaps_and_stale_dates_and_only_gaps_fills_them(
     view = ws.runbook("coverage", "games", "--json", check=True).json()
     assert view["summary"] | {"calendar_skips": None, "gap_reasons": None} == {
         "calendar_dates": 20, "expected": 17, "built": 17, "current": 17, "stale": 0, "gaps": 0, "failed": 0,
-        "coverage_pct": 100.0, "calendar_skips": None, "gap_reasons": None,
+        "blocked": 0, "percent": 100.0, "calendar_skips": None, "gap_reasons": None,
     }  # fmt: skip
 
     store = Store.open(f"sqlite:///{ws.db}")
     store.add_check_result(
-        CheckResult(run_id=1, processor="games", check_name="rows", severity="block", passed=False,
-                    start_date="2026-01-05", end_date="2026-01-10", error="no rows")
+        run_id=1, processor="games", check_name="rows", severity="block", passed=False,
+        start_date="2026-01-05", end_date="2026-01-10", error="no rows",
     )  # fmt: skip
     store.close()
     history = ws.runbook("history", "--json", check=True).json()["runs"]
     by_id = {run["id"]: run for run in history}
     assert by_id[1]["checks"] == {"passed": 0, "failed": 1, "failing": ["games.rows"]}
     assert by_id[2]["checks"] == {"passed": 0, "failed": 0, "failing": []}
-    assert by_id[3]["outcomes"] == {"games": {"skipped": 11, "succeeded": 9}}
-    assert by_id[1]["outcomes"] == {"games": {"succeeded": 6}}
+    (third,) = by_id[3]["per_processor"]
+    assert (third["name"], third["progress"]["skipped"], third["progress"]["succeeded"]) == ("games", 11, 9)
+    assert third["skipped"] == {"not_a_gap": 8, "off_day": 3}
+    (first,) = by_id[1]["per_processor"]
+    assert (first["progress"]["total"], first["progress"]["succeeded"]) == (6, 6)
 
 
 def test_coverage_of_an_unknown_processor_is_a_usage_error(make_workspace: Callable[..., Any]) -> None:
@@ -155,8 +158,8 @@ def _fill(store: Store) -> None:
     store.add_tasks(second.id, [task("2026-01-04", "2026-01-06", "succeeded", "v2", 32), task("2026-01-07", "2026-01-09", "failed", "v2", None)])  # fmt: skip
     for run_id, first_day, last_day, passed in ((first.id, "2026-01-01", "2026-01-09", True), (second.id, "2026-01-05", "2026-01-06", False)):  # fmt: skip
         store.add_check_result(
-            CheckResult(run_id=run_id, processor="games", check_name="rows", severity="warn", passed=passed,
-                        start_date=first_day, end_date=last_day, at=finished)
+            run_id=run_id, processor="games", check_name="rows", severity="warn", passed=passed,
+            start_date=first_day, end_date=last_day, at=finished,
         )  # fmt: skip
 
 
@@ -166,7 +169,8 @@ def _view(store: Store, start: dt.date, end: dt.date) -> dict[str, Any]:
         "t",
     )
     found = processor_coverage(store, config, Calendar(config.calendar), "games", start, end, "v2")
-    return coverage_view(found, store.check_results_overlapping("games", start.isoformat(), end.isoformat()))
+    checks = store.check_results_overlapping("games", start.isoformat(), end.isoformat())
+    return dict(to_data(coverage_snapshot(found, checks)))
 
 
 def test_chunks_count_for_every_date_they_cover_and_checks_for_the_dates_in_their_range(
@@ -232,8 +236,11 @@ def test_the_history_benchmark_runs_at_a_small_scale(tmp_path: Path) -> None:
     figures = json.loads(result.stdout)
     assert figures["store"]["run"] == 8 and figures["store"]["task"] > 3000
     assert set(figures["library_ms"]) == {
+        "status (JSON data)",
         "history (50 runs, JSON data)",
+        "show (newest run, JSON data)",
         "coverage player_game (4 years)",
         "handoff (Markdown)",
+        "handoff (brief)",
     }
     assert all(ms > 0 for ms in figures["library_ms"].values())

@@ -145,7 +145,8 @@ def test_the_json_outcome_of_a_gated_run(make_workspace: Any, severity: str) -> 
     view = result.json()
     assert view["run"]["status"] == ("blocked" if severity == "block" else "succeeded")
     assert result.code == (3 if severity == "block" else 0)
-    assert [b["processor"] for b in view["blocked"]] == (["middle"] * 4 if severity == "block" else [])
+    blocked = [(b["processor"], b["tasks"], b["reason"].split(":")[0]) for b in view["blocked"]]
+    assert blocked == ([("middle", 4, "blocked by gate")] if severity == "block" else [])
     assert [(c["processor"], c["check"], c["severity"], c["passed"]) for c in view["checks"]] == [
         ("source", "no_duplicates", severity, False)
     ]

@@ -2,14 +2,13 @@
 
 The golden tests build each state through the Store API with fixed timestamps, hosts and PIDs,
 render it with a fixed "now" and time zone, and compare bytes with tests/golden/. Regenerate the
-golden files after an intended change with ``RUNBOOK_UPDATE_GOLDEN=1 pytest tests/integration/test_handoff.py``.
+golden files after an intended change with ``pytest tests/integration/test_handoff.py --update-golden``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import textwrap
 import time
 from collections.abc import Callable, Iterable
@@ -20,14 +19,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from markdown_it import MarkdownIt
 
-from runbook.handoff import Scope, build_context, report_text, resolve_scope
-from runbook.state.models import CheckResult, Event, Note, WorkSession
+from runbook.reports import Scope, build_context, report_text, resolve_scope
+from runbook.state.connect import Json
 from runbook.state.store import Store
 from runbook.workspace import Workspace
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-# Read at import: the autouse fixture removes RUNBOOK_* variables before each test runs.
-UPDATE_GOLDEN = os.environ.get("RUNBOOK_UPDATE_GOLDEN") == "1"
 TZ = ZoneInfo("America/Los_Angeles")
 T0 = dt.datetime(2026, 1, 7, 17, 0, tzinfo=dt.UTC)  # 09:00 PST
 HOST = "backfill-01"
@@ -80,10 +77,10 @@ class State:
         self.store = Store.open(self.workspace.database_url)
 
     def session(self, title: str, started: float, ended: float | None = None) -> int:
-        row = self.store.add(
-            WorkSession(title=title, started_at=at(started), ended_at=None if ended is None else at(ended))
+        return self.store.db.insert(
+            "INSERT INTO work_session (title, started_at, ended_at) VALUES (:title, :started, :ended) RETURNING id",
+            {"title": title, "started": at(started), "ended": None if ended is None else at(ended)},
         )
-        return int(row.id)
 
     def run(
         self,
@@ -135,34 +132,29 @@ class State:
         return run.id
 
     def events(self, *events: tuple[float, str, int | None, str]) -> None:
-        with self.store.session() as session:
-            session.add_all(
-                [
-                    Event(at=at(minutes), kind=kind, run_id=run_id, message=message)
-                    for minutes, kind, run_id, message in events
-                ]
+        for minutes, kind, run_id, message in events:
+            self.store.db.execute(
+                "INSERT INTO event (run_id, at, kind, message, data) VALUES (:run, :at, :kind, :message, :data)",
+                {"run": run_id, "at": at(minutes), "kind": kind, "message": message, "data": Json({})},
             )
-            session.commit()
 
     def note(self, kind: str, text: str, minutes: float, session_id: int | None) -> None:
-        self.store.add(Note(kind=kind, text=text, at=at(minutes), session_id=session_id))
+        self.store.add_note(session_id, kind, text, at(minutes))
 
     def check(self, run_id: int, passed: bool, value: float, minutes: float) -> None:
         self.store.add_check_result(
-            CheckResult(
-                run_id=run_id, processor="player_stats", check_name="usage_rate_coverage", severity="block",
-                passed=passed, start_date=DAYS[0], end_date=DAYS[-1], metrics={"pct_populated": value},
-                conditions=[{"expr": "pct_populated >= 45", "left": value, "op": ">=", "right": 45, "passed": passed}],
-                query=self.workspace.config.processors["player_stats"].checks[0].query,
-                params={"start": DAYS[0], "end": DAYS[-1]}, at=at(minutes),
-            )
+            run_id=run_id, processor="player_stats", check_name="usage_rate_coverage", severity="block",
+            passed=passed, start_date=DAYS[0], end_date=DAYS[-1], metrics={"pct_populated": value},
+            conditions=[{"expr": "pct_populated >= 45", "left": value, "op": ">=", "right": 45, "passed": passed}],
+            query=self.workspace.config.processors["player_stats"].checks[0].query,
+            params={"start": DAYS[0], "end": DAYS[-1]}, at=at(minutes),
         )  # fmt: skip
 
     def context(self, now: float, *, alive: Iterable[int] = (), scope: Scope | None = None) -> dict[str, Any]:
         alive_ids = set(alive)
         return build_context(
             self.workspace, self.store, now=at(now), timezone="America/Los_Angeles", scope=scope,
-            liveness=lambda run: run.id in alive_ids,
+            alive=lambda run: run.id in alive_ids,
         )  # fmt: skip
 
     def render(
@@ -182,15 +174,15 @@ def off_day(processor: str) -> tuple[str, str, str, dict[str, Any]]:
     return (processor, "2026-01-04", "skipped", {"skip_reason": "off_day"})
 
 
-def assert_golden(name: str, text: str) -> None:
+def assert_golden(name: str, text: str, update: bool) -> None:
     path = GOLDEN / name
-    if UPDATE_GOLDEN:
+    if update:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(text.encode("utf-8"))
-    assert path.exists(), f"{path} is missing: run with RUNBOOK_UPDATE_GOLDEN=1 to create it"
+    assert path.exists(), f"{path} is missing: run pytest with --update-golden to create it"
     expected = path.read_bytes().decode("utf-8")
     assert text == expected, (
-        f"{name} differs from the golden file (RUNBOOK_UPDATE_GOLDEN=1 updates it after review)"
+        f"{name} differs from the golden file (pytest --update-golden updates it after review)"
     )
 
 
@@ -326,25 +318,25 @@ def finished_state(root: Path) -> tuple[State, Scope]:
 # -- golden files -------------------------------------------------------------------------------
 
 
-def test_golden_running(tmp_path: Path) -> None:
+def test_golden_running(tmp_path: Path, update_golden: bool) -> None:
     state = running_state(tmp_path)
-    assert_golden("handoff-running.md", state.render(90, alive=[2]))
-    assert_golden("handoff-running-brief.md", state.render(90, format="brief", alive=[2]))
+    assert_golden("handoff-running.md", state.render(90, alive=[2]), update_golden)
+    assert_golden("handoff-running-brief.md", state.render(90, format="brief", alive=[2]), update_golden)
 
 
-def test_golden_interrupted(tmp_path: Path) -> None:
-    assert_golden("handoff-interrupted.md", interrupted_state(tmp_path).render(60))
+def test_golden_interrupted(tmp_path: Path, update_golden: bool) -> None:
+    assert_golden("handoff-interrupted.md", interrupted_state(tmp_path).render(60), update_golden)
 
 
-def test_golden_blocked(tmp_path: Path) -> None:
+def test_golden_blocked(tmp_path: Path, update_golden: bool) -> None:
     state = blocked_state(tmp_path)
-    assert_golden("handoff-blocked.md", state.render(55))
-    assert_golden("handoff-blocked.json", state.render(55, format="json"))
+    assert_golden("handoff-blocked.md", state.render(55), update_golden)
+    assert_golden("handoff-blocked.json", state.render(55, format="json"), update_golden)
 
 
-def test_golden_finished_session(tmp_path: Path) -> None:
+def test_golden_finished_session(tmp_path: Path, update_golden: bool) -> None:
     state, scope = finished_state(tmp_path)
-    assert_golden("handoff-finished.md", state.render(200, scope=scope))
+    assert_golden("handoff-finished.md", state.render(200, scope=scope), update_golden)
 
 
 @pytest.mark.postgres
@@ -353,7 +345,7 @@ def test_the_same_report_from_a_postgresql_store(
 ) -> None:
     monkeypatch.setenv("RUNBOOK_DATABASE_URL", pg_url)
     state = blocked_state(tmp_path)
-    assert state.store.engine.dialect.name == "postgresql"
+    assert state.store.db.dialect == "postgresql"
     report = state.render(55)
     golden = (GOLDEN / "handoff-blocked.md").read_text(encoding="utf-8")
     database = "- **Workspace:** `runbook.yaml`, state `sqlite:///state/runbook.db`"
@@ -402,11 +394,9 @@ def hostile_state(root: Path, config: str = CONFIG) -> State:
         command_line=f"runbook run {HOSTILE}",
     )
     state.store.add_check_result(
-        CheckResult(
             run_id=failed, processor="player_stats", check_name=HOSTILE, severity="warn", passed=False,
             start_date=DAYS[0], end_date=DAYS[-1], conditions=[{"expr": HOSTILE, "left": HOSTILE, "op": ">=", "right": 1, "passed": False}],
             query=f"SELECT 1 -- {HOSTILE}\nWHERE d = @start", params={"start": HOSTILE}, error=HOSTILE, at=at(31),
-        )
     )  # fmt: skip
     state.events((10, "task_failed", failed, HOSTILE), (12, "note", None, HOSTILE))
     state.note("issue", HOSTILE, 20, session)
@@ -478,10 +468,8 @@ def test_secrets_never_appear_in_any_format(tmp_path: Path, monkeypatch: pytest.
         command_line=f"runbook run game_summary --token={TOKEN} --db postgresql://bob:{PASSWORD}@db.internal/w",
     )  # fmt: skip
     state.store.add_check_result(
-        CheckResult(
             run_id=run, processor="player_stats", check_name="c", severity="block", passed=False, start_date=DAYS[0],
             end_date=DAYS[-1], query="SELECT 1 WHERE key = @key", params={"key": SECRET}, error=leak, at=at(31),
-        )
     )  # fmt: skip
     state.events((10, "task_failed", run, leak))
     state.note("fix", f"rotated the key, the old one was {SECRET}", 20, session)
@@ -502,7 +490,7 @@ def test_a_failing_version_command_is_a_warning_not_a_crash(tmp_path: Path) -> N
     [warning] = data["warnings"]
     assert warning.startswith("code version of composite_factors unknown, its stale dates are not counted:")
     [entry] = [p for phase in data["phases"] for p in phase["processors"] if p["name"] == "composite_factors"]
-    assert (entry["version"], entry["done"], entry["stale"], entry["status"]) == (None, 9, 0, "complete")
+    assert (entry["version"], entry["built"], entry["stale"], entry["status"]) == (None, 9, 0, "complete")
     assert "⚠️ code version of composite_factors unknown" in state.render(20)
 
 
@@ -572,8 +560,8 @@ def test_brief_is_at_most_40_lines(tmp_path: Path) -> None:
     )
     for name in names:
         state.store.add_check_result(
-            CheckResult(run_id=run, processor=name, check_name="rows", severity="block", passed=False,
-                        start_date=DAYS[0], end_date=DAYS[0], error="no rows", at=at(10))
+            run_id=run, processor=name, check_name="rows", severity="block", passed=False,
+                        start_date=DAYS[0], end_date=DAYS[0], error="no rows", at=at(10),
         )  # fmt: skip
     brief = state.render(20, format="brief")
     lines = brief.splitlines()
@@ -595,9 +583,9 @@ def test_cli_handoff_writes_markdown_and_prints_json_and_brief(make_workspace: C
     assert "(Europe/Paris)" in report and " CET" in report
     assert "| game_summary | 3 / 9 | 33.3% |" in report
     data = ws.runbook("handoff", "--format", "json", check=True).json()
-    assert data["schema_version"] == 1 and data["overall"]["status"] == "incomplete"
+    assert data["schema_version"] == 2 and data["overall"]["status"] == "incomplete"
     entry = data["phases"][0]["processors"][0]
-    assert (entry["name"], entry["done"], entry["expected"], entry["gaps"]) == ("game_summary", 3, 9, 6)
+    assert (entry["name"], entry["built"], entry["expected"], entry["gaps"]) == ("game_summary", 3, 9, 6)
     assert entry["gap_ranges"] == [{"start": "2026-01-05", "end": "2026-01-10", "dates": 6}]
     assert (
         data["next_actions"][0]["command"]
@@ -638,7 +626,7 @@ def test_live_run_shows_its_pid_alive_then_interrupted_with_the_resume_command(
             break
         time.sleep(0.2)
     run = data["running"][0]
-    assert (run["id"], run["pid"], run["alive"]) == (started["run_id"], started["pid"], True)
+    assert (run["id"], run["owner"]["pid"], run["alive"]) == (started["run_id"], started["pid"], True)
     assert data["overall"]["status"] == "running"
     assert run["commands"]["follow"] == f"runbook logs {run['id']} -f"
     ws.runbook("stop", str(run["id"]), check=True)

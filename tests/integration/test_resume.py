@@ -69,8 +69,8 @@ def start_detached(ws: Any, *args: str, env: dict[str, str] | None = None) -> tu
     info = ws.runbook("run", *args, "--detach", "--json", check=True, env=env).json()
     status = ws.runbook("status", "--json", check=True).json()
     (run,) = [r for r in status["runs"] if r["id"] == info["run_id"]]
-    assert run["pid"] == info["pid"]
-    return info["run_id"], run["pid"]
+    assert run["owner"]["pid"] == info["pid"]
+    return info["run_id"], run["owner"]["pid"]
 
 
 def settled(ws: Any, run_id: int) -> bool:
@@ -117,7 +117,7 @@ def test_sigkill_in_the_middle_then_resume_runs_only_in_flight_dates_again(make_
     assert len(by_status(ws.db, run_id, "pending")) > 0, "killed in the middle, not at the end"
 
     (seen,) = [r for r in ws.runbook("status", "--json", check=True).json()["runs"] if r["id"] == run_id]
-    assert seen["status"] == "interrupted" and seen["controller_alive"] is False
+    assert seen["status"] == "interrupted" and seen["alive"] is False
 
     result = ws.runbook("resume")
     assert result.code == 0, result.stdout + result.stderr
@@ -192,24 +192,30 @@ def assert_status_schema(run: dict[str, Any], pid: int) -> None:
         "id": int,
         "processors": list,
         "status": str,
-        "pid": int,
-        "host": str,
+        "alive": bool,
+        "owner": dict,
         "log_path": str,
         "progress": dict,
-        "rate_per_hour": float,
-        "eta_seconds": float,
+        "per_processor": list,
+        "tasks_per_hour": float,
+        "eta_seconds": int,
+        "eta_at": str,
         "started_at": str,
         "heartbeat_at": str,
     }
     for key, kind in types.items():
         assert isinstance(run[key], kind), f"{key}: {run[key]!r} is not {kind.__name__}"
-    assert run["status"] == "running" and run["pid"] == pid and run["processors"] == ["a", "b"]
+    assert run["status"] == "running" and run["owner"]["pid"] == pid and run["processors"] == ["a", "b"]
+    assert run["alive"] is True and isinstance(run["owner"]["host"], str)
     assert run["log_path"].endswith(f"run-{run['id']}.log")
     progress = run["progress"]
-    assert all(isinstance(progress[key], int) for key in ("total", "done", "failed", "skipped", "running"))
+    assert all(
+        isinstance(progress[key], int)
+        for key in ("total", "work", "succeeded", "failed", "skipped", "running")
+    )
     assert (
         progress["total"],
-        progress["done"],
+        progress["succeeded"],
         progress["failed"],
         progress["skipped"],
         progress["running"],
@@ -220,5 +226,5 @@ def assert_status_schema(run: dict[str, Any], pid: int) -> None:
         0,
         2,
     )
-    assert run["rate_per_hour"] > 0 and run["eta_seconds"] > 0
+    assert run["tasks_per_hour"] > 0 and run["eta_seconds"] > 0
     assert run["started_at"].endswith("Z") and run["heartbeat_at"].endswith("Z")

@@ -9,8 +9,8 @@ from typing import Any
 
 from core_helpers import query
 
-from runbook import cli_handoff
-from runbook.handoff.sections import NOTE_KINDS
+from runbook.cli import sessions as cli_sessions
+from runbook.kinds import NoteKind
 
 CONFIG = """\
 name: sessions
@@ -80,7 +80,8 @@ def test_sessions_number_notes_and_write_their_handoff(make_workspace: Callable[
     assert first["notes"]["next"] == []
 
     data = ws.runbook("session", "end", "--json", "--out", "handoffs/two.md", check=True).json()
-    assert data["session"] == 2 and data["handoff"] == "handoffs/two.md" and data["ended_at"].endswith("Z")
+    assert data["session"]["id"] == 2 and data["handoff"] == "handoffs/two.md"
+    assert data["session"]["ended_at"].endswith("Z") and not data["session"]["open"]
     assert (ws.root / "handoffs" / "two.md").read_text(encoding="utf-8").startswith("# ")
 
 
@@ -109,4 +110,4 @@ def test_bad_note_input_is_one_line(make_workspace: Callable[..., Any]) -> None:
 
 
 def test_note_kinds_agree() -> None:
-    assert cli_handoff.NOTE_KINDS == NOTE_KINDS
+    assert tuple(kind.value for kind in NoteKind) == cli_sessions.NOTE_KINDS

@@ -216,7 +216,8 @@ def test_dates_whose_ready_tables_are_empty_are_skipped_as_upstream_missing(make
 
     shown = ws.runbook("show", "1", "--json").json()
     assert shown["run"]["status"] == "succeeded"
-    assert shown["processors"]["factors"]["skipped_upstream_missing"] == 2
+    factors = next(p for p in shown["run"]["per_processor"] if p["name"] == "factors")
+    assert factors["skipped"]["upstream_missing"] == 2
     assert shown["failures"] == []
     skipped = [e["message"] for e in shown["events"] if e["kind"] == "task_skipped"]
     assert "factors 2024-11-04: raw.box_scores has no rows for 2024-11-04" in skipped

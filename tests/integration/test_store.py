@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook.state.models import Task, utcnow
+from runbook.clock import utcnow
+from runbook.state.records import Task
 from runbook.state.store import Store
 
 LEASE = dt.timedelta(seconds=60)
@@ -239,12 +240,12 @@ def test_progress_and_succeeded_ranges_read_what_was_written(stores: tuple[Store
         assert first.claim_task(task_id, "a", now + LEASE, "v7", now=now)
         first.finish_task(task_id, "succeeded", started_at=now, now=now + dt.timedelta(seconds=2))
     assert second.progress([run_id])[run_id] == Counter({"succeeded": 3, "pending": 1})
-    assert second.processor_progress(run_id) == {"load": Counter({"succeeded": 3, "pending": 1})}
+    assert second.outcomes([run_id])[run_id] == {("load", "succeeded", None): 3, ("load", "pending", None): 1}
     assert second.succeeded_ranges("load", "2024-01-02", "2024-01-31") == [
         ("2024-01-02", "2024-01-02", "v7"),
         ("2024-01-03", "2024-01-03", "v7"),
     ]
-    assert second.finished_window(run_id) == (3, 2.0)
+    assert second.finished_windows([run_id])[run_id] == (3, 2.0)
 
 
 def test_claims_from_many_short_lived_threads_do_not_exhaust_the_pool(stores: tuple[Store, Store]) -> None:

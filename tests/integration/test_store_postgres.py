@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from runbook.clock import utcnow
 from runbook.errors import StateError
-from runbook.state.db import make_engine, redact_url
-from runbook.state.models import utcnow
+from runbook.state.connect import redact_url
+from runbook.state.migrate import make_engine
 from runbook.state.store import Store
 
 psycopg = pytest.importorskip("psycopg")
@@ -41,12 +42,12 @@ def test_run_status_and_history_on_postgres(make_workspace: Callable[..., Any], 
     ws, result = run_pipeline(make_workspace, pg_url)
     shown = result.json()
     assert shown["run"]["status"] == "succeeded"
-    assert shown["run"]["progress"]["done"] == 8
+    assert shown["run"]["progress"]["succeeded"] == 8
 
     status = ws.runbook("status", "--json", check=True).json()
     (run,) = status["runs"]
     assert (run["id"], run["status"]) == (shown["run"]["id"], "succeeded")
-    assert run["progress"] == {**run["progress"], "total": 8, "done": 8, "failed": 0, "pending": 0}
+    assert run["progress"] == {**run["progress"], "total": 8, "succeeded": 8, "failed": 0, "pending": 0}
 
     history = ws.runbook("history", "--processor", "load", "--json", check=True).json()
     assert [r["id"] for r in history["runs"]] == [run["id"]]

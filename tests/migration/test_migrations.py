@@ -23,7 +23,8 @@ from sqlmodel import SQLModel
 
 import runbook.state.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from runbook.errors import StateError
-from runbook.state import db
+from runbook.state import connect
+from runbook.state import migrate as db
 from runbook.state.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,7 +53,7 @@ def engine(url: str) -> Iterator[Engine]:
 
 def runbook_tables(engine: Engine) -> set[str]:
     with engine.connect() as conn:
-        return set(inspect(conn).get_table_names()) & db.RUNBOOK_TABLES
+        return set(inspect(conn).get_table_names()) & connect.RUNBOOK_TABLES
 
 
 def schema_diff(engine: Engine) -> list[Any]:
@@ -85,28 +86,29 @@ def test_migration_files_are_plain_alembic() -> None:
     assert "sqlmodel" not in (db.MIGRATIONS_DIR / "script.py.mako").read_text("utf-8")
 
 
-def test_upgrade_matches_models_and_downgrade_removes_everything(engine: Engine) -> None:
-    assert db.current_revision(engine) is None
-    db.upgrade(engine)
-    assert db.current_revision(engine) == db.HEAD_REVISION
-    assert runbook_tables(engine) == db.RUNBOOK_TABLES
+def test_upgrade_matches_models_and_downgrade_removes_everything(engine: Engine, url: str) -> None:
+    assert db.current_revision(url) is None
+    db.upgrade(url)
+    assert db.current_revision(url) == db.HEAD_REVISION
+    assert runbook_tables(engine) == connect.RUNBOOK_TABLES
     assert schema_diff(engine) == []
 
-    db.downgrade(engine, "base")
+    db.downgrade(url, "base")
     assert runbook_tables(engine) == set()
-    assert db.current_revision(engine) is None
+    assert db.current_revision(url) is None
 
-    db.upgrade(engine)
-    assert db.current_revision(engine) == db.HEAD_REVISION
+    db.upgrade(url)
+    assert db.current_revision(url) == db.HEAD_REVISION
     assert schema_diff(engine) == []
-    store = Store(engine)
+    store = Store.open(url)
     run = store.create_run(processors=["hello"], start_date="2024-01-01", end_date="2024-01-02")
-    assert store.get_run(run.id or 0) is not None
+    assert store.get_run(run.id) is not None
+    store.close()
 
 
-def test_autogenerate_notices_a_model_the_migrations_lack(engine: Engine) -> None:
+def test_autogenerate_notices_a_model_the_migrations_lack(engine: Engine, url: str) -> None:
     """The no-diff check above can fail: a table missing from the database is reported."""
-    db.upgrade(engine)
+    db.upgrade(url)
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE note"))
     diff = schema_diff(engine)
@@ -116,8 +118,10 @@ def test_autogenerate_notices_a_model_the_migrations_lack(engine: Engine) -> Non
 def test_store_open_creates_a_new_database_at_head(url: str) -> None:
     store = Store.open(url)
     try:
-        assert db.current_revision(store.engine) == db.HEAD_REVISION
-        assert runbook_tables(store.engine) == db.RUNBOOK_TABLES
+        assert db.current_revision(url) == db.HEAD_REVISION
+        engine = db.make_engine(url)
+        assert runbook_tables(engine) == connect.RUNBOOK_TABLES
+        engine.dispose()
     finally:
         store.close()
     Store.open(url).close()  # a second open of a database at head changes nothing
@@ -134,13 +138,13 @@ def test_processes_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path: Path)
     outcomes = [(proc.communicate(timeout=60)[1], proc.returncode) for proc in procs]
     assert [stderr for stderr, code in outcomes if code != 0] == []
     engine = db.make_engine(url)
-    assert db.current_revision(engine) == db.HEAD_REVISION
+    assert db.current_revision(url) == db.HEAD_REVISION
     engine.dispose()
 
 
 def test_database_downgraded_to_base_is_refused_until_upgraded(engine: Engine, url: str) -> None:
-    db.upgrade(engine)
-    db.downgrade(engine, "base")  # alembic_version stays, empty: this database is behind
+    db.upgrade(url)
+    db.downgrade(url, "base")  # alembic_version stays, empty: this database is behind
     with pytest.raises(StateError) as caught:
         Store.open(url)
     message = caught.value.message
@@ -148,18 +152,18 @@ def test_database_downgraded_to_base_is_refused_until_upgraded(engine: Engine, u
     assert "\n" not in message
     assert runbook_tables(engine) == set()  # refused means nothing was created behind our back
 
-    db.upgrade(engine)
+    db.upgrade(url)
     Store.open(url).close()
 
 
 def test_database_of_a_newer_runbook_is_refused(engine: Engine, url: str) -> None:
-    db.upgrade(engine)
+    db.upgrade(url)
     set_revision(engine, "9999_from_the_future")
     with pytest.raises(StateError, match="newer runbook") as caught:
         Store.open(url)
     assert "9999_from_the_future" in caught.value.message
     with pytest.raises(StateError, match="newer runbook"):
-        db.upgrade(engine)
+        db.upgrade(url)
 
 
 def test_runbook_tables_without_a_revision_are_refused(engine: Engine, url: str) -> None:
@@ -176,8 +180,8 @@ def behind_workspace(make_workspace: Callable[..., Any], url: str) -> Any:
     """A workspace whose state DB exists and was downgraded to base by an operator."""
     ws = make_workspace(MINIMAL_YAML, extra_env={"RUNBOOK_DATABASE_URL": url})
     engine = db.make_engine(url)
-    db.upgrade(engine)
-    db.downgrade(engine, "base")
+    db.upgrade(url)
+    db.downgrade(url, "base")
     engine.dispose()
     return ws
 

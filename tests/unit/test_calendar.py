@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from runbook.calendar import BOOTSTRAP, OFF_DAY, Calendar, date_range
 from runbook.config import CalendarConfig
+from runbook.config.schema import build
+from runbook.engine.calendar import BOOTSTRAP, OFF_DAY, Calendar, date_range
 
 D = dt.date
 
 
 def make(**fields: object) -> Calendar:
-    return Calendar(CalendarConfig.model_validate(fields))
+    return Calendar(build(CalendarConfig, fields))
 
 
 def test_date_range_is_inclusive() -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
 from runbook.config import RetryPolicy, load_config, parse_config, parse_duration
 from runbook.errors import EXIT_USAGE, ConfigError
+from runbook.steps.templating import check_templates
 
 
 def config(**processors: Any) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def test_defaults_and_shorthands() -> None:
     assert parsed.calendar.off_days == [dt.date(2024, 12, 25)]
     assert parsed.bootstrap_days("a") == 0 and parsed.bootstrap_days("b") == 7
     assert parsed.order() == ["a", "b"] and parsed.downstream_of("a") == {"b"}
-    with pytest.raises(ValidationError):
+    with pytest.raises(AttributeError):  # frozen
         a.timeout = 1  # type: ignore[misc]  # frozen
 
 
@@ -94,10 +94,10 @@ def test_retry_backoff_is_capped() -> None:
     [
         (config(a={"comand": "echo"}), "runbook.yaml: processors.a.comand: unknown key"),
         ({"processors": {"a": {"command": "x"}}, "wokers": 2}, "runbook.yaml: wokers: unknown key"),
-        ({"workers": "many", **config()}, "runbook.yaml: workers: Input should be a valid integer"),
+        ({"workers": "many", **config()}, "runbook.yaml: workers: expected an integer (got 'many')"),
         (config(a={"command": "x", "retries": {"attempts": "three"}}), "processors.a.retries.attempts:"),
         (config(a={"command": "x", "timeout": "soon"}), "processors.a.timeout: not a duration: 'soon'"),
-        (config(a={"command": "x", "batch_days": 0}), "processors.a.batch_days: Input should be greater"),
+        (config(a={"command": "x", "batch_days": 0}), "processors.a.batch_days: must be at least 1 (got 0)"),
         (
             config(a={}),
             "processors.a: exactly one of command, python, sql, sql_file, http is required (found none)",
@@ -109,7 +109,7 @@ def test_retry_backoff_is_capped() -> None:
             "processors.a.needs.0: unknown upstream processor 'zz'",
         ),
         (config(a={"command": "x", "pool": "p"}), "processors.a.pool: unknown pool 'p'"),
-        ({"pools": {"p": 0}, **config()}, "pools: pool 'p' needs at least 1 slot (got 0)"),
+        ({"pools": {"p": 0}, **config()}, "pools.p: pool 'p' needs at least 1 slot (got 0)"),
         (config(**{"bad name": {"command": "x"}}), "invalid processor name 'bad name'"),
         (
             {"calendar": {"off_weekdays": ["caturday"]}, **config()},
@@ -117,14 +117,12 @@ def test_retry_backoff_is_capped() -> None:
         ),
         (
             {"calendar": {"start": "2024-02-01", "end": "2024-01-01"}, **config()},
-            "calendar: end 2024-01-01 is before start 2024-02-01",
+            "calendar.end: end 2024-01-01 is before start 2024-02-01",
         ),
         ({"calendar": {"off_days": ["2024-02-30"]}, **config()}, "calendar.off_days.0:"),
-        (config(a={"command": "echo {{ date "}), "processors.a.command: template error"),
-        (config(a={"command": ["echo", "{% if %}"]}), "processors.a.command: template error"),
         ({"warehouse": {"kind": "bigquery"}, **config()}, "warehouse: kind bigquery needs project"),
-        ({"processors": {}}, "processors: Dictionary should have at least 1 item"),
-        ({"workers": 2}, "processors: Field required"),
+        ({"processors": {}}, "processors: needs at least 1 entry"),
+        ({"workers": 2}, "processors: required key is missing"),
         (["a", "list"], "runbook.yaml: the file must hold a mapping"),
     ],
 )
@@ -157,9 +155,7 @@ def test_load_config_reports_yaml_and_file_problems(tmp_path: Path) -> None:
         load_config(path)
     assert str(caught.value).startswith(f"{path}: line ") and "invalid YAML" in str(caught.value)
     path.write_text("processors:\n  a:\n    command: x\n    needs: nope\n")
-    with pytest.raises(
-        ConfigError, match=r"processors\.a\.needs: Input should be a valid list \(got 'nope'\)"
-    ):
+    with pytest.raises(ConfigError, match=r"processors\.a\.needs: expected a list \(got 'nope'\)"):
         load_config(path)
     path.write_text("processors:\n  a:\n    command: [sh, -c, 'echo {{ date }}']\n")
     assert load_config(path).processors["a"].command == ["sh", "-c", "echo {{ date }}"]
@@ -170,3 +166,66 @@ def test_definition_hash_follows_the_step_not_the_scheduling() -> None:
     same = parse_config(config(a={"command": "echo 1", "workers": 4, "retries": 2}), "f").processors["a"]
     other = parse_config(config(a={"command": "echo 2"}), "f").processors["a"]
     assert one.definition_hash() == same.definition_hash() != other.definition_hash()
+
+
+@pytest.mark.parametrize(
+    ("processor", "expected"),
+    [
+        ({"command": "echo {{ date "}, "processors.a.command: template error"),
+        ({"command": ["echo", "{% if %}"]}, "processors.a.command.1: template error"),
+        (
+            {"command": "echo {{ undefined_name }}"},
+            "processors.a.command: template uses unknown variable 'undefined_name'",
+        ),
+        (
+            {"http": {"url": "http://x/{{ dat }}"}},
+            "processors.a.http.url: template uses unknown variable 'dat'",
+        ),
+    ],
+)
+def test_step_templates_are_checked_before_anything_runs(processor: dict[str, Any], expected: str) -> None:
+    parsed = parse_config(config(a=processor), "runbook.yaml")  # loading stays cheap: no Jinja
+    with pytest.raises(ConfigError) as caught:
+        check_templates(parsed, "runbook.yaml")
+    assert expected in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("processors:\n  a: {command: x}\n  a: {command: y}\n", "line 3: key 'a' is given twice"),
+        (
+            "calendar: {off_days: [2024-02-30]}\nprocessors: {a: {command: x}}\n",
+            "calendar.off_days.0: not a valid date",
+        ),
+        ("processors: {a: {command: x, timeout: 0s}}\n", "processors.a.timeout: must be more than 0 seconds"),
+    ],
+)
+def test_mistakes_that_once_slipped_through_are_one_line(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "runbook.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert expected in str(caught.value) and "\n" not in str(caught.value), str(caught.value)
+
+
+def test_a_huge_file_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    path = tmp_path / "runbook.yaml"
+    path.write_text("processors: {a: {command: x}}\n" + "# padding\n" * 300_000)
+    with pytest.raises(ConfigError, match="may be at most"):
+        load_config(path)
+
+
+def test_definition_hash_is_stable_across_releases() -> None:
+    """Stored code versions are these hashes: a change would make every built date stale."""
+    parsed = parse_config(
+        config(
+            a={"command": "echo {{ date }}"},
+            b={"sql": "select 1"},
+            c={"http": {"url": "http://x/{{date}}", "headers": {"A": "b"}, "json": {"d": "{{ date }}"},
+                        "poll": {"url": "http://p", "interval": "3s"}}},
+        ),
+        "f",
+    )  # fmt: skip
+    hashes = {name: proc.definition_hash() for name, proc in parsed.processors.items()}
+    assert hashes == {"a": "8e263a5abf", "b": "dd6673e1bc", "c": "3a548e5b50"}

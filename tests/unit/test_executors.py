@@ -15,8 +15,10 @@ import pytest
 from core_helpers import group_alive, process_alive
 
 from runbook.config import ProcessorConfig
-from runbook.executors import CommandExecutor, PythonExecutor, StepContext, kill_process_group
 from runbook.runlog import RunLog
+from runbook.steps import StepContext
+from runbook.steps.command import CommandExecutor, kill_process_group
+from runbook.steps.python import PythonExecutor
 
 
 @pytest.fixture

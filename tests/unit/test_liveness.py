@@ -8,12 +8,14 @@ import socket
 import subprocess
 import sys
 
-from runbook.liveness import controller_alive, pid_alive, process_started_at
-from runbook.state.models import Run, utcnow
+from runbook.clock import utcnow
+from runbook.engine.liveness import controller_alive, pid_alive, process_started_at
+from runbook.state.records import Run
 
 
 def make_run(**fields: object) -> Run:
     base: dict[str, object] = {
+        "id": 1,
         "status": "running",
         "processors": ["a"],
         "start_date": "2024-01-01",

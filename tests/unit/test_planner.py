@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from runbook.calendar import Calendar
 from runbook.config import RunbookConfig, parse_config
+from runbook.engine.calendar import Calendar
+from runbook.engine.planner import Plan, build_plan
+from runbook.engine.versions import resolve_versions
 from runbook.errors import ConfigError, UsageError
-from runbook.planner import Plan, build_plan, resolve_versions
 from runbook.state.store import Store
 
 D = dt.date

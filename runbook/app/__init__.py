@@ -1,0 +1,25 @@
+"""The application layer: every use case of a workspace, in one place.
+
+The CLI parses options, calls one method of :class:`App`, and prints what it returns; the
+dashboard and the MCP server do the same. Nothing below this layer prints or exits.
+
+The use cases are grouped by subject in small modules, each a part of ``App``: runs (plan,
+submit, execute, resume, stop), inspect (status, history, show, coverage, logs), checks
+(validate, check history), sessions (sessions, notes, handoffs) and the demo.
+"""
+
+from __future__ import annotations
+
+from runbook.app.checks import Checks, Validation
+from runbook.app.demo import Demo, DemoResult, prepare_demo_folder
+from runbook.app.runs import Planned, Resumable, RunRequest
+from runbook.app.sessions import NOTE_KINDS, Report
+
+__all__ = [
+    "NOTE_KINDS", "App", "DemoResult", "Planned", "Report", "Resumable", "RunRequest", "Validation",
+    "prepare_demo_folder",
+]  # fmt: skip
+
+
+class App(Demo, Checks):
+    """Plans, runs, resumes, stops, inspects, validates and hands off the runs of one workspace."""

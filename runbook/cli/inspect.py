@@ -1,0 +1,141 @@
+"""``runbook status``, ``history``, ``show``, ``logs`` and ``coverage``: they only read."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import click
+
+from runbook.cli._context import Context, as_date, date_option, emit_document, json_option, pass_ctx
+from runbook.kinds import RunStatus
+
+
+def echo_lines(lines: list[str]) -> None:
+    click.echo("\n".join(lines))
+
+
+@click.command()
+@click.option("--recent", default=5, show_default=True, help="Finished runs to include.")
+@json_option
+@pass_ctx
+def status(obj: Context, recent: int, json_out: bool) -> None:
+    """Active and interrupted runs with progress, rate and ETA, then the latest finished ones.
+
+    Example: runbook status --json | jq '.runs[] | {id, status, progress}'
+    """
+    from runbook.clock import utcnow
+    from runbook.snapshots import to_data
+
+    runs = obj.app.status(recent=recent)
+    if json_out:
+        emit_document(generated_at=utcnow(), runs=runs)
+        return
+    if not runs:
+        click.echo("no runs yet: start one with `runbook run --start D --end D`")
+        return
+    from runbook.cli.output import runs_text
+
+    echo_lines(runs_text(to_data(runs)))
+    for run in runs:
+        if run.status == RunStatus.INTERRUPTED:
+            click.echo(f"run {run.id} is interrupted: runbook resume {run.id}")
+
+
+@click.command()
+@click.option("--processor", "-p", help="Only runs that include this processor.")
+@click.option(
+    "--status", "status_", type=click.Choice([s.value for s in RunStatus]), help="Only runs in this status."
+)
+@click.option(
+    "--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]), help="Runs created since then (UTC)."
+)
+@date_option("--start", "Runs whose dates reach this date or later.")
+@date_option("--end", "Runs whose dates reach this date or earlier.")
+@click.option("--limit", default=50, show_default=True)
+@json_option
+@pass_ctx
+def history(obj: Context, processor: str | None, status_: str | None, since: Any, start: Any, end: Any,
+            limit: int, json_out: bool) -> None:  # fmt: skip
+    """Past runs, newest first.
+
+    Example: runbook history --processor player_game_summary --status failed
+    """
+    overlapping = None
+    if start or end:
+        overlapping = ((as_date(start) or dt.date.min).isoformat(), (as_date(end) or dt.date.max).isoformat())
+    since_utc = since.replace(tzinfo=dt.UTC) if since else None
+    runs = obj.app.history(
+        processor=processor, status=status_, since=since_utc, overlapping=overlapping, limit=limit
+    )
+    if json_out:
+        filters = {"processor": processor, "status": status_, "since": since_utc, "dates": overlapping}
+        emit_document(filters=filters, runs=runs)
+        return
+    from runbook.cli.output import runs_text
+    from runbook.snapshots import to_data
+
+    echo_lines(runs_text(to_data(runs)) if runs else ["no runs match"])
+
+
+@click.command()
+@click.argument("run_id", type=int)
+@click.option("--tasks", "with_tasks", is_flag=True, help="Include every task (JSON only).")
+@json_option
+@pass_ctx
+def show(obj: Context, run_id: int, with_tasks: bool, json_out: bool) -> None:
+    """One run: processors, failures grouped by error, blocked dates, checks and events.
+
+    Example: runbook show 12
+    """
+    from runbook.snapshots import to_data
+
+    detail = obj.app.run_detail(run_id, with_tasks=with_tasks)
+    if json_out:
+        emit_document(**to_data(detail))
+        return
+    from runbook.cli.output import show_text
+
+    echo_lines(show_text(to_data(detail)))
+
+
+@click.command()
+@click.argument("run_id", type=int)
+@click.option(
+    "--follow", "-f", is_flag=True, help="Keep printing while the run is active (never returns before)."
+)
+@click.option("--tail", "-n", type=click.IntRange(min=1), help="Only the last N lines.")
+@pass_ctx
+def logs(obj: Context, run_id: int, follow: bool, tail: int | None) -> None:
+    """Print a run's log (every step's output, tagged with processor, date and attempt).
+
+    Example: runbook logs 12 --tail 50
+    """
+    for line in obj.app.log_lines(run_id, follow=follow, tail=tail):
+        click.echo(line)
+
+
+@click.command()
+@click.argument("processor")
+@date_option("--start", "First date (default: calendar.start, else the first date any run covered).")
+@date_option("--end", "Last date (default: calendar.end, else the last date any run covered).")
+@click.option("--dates", "list_dates", is_flag=True, help="List every date with its state.")
+@json_option
+@pass_ctx
+def coverage(obj: Context, processor: str, start: Any, end: Any, list_dates: bool, json_out: bool) -> None:
+    """Which dates of a processor are built, by which run, when, with which code; gaps and stale dates.
+
+    Example: runbook coverage player_game_summary --start 2024-10-22 --end 2025-06-30
+    """
+    from runbook.snapshots import to_data
+
+    snapshot = to_data(obj.app.coverage(processor, as_date(start), as_date(end)))
+    if json_out:
+        emit_document(**snapshot)
+        return
+    from runbook.cli.output import coverage_lines
+
+    echo_lines(coverage_lines(snapshot, list_dates))
+
+
+COMMANDS = [status, history, show, logs, coverage]

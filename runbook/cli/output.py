@@ -1,0 +1,323 @@
+"""Human output: the snapshots as plain text that fits the terminal (80 columns in a pipe).
+
+A run takes two lines at any width: what and how far, then who runs it and how fast. Nothing
+here imports more than the standard library, so commands that print answer at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from runbook.expectations import show as metric
+from runbook.formatting import duration, number, plural, span
+
+STATUS_COLOR = {
+    "succeeded": "32",
+    "running": "36",
+    "queued": "36",
+    "failed": "31",
+    "blocked": "33",
+    "interrupted": "35",
+    "cancelled": "2",
+}
+INDENT = "    "
+
+
+def width() -> int:
+    """The terminal's width: ``COLUMNS`` if set, else the terminal's, else 80 (a pipe, as agents read)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0")) or os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError):
+        columns = 80
+    return max(columns, 40)
+
+
+def color_enabled() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def paint(text: str, code: str | None) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m" if code and color_enabled() else text
+
+
+def fit(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def processors_summary(names: Sequence[str], room: int) -> str:
+    """``a, b`` when it fits in ``room``, else the first names and ``+N``, else ``N processors``."""
+    if len(names) == 1:
+        return fit(names[0], room)
+    whole = ", ".join(names)
+    if len(whole) <= room:
+        return whole
+    for shown in range(len(names) - 1, 0, -1):
+        text = ", ".join(names[:shown]) + f" +{len(names) - shown}"
+        if len(text) <= room:
+            return text
+    return f"{len(names)} processors"
+
+
+def progress_text(progress: dict[str, Any]) -> str:
+    """``742/742 built (1,856 skipped)``, then failed, blocked and running counts."""
+    text = f"{number(progress['succeeded'])}/{number(progress['work'])} built"
+    if progress["skipped"]:
+        text += f" ({number(progress['skipped'])} skipped)"
+    extra = [f"{number(progress[k])} {k}" for k in ("failed", "blocked", "running") if progress[k]]
+    return ", ".join([text, *extra])
+
+
+def ago(stamp: str | None) -> str:
+    if not stamp:
+        return "-"
+    seconds = int(
+        (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))).total_seconds()
+    )
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    if seconds < 172800:
+        return f"{seconds // 3600}h ago"
+    return f"{seconds // 86400}d ago"
+
+
+def liveness_text(run: dict[str, Any]) -> str | None:
+    """``PID 123 alive`` (``on HOST`` when elsewhere) for a live run; None once it has ended."""
+    pid = run["owner"]["pid"]
+    if run["status"] not in ("running", "queued", "interrupted"):
+        return None
+    if run["alive"] is None or not pid:
+        return "not started" if run["status"] == "queued" else "no controller"
+    state = "alive" if run["alive"] else "gone"
+    host = run["owner"]["host"]
+    return f"PID {pid} {state}" + ("" if host in (None, _hostname()) else f" on {host}")
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def run_lines(run: dict[str, Any], columns: int) -> list[str]:
+    """Two lines for one run: id, status and progress; then dates, processors, PID, rate, ETA, log."""
+    status = run["status"]
+    first = fit(f"{run['id']:<5} {status:<11} {progress_text(run['progress'])}", columns)
+    first = first.replace(status, paint(status, STATUS_COLOR.get(status)), 1)
+    dates = span(run["start_date"], run["end_date"])
+    room = columns - len(INDENT) - len(dates) - 3
+    bits = [dates, processors_summary(run["processors"], min(max(room // 2, 16), 48))]
+    alive = liveness_text(run)
+    if alive:
+        bits.append(alive)
+    if run["tasks_per_hour"] is not None:
+        bits.append(f"{number(run['tasks_per_hour'])} tasks/h")
+    if run["eta_seconds"] is not None:
+        bits.append(f"ETA {duration(run['eta_seconds'])}")
+    if status in ("running", "queued"):
+        bits.append(f"heartbeat {ago(run['heartbeat_at'])}")
+    elif run["finished_at"]:
+        bits.append(f"ended {ago(run['finished_at'])}")
+    if run["log_path"]:
+        bits.append(f"log {run['log_path']}")
+    return [first, fit(INDENT + " · ".join(bits), columns)]
+
+
+def runs_text(runs: Iterable[dict[str, Any]], columns: int | None = None) -> list[str]:
+    columns = columns or width()
+    lines = [fit("RUN   STATUS      PROGRESS (tasks)", columns)]
+    for run in runs:
+        lines += run_lines(run, columns)
+    return lines
+
+
+def show_text(detail: dict[str, Any], columns: int | None = None) -> list[str]:
+    """``runbook show``: the run, its processors, failures by error, blocked dates, events."""
+    columns = columns or width()
+    run = detail["run"]
+    lines = runs_text([run], columns)
+    if run["command_line"]:
+        lines.append(fit(f"command: {run['command_line']}", columns))
+    if run["error"]:
+        lines.append(fit(f"note: {run['error']}", columns))
+    versions = ", ".join(
+        f"{entry['name']}={entry['version']}" for entry in run["per_processor"] if entry["version"]
+    )
+    if versions:
+        lines.append(fit(f"versions: {versions}", columns))
+    lines += [
+        "",
+        f"{'PROCESSOR':<26} {'BUILT':>7} {'WORK':>7} {'FAILED':>6} {'BLOCKED':>7} {'LEFT':>6}  SKIPPED",
+    ]
+    for entry in run["per_processor"]:
+        p = entry["progress"]
+        skipped = ", ".join(f"{n:,} {reason}" for reason, n in entry["skipped"].items())
+        row = (
+            f"{fit(entry['name'], 26):<26} {p['succeeded']:>7,} {p['work']:>7,} {p['failed']:>6,} {p['blocked']:>7,}"
+            f" {p['pending'] + p['running']:>6,}  {skipped or '0'}"
+        )
+        lines.append(fit(row, columns))
+    for group in detail["failures"]:
+        where = ranges_text(group["ranges"])
+        lines += [
+            "",
+            fit(
+                f"FAILED {group['processor']} on {where} ({plural(group['tasks'], 'task')}): {group['error']}",
+                columns,
+            ),
+        ]
+        lines += [fit(INDENT + line, columns) for line in group["error_tail"].splitlines()[-8:]]
+    for group in detail["blocked"]:
+        where = ranges_text(group["ranges"])
+        lines.append(
+            fit(
+                f"BLOCKED {group['processor']} on {where} ({plural(group['tasks'], 'task')}): {group['reason']}",
+                columns,
+            )
+        )
+    if detail["checks"]:
+        lines += ["", *check_lines(detail["checks"], "Checks:", columns)]
+    if detail["events"]:
+        lines += ["", "Events:"]
+        for event in detail["events"][-30:]:
+            at = (event["at"] or "")[11:19]
+            where = " ".join(filter(None, [event["processor"], event["date"]]))
+            lines.append(
+                fit(f"  {at} {event['kind']:<16} {where + ': ' if where else ''}{event['message']}", columns)
+            )
+    return lines
+
+
+def ranges_text(found: Sequence[dict[str, Any]], limit: int = 3) -> str:
+    text = ", ".join(span(r["start"], r["end"]) for r in found[:limit])
+    return text + (f" +{len(found) - limit} more" if len(found) > limit else "")
+
+
+def plan_text(plan: dict[str, Any], *, dates: bool, columns: int | None = None) -> list[str]:
+    columns = columns or width()
+    reasons = sorted({k for counts in plan["counts"].values() for k in counts if k != "planned"})
+    lines = [f"Plan {plan['start']}..{plan['end']}"]
+    header = f"{'PROCESSOR':<30} {'VERSION':<14} {'TO RUN':>7}" + "".join(f" {r[:12]:>12}" for r in reasons)
+    lines.append(fit(header, max(columns, len(header))))
+    for name in plan["processors"]:
+        counts = plan["counts"][name]
+        row = f"{fit(name, 30):<30} {fit(plan['versions'][name], 14):<14} {counts['planned']:>7,}"
+        row += "".join(f" {counts.get(r, 0):>12,}" for r in reasons)
+        lines.append(row)
+    if dates and plan["dates"]:
+        lines.append("")
+        for row in plan["dates"]:
+            lines.append(
+                f"{row['processor']:<30} {span(row['date'], row['end_date']):<22} {row['action']:<5} {row['reason'] or ''}".rstrip()
+            )
+    return lines
+
+
+def condition_text(condition: dict[str, Any]) -> str:
+    """``pct_populated >= 45 (42.9 >= 45)`` (or the parts of a compound condition)."""
+    if condition.get("op") is not None:
+        return f"{condition['expr']} ({metric(condition['value'])} {condition['op']} {metric(condition['threshold'])})"
+    parts = "; ".join(condition_text(part) for part in condition.get("parts") or [])
+    return f"{condition['expr']} ({parts})" if parts else str(condition["expr"])
+
+
+def verdict(check: dict[str, Any]) -> str:
+    if check["passed"]:
+        return paint("pass", "32")
+    return paint("FAIL", "31") if check["severity"] == "block" else paint("warn", "33")
+
+
+def check_detail(check: dict[str, Any]) -> str:
+    if check["error"]:
+        return f"error: {check['error']}"
+    return "; ".join(condition_text(c) for c in check["conditions"] if not c["passed"] or check["passed"])
+
+
+def check_lines(checks: Iterable[dict[str, Any]], title: str, columns: int | None = None) -> list[str]:
+    """One line per check: verdict, processor.check (severity), the conditions with their values."""
+    lines = [title]
+    for check in checks:
+        name = f"{check['processor']}.{check['check']} ({check['severity']})"
+        lines.append(f"  {verdict(check)}  {name}: {check_detail(check)}")
+    return lines
+
+
+def check_history_lines(checks: Iterable[dict[str, Any]], columns: int | None = None) -> list[str]:
+    columns = columns or width()
+    lines: list[str] = []
+    for entry in checks:
+        lines.append(f"{entry['processor']}.{entry['check']} ({entry['severity']})")
+        for name, values in entry["series"].items():
+            lines.append(fit(f"  {name}: {' -> '.join(metric(v) for v in values)}", columns))
+        for result in entry["results"]:
+            run = f"run {result['run_id']}" if result["run_id"] is not None else "validate"
+            at = (result["at"] or "-")[:19].replace("T", " ")
+            detail = (
+                f"error: {result['error']}"
+                if result["error"]
+                else ", ".join(f"{k}={metric(v)}" for k, v in result["metrics"].items())
+            )
+            lines.append(
+                fit(
+                    f"  {at}  {run:<9} {result['start_date']}..{result['end_date']}  {verdict(result)}  {detail}",
+                    columns,
+                )
+            )
+    return lines
+
+
+def coverage_lines(view: dict[str, Any], list_dates: bool = False, max_ranges: int = 20) -> list[str]:
+    """``runbook coverage`` for people: a summary, then gaps, stale dates and failing checks as ranges."""
+    s = view["summary"]
+    skips = ", ".join(f"{n} {reason}" for reason, n in s["calendar_skips"].items())
+    pct = "-" if s["percent"] is None else f"{s['percent']}%"
+    lines = [
+        f"{view['processor']} {view['start']}..{view['end']}, code version {view['code_version']}",
+        f"  {s['expected']} dates expected" + (f" ({skips} not expected)" if skips else "")
+        + f"; {s['built']} built ({pct}): {s['current']} current, {s['stale']} stale; {s['gaps']} never built"
+        + (f"; newest attempt failed on {s['failed']}" if s["failed"] else ""),
+    ]  # fmt: skip
+    sections = (
+        ("gaps", "never built:", "{dates} {noun} never built"),
+        ("stale", f"stale (built with an older code version than {view['code_version']}):", "{dates} {noun} built with {versions}"),
+        ("failing_checks", "failing checks (newest result per date):", "{check} failed on {dates} {noun}"),
+    )  # fmt: skip
+    for key, title, line in sections:
+        if view[key]:
+            lines.append(title)
+        for found in view[key][:max_ranges]:
+            noun = "date" if found["dates"] == 1 else "dates"
+            versions = ", ".join(found.get("code_versions", []))
+            lines.append(
+                f"  {span(found['start'], found['end'])}: "
+                + line.format(**found, noun=noun, versions=versions)
+            )
+        if len(view[key]) > max_ranges:
+            lines.append(f"  ... {len(view[key]) - max_ranges} more ranges (all of them with --json)")
+    for key, label in (("fill_gaps", "fill gaps"), ("rebuild_stale", "rebuild stale")):
+        if view["commands"][key]:
+            lines.append(f"{label}: {view['commands'][key]}")
+    if list_dates:
+        lines.append("")
+        lines += [_date_line(d) for d in view["dates"]]
+    return lines
+
+
+def _date_line(d: dict[str, Any]) -> str:
+    if not d["expected"]:
+        state = d["calendar_skip"]
+    else:
+        state = "stale" if d["stale"] else "built" if d["built"] else "gap"
+    if d["built"]:
+        detail = f"run {d['run_id']} {d['built_at']} {d['code_version']}"
+    else:
+        attempt = f"last attempt {d['last_attempt']}" if d["last_attempt"] else None
+        detail = " ".join(filter(None, [d["skip_reason"], attempt]))
+    checks = " ".join(f"{c['check']}={'ok' if c['passed'] else 'FAILED'}" for c in d["checks"])
+    return f"{d['date']}  {state:<9} {detail}  {checks}".rstrip()

@@ -1,0 +1,194 @@
+"""``runbook run``, ``resume``, ``stop`` and ``plan``: parse, call the app, print."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from runbook.cli._context import (
+    Context,
+    as_date,
+    command_line,
+    date_option,
+    emit_document,
+    exit_with,
+    json_option,
+    pass_ctx,
+)
+
+if TYPE_CHECKING:
+    from runbook.app import Planned, RunRequest
+
+
+def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    for decorator in reversed(
+        [
+            click.argument("processors", nargs=-1),
+            date_option("--start", "First date (YYYY-MM-DD)."),
+            date_option("--end", "Last date (YYYY-MM-DD)."),
+            click.option(
+                "--no-resume", is_flag=True, help="Rerun dates already built with the same code version."
+            ),
+            click.option("--only-gaps", is_flag=True, help="Only dates never built."),
+            click.option("--only-stale", is_flag=True, help="Only dates built with an older code version."),
+        ]
+    ):
+        function = decorator(function)
+    return function
+
+
+def request(processors: tuple[str, ...], start: Any, end: Any, no_resume: bool, **extra: Any) -> RunRequest:
+    from runbook.app import RunRequest
+
+    return RunRequest(
+        processors=list(processors), start=as_date(start), end=as_date(end), resume=not no_resume, **extra
+    )
+
+
+def print_plan(planned: Planned, json_out: bool, dates: bool) -> None:
+    from runbook.cli.output import plan_text
+    from runbook.snapshots import to_data
+    from runbook.snapshots.plan import plan_snapshot
+
+    snapshot = plan_snapshot(planned.plan, [w.message for w in planned.warnings])
+    if json_out:
+        emit_document(**to_data(snapshot))
+        return
+    for line in plan_text(to_data(snapshot), dates=dates):
+        click.echo(line)
+    for warning in snapshot.warnings:
+        click.echo(f"warning: {warning}")
+
+
+def execute_here(obj: Context, run_id: int, json_out: bool) -> None:
+    """Execute a recorded run in this process with progress bars, print how it ended, exit."""
+    from runbook.cli.progress import ProgressBars, console
+
+    out = console(stderr=json_out)
+    app = obj.make_app(ProgressBars(out) if out.is_terminal or not json_out else None)
+    outcome = app.execute(run_id)
+    if json_out:
+        detail = app.run_detail(run_id)
+        emit_document(run=detail.run, failures=detail.failures, blocked=detail.blocked, checks=detail.checks,
+                      events=detail.events, tasks=None)  # fmt: skip
+    else:
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(outcome.counts.items()))
+        run = app.get_run(run_id)
+        out.print(f"run {run_id} {outcome.status}: {counts}")
+        out.print(f"log: {run.log_path}   details: runbook show {run_id}")
+        if outcome.status == "interrupted":
+            out.print(f"resume with: runbook resume {run_id}")
+    exit_with(outcome.status)
+
+
+@click.command()
+@run_options
+@click.option(
+    "--workers", "-w", type=click.IntRange(1, 256), help="Steps run at once (default: config workers)."
+)
+@click.option("--detach", "-d", is_flag=True, help="Run in the background; print run id, PID and log path.")
+@click.option("--dry-run", is_flag=True, help="Show the plan and record nothing.")
+@click.option("--force", is_flag=True, help="Start even if another live run covers the same work.")
+@json_option
+@pass_ctx
+def run(obj: Context, processors: tuple[str, ...], start: Any, end: Any, no_resume: bool, only_gaps: bool,
+        only_stale: bool, workers: int | None, detach: bool, dry_run: bool, force: bool, json_out: bool) -> None:  # fmt: skip
+    """Run processors over a date range (all of them, in dependency order, by default).
+
+    Example: runbook run --start 2024-10-22 --end 2025-01-31 --workers 4 --detach
+    """
+    options = {"workers": workers, "no_resume": no_resume, "only_gaps": only_gaps, "only_stale": only_stale}
+    wanted = request(processors, start, end, no_resume, only_gaps=only_gaps, only_stale=only_stale, workers=workers,
+                     force=force, command_line=command_line(), options=options)  # fmt: skip
+    app = obj.app
+    planned = app.plan(wanted)
+    if dry_run:
+        print_plan(planned, json_out, dates=False)
+        return
+    for warning in planned.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    created = app.submit(wanted, planned)
+    if not detach:
+        execute_here(obj, created.id, json_out)
+    pid = app.spawn(created.id)
+    if json_out:
+        emit_document(run_id=created.id, pid=pid, log_path=created.log_path)
+        return
+    click.echo(f"run {created.id} started in the background: PID {pid}, log {created.log_path}")
+    click.echo(f"watch: runbook status   runbook logs {created.id} --tail 20")
+
+
+@click.command(name="_execute", hidden=True)
+@click.argument("run_id", type=int)
+@pass_ctx
+def execute(obj: Context, run_id: int) -> None:
+    """Execute a recorded run in this process (used by --detach)."""
+    exit_with(obj.app.execute(run_id).status)
+
+
+@click.command()
+@click.argument("run_id", type=int, required=False)
+@click.option("--detach", "-d", is_flag=True, help="Continue in the background.")
+@json_option
+@pass_ctx
+def resume(obj: Context, run_id: int | None, detach: bool, json_out: bool) -> None:
+    """Continue interrupted runs (or RUN_ID, also a failed one) exactly where they stopped.
+
+    Example: runbook resume 12 --detach
+    """
+    app = obj.app
+    found = app.resumable(run_id)
+    for run in found.alive:
+        click.echo(
+            f"run {run.id} is still running (PID {run.pid} on {run.host}): not started twice", err=True
+        )
+    if not found.todo:
+        if json_out:
+            emit_document(resumed=[], alive=[r.id for r in found.alive])
+        elif not found.alive:
+            click.echo("nothing to resume")
+        return
+    if not detach and len(found.todo) == 1:
+        app.prepare_resume(found.todo[0])
+        execute_here(obj, found.todo[0].id, json_out)
+    started = []
+    for run in found.todo:
+        app.prepare_resume(run)
+        pid = app.spawn(run.id)
+        started.append({"run_id": run.id, "pid": pid, "log_path": run.log_path})
+        if not json_out:
+            click.echo(f"run {run.id} resumed in the background: PID {pid}, log {run.log_path}")
+    if json_out:
+        emit_document(resumed=started, alive=[r.id for r in found.alive])
+
+
+@click.command()
+@click.argument("run_id", type=int)
+@pass_ctx
+def stop(obj: Context, run_id: int) -> None:
+    """Stop a run gracefully: in-flight steps end, the run is interrupted and stays resumable.
+
+    Example: runbook stop 12 && runbook resume 12
+    """
+    run = obj.app.stop(run_id)
+    click.echo(f"run {run_id}: stop requested (PID {run.pid}); resume later with: runbook resume {run_id}")
+
+
+@click.command()
+@run_options
+@click.option("--dates", "dates", is_flag=True, help="List every date with its action or skip reason.")
+@json_option
+@pass_ctx
+def plan(obj: Context, processors: tuple[str, ...], start: Any, end: Any, no_resume: bool, only_gaps: bool,
+         only_stale: bool, dates: bool, json_out: bool) -> None:  # fmt: skip
+    """What a run would do: every date with its planned action or skip reason. Records nothing.
+
+    Example: runbook plan player_composite_factors --start 2024-10-22 --end 2024-12-31 --dates
+    """
+    wanted = request(processors, start, end, no_resume, only_gaps=only_gaps, only_stale=only_stale)
+    print_plan(obj.app.plan(wanted), json_out, dates)
+
+
+COMMANDS = [run, execute, resume, stop, plan]

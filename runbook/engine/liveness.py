@@ -1,0 +1,97 @@
+"""Is a run's controller still alive? Judged from its PID on this host, its heartbeat elsewhere.
+
+After a reboot (or simply a long time) the controller's PID may belong to another process: a
+process that started after the run's last heartbeat cannot be its controller.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+
+from runbook.clock import utcnow
+from runbook.kinds import ACTIVE_RUN_STATUSES, RunStatus
+from runbook.state.records import Run
+
+STALE_HEARTBEAT_SECONDS = 60.0
+# Clock ticks and boot time only resolve a process start to about a second.
+START_SLACK_SECONDS = 2.0
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True when ``pid`` is a running (not zombie) process."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = _stat(pid)
+    return stat is None or stat[0] != "Z"
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state first), or None off Linux."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+
+
+def process_started_at(pid: int) -> dt.datetime | None:
+    """When ``pid`` started (Linux /proc), or None when that cannot be told."""
+    stat = _stat(pid)
+    if stat is None or len(stat) < 20:
+        return None
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime "))
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, ValueError):
+        return None
+    return dt.datetime.fromtimestamp(boot + int(stat[19]) / ticks, dt.UTC)
+
+
+def controller_alive(run: Run, *, stale_seconds: float = STALE_HEARTBEAT_SECONDS) -> bool:
+    """True when the run's controller still runs: its PID on this host, its heartbeat elsewhere."""
+    if run.status not in ACTIVE_RUN_STATUSES:
+        return False
+    beat = run.heartbeat_at or run.created_at
+    fresh = beat is not None and (utcnow() - beat).total_seconds() < stale_seconds
+    if run.host != socket.gethostname():
+        return fresh
+    if not pid_alive(run.pid):
+        return False
+    assert run.pid is not None
+    started = process_started_at(run.pid)
+    slack = dt.timedelta(seconds=START_SLACK_SECONDS)
+    if started is not None and run.heartbeat_at is not None and started > run.heartbeat_at + slack:
+        return False  # the PID was reused by a process born after the last heartbeat
+    return fresh or run.status == RunStatus.QUEUED
+
+
+def liveness(run: Run) -> bool | None:
+    """Whether the run's controller is alive: None while a queued run has no controller to judge."""
+    if run.status == RunStatus.QUEUED and not run.pid and not run.controller_id:
+        return None
+    return controller_alive(run)
+
+
+def effective_status(run: Run, alive: bool | None) -> str:
+    """The stored status, except that an active run whose controller is gone is ``interrupted``."""
+    if run.status in ACTIVE_RUN_STATUSES and alive is False and (run.controller_id or run.pid):
+        return RunStatus.INTERRUPTED
+    return run.status
+
+
+def rate_and_eta(
+    finished: int, seconds: float, remaining: int, status: str
+) -> tuple[float | None, float | None]:
+    """Tasks finished per hour so far, and the seconds the remaining ones need at that rate."""
+    rate = finished / seconds * 3600 if seconds > 0 else None
+    eta = remaining / rate * 3600 if rate and remaining and status == RunStatus.RUNNING else None
+    return rate, eta

@@ -1,0 +1,70 @@
+"""The vocabulary of runbook's state: statuses, skip reasons, note kinds, severities.
+
+Every value is a :class:`~enum.StrEnum`, so it is stored, printed and compared as the plain string
+it names (``TaskStatus.SUCCEEDED == "succeeded"``). This module imports nothing heavy and is safe to
+use anywhere, from the state store up to the CLI.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    BLOCKED = "blocked"
+    CANCELLED = "cancelled"
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    BLOCKED = "blocked"
+    CANCELLED = "cancelled"
+
+
+class SkipReason(StrEnum):
+    """Why a date of a processor is not run: every date of a range is run or has one of these."""
+
+    OFF_DAY = "off_day"
+    BOOTSTRAP = "bootstrap"
+    ALREADY_DONE = "already_done"
+    UPSTREAM_SKIPPED = "upstream_skipped"
+    UPSTREAM_MISSING = "upstream_missing"
+    NOT_A_GAP = "not_a_gap"
+    NOT_STALE = "not_stale"
+
+
+class NoteKind(StrEnum):
+    FIX = "fix"
+    ISSUE = "issue"
+    DECISION = "decision"
+    NEXT = "next"
+
+
+class Severity(StrEnum):
+    BLOCK = "block"
+    WARN = "warn"
+
+
+ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+FINISHED_RUN_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.BLOCKED, RunStatus.CANCELLED)
+# Tasks that a step attempt has finished (their rate is the run's rate).
+STEP_FINISHED = (TaskStatus.SUCCEEDED, TaskStatus.FAILED)
+FINISHED_TASK_STATUSES = (
+    TaskStatus.SUCCEEDED,
+    TaskStatus.FAILED,
+    TaskStatus.SKIPPED,
+    TaskStatus.BLOCKED,
+    TaskStatus.CANCELLED,
+)
+# Skip reasons that say a run chose not to redo a date, not why it could not be built.
+SELECTION_SKIPS = (SkipReason.ALREADY_DONE, SkipReason.NOT_A_GAP, SkipReason.NOT_STALE)
+CALENDAR_SKIPS = (SkipReason.OFF_DAY, SkipReason.BOOTSTRAP)

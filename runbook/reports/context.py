@@ -1,0 +1,306 @@
+"""The handoff report as data: one dict assembled from the read model's snapshots, rendered by the
+templates and printed as is by ``runbook handoff --format json`` (docs/json-handoff.md).
+
+The report covers a *scope*: a work session (the open one by default) plus the runs and notes
+made outside any session since the previous session ended, so work done between sessions shows
+up in the next handoff. Running and interrupted runs are shown whatever their session, and the
+status tables describe the whole workspace. Every string in the result has passed through the
+workspace's :class:`~runbook.redact.Redactor`.
+
+Runs are the same :class:`~runbook.snapshots.model.RunSnapshot` that ``runbook status --json``
+prints; checks, failures, events and notes are the snapshots ``show`` and ``validate`` print.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from runbook.engine.calendar import Calendar
+from runbook.engine.liveness import liveness
+from runbook.engine.versions import resolve_versions
+from runbook.errors import RunbookError, UsageError
+from runbook.formatting import iso_utc
+from runbook.kinds import ACTIVE_RUN_STATUSES, RunStatus, Severity, TaskStatus
+from runbook.redact import Redactor, redact_tree
+from runbook.reports import actions, phases, sections
+from runbook.snapshots import JSON_SCHEMA_VERSION, to_data
+from runbook.snapshots.checks import check_snapshot
+from runbook.snapshots.coverage import ProcessorCoverage, coverage_range, processor_coverage, processor_state
+from runbook.snapshots.runs import (
+    Liveness,
+    blocked_groups,
+    event_snapshot,
+    failure_groups,
+    live_runs,
+    run_snapshots,
+)
+from runbook.snapshots.sessions import note_groups, session_snapshot
+from runbook.state.connect import redact_url
+from runbook.state.queries import Queries
+from runbook.state.records import Task, WorkSession
+from runbook.workspace import Workspace
+
+MAX_RUNS = 30  # runs of the scope shown (newest); the report says how many there were
+MAX_FAILURE_GROUPS = 20
+MAX_EVENTS = 60
+QUIET_EVENT_KINDS = ("task_retry", "task_skipped")  # per-date noise; failures are listed apart
+
+CalendarFor = Callable[[dt.date, dt.date], Calendar]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the report is about: a session (or none) and the window for work outside sessions."""
+
+    session: WorkSession | None
+    since: dt.datetime | None
+    until: dt.datetime
+
+
+def resolve_scope(q: Queries | None, now: dt.datetime, session_id: int | None = None) -> Scope:
+    """The given session, else the open one, else the work since the last session ended."""
+    if q is None:
+        if session_id is not None:
+            raise UsageError(
+                f"session {session_id} not found (none was started yet; see `runbook session start`)"
+            )
+        return Scope(None, None, now)
+    if session_id is not None:
+        session = q.get_session(session_id)
+        if session is None:
+            latest = q.latest_session()
+            known = f"the latest is {latest.id}" if latest else "none was started yet"
+            raise UsageError(f"session {session_id} not found ({known}; see `runbook session start`)")
+    else:
+        session = q.open_session()
+    if session is None:
+        return Scope(None, q.previous_session_end(), now)
+    return Scope(session, q.previous_session_end(before_id=session.id), session.ended_at or now)
+
+
+def build_context(
+    workspace: Workspace,
+    q: Queries | None,
+    *,
+    now: dt.datetime,
+    timezone: str,
+    scope: Scope | None = None,
+    alive: Liveness = liveness,
+    calendar_for: CalendarFor | None = None,
+    versions: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Everything the handoff report shows, as JSON-ready data with secrets redacted."""
+    config = workspace.config
+    scope = scope or (resolve_scope(q, now) if q is not None else Scope(None, None, now))
+    session = scope.session
+    scoped, total_runs = (
+        q.scoped_runs(session.id if session else None, scope.since, scope.until, limit=MAX_RUNS)
+        if q
+        else ([], 0)
+    )
+    every = {run.id: run for run in [*scoped, *(live_runs(q) if q else [])]}
+    snapshots = {
+        s.id: s
+        for s in (
+            run_snapshots(q, sorted(every.values(), key=lambda r: r.id), now=now, alive=alive) if q else []
+        )
+    }
+    running = [s for s in snapshots.values() if s.status in ACTIVE_RUN_STATUSES]
+    interrupted = [s for s in snapshots.values() if s.status == RunStatus.INTERRUPTED]
+    busy: dict[str, set[str]] = {"running": set(), "interrupted": set()}
+    for kind, group in (("running", running), ("interrupted", interrupted)):
+        for snapshot in group:
+            busy[kind].update(p.name for p in snapshot.per_processor if p.progress.remaining)
+
+    span, warnings, coverages = _coverages(workspace, q, calendar_for, versions)
+    descriptions = {
+        (name, c.name): c.description for name, proc in config.processors.items() for c in proc.checks
+    }
+    checks = [check_snapshot(result, descriptions) for result in (q.latest_check_results() if q else [])]
+    checks.sort(key=lambda c: (c.passed, c.severity != Severity.BLOCK, _rank(config, c.processor), c.check))
+    failing_gates = {c.processor for c in checks if not c.passed and c.severity == Severity.BLOCK}
+    states = [
+        processor_state(
+            name, config, coverages.get(name), running=busy["running"],
+            interrupted=busy["interrupted"] - busy["running"], failing_gates=failing_gates,
+        )
+        for name in config.processors
+    ]  # fmt: skip
+    failures, failed_dates = _failures(q, config.processors, coverages)
+    blocked = _blocked(q, coverages)
+
+    scoped_ids = sorted(run.id for run in scoped)
+    events, total_events = (
+        q.timeline(scoped_ids, scope.since, scope.until, exclude_kinds=QUIET_EVENT_KINDS, limit=MAX_EVENTS)
+        if q
+        else ([], 0)
+    )
+    windows = sections.processor_windows(q.run_processor_stats(scoped_ids) if q else [])
+    scoped_runs = [snapshots[run_id] for run_id in scoped_ids]
+    notes = note_groups(
+        q.scoped_notes(session.id if session else None, scope.since, scope.until) if q else []
+    )
+    overall = actions.overall_status(
+        states, running, interrupted, checks, any_runs=bool(snapshots) or any(s.built for s in states)
+    )
+    next_actions = actions.next_actions(states, running, interrupted, checks, blocked, notes.get("next", []))
+    context = {
+        "schema_version": JSON_SCHEMA_VERSION,
+        "generated_at": iso_utc(now),
+        "timezone": timezone,
+        "workspace": _workspace_info(workspace),
+        "session": session_snapshot(session) if session else None,
+        "scope": {
+            "since": iso_utc(scope.since),
+            "until": iso_utc(scope.until),
+            "runs_shown": len(scoped_ids),
+            "runs_total": total_runs,
+        },
+        "overall": overall,
+        "range": {"start": span[0].isoformat(), "end": span[1].isoformat()} if span else None,
+        "warnings": warnings,
+        "quick": {
+            "completed": [
+                {"processor": s.name, "built": s.built, "expected": s.expected}
+                for s in states
+                if s.status == "complete"
+            ],
+            "succeeded_runs": [
+                {"id": s.id, "processors": s.processors}
+                for s in scoped_runs
+                if s.status == RunStatus.SUCCEEDED
+            ],
+            "next": next_actions[:3],
+        },
+        "phases": phases.phase_tables(states),
+        "runs": scoped_runs,
+        "running": running,
+        "interrupted": interrupted,
+        "checks": checks,
+        "failures": {
+            "groups": failures[:MAX_FAILURE_GROUPS],
+            "total_groups": len(failures),
+            "dates": failed_dates,
+        },
+        "blocked": blocked,
+        "timeline": {"events": [event_snapshot(e) for e in events], "omitted": total_events - len(events)},
+        "gantt": sections.gantt_entries(windows, {s.id: s for s in scoped_runs}, now),
+        "performance": sections.performance_entries(windows, {s.id: s for s in scoped_runs}, config),
+        "notes": notes,
+        "next_actions": next_actions,
+    }
+    redacted: dict[str, Any] = redact_tree(to_data(context), Redactor(workspace.secret_values()))
+    return redacted
+
+
+def _rank(config: Any, processor: str) -> int:
+    order = list(config.processors)
+    return order.index(processor) if processor in order else 1 << 30
+
+
+def _coverages(
+    workspace: Workspace, q: Queries | None, calendar_for: CalendarFor | None, versions: dict[str, str] | None
+) -> tuple[tuple[dt.date, dt.date] | None, list[str], dict[str, ProcessorCoverage]]:
+    """(the range reported on, what could not be read, coverage per processor).
+
+    A calendar query that fails or a version command that fails does not stop the report: it
+    says what it could not count instead.
+    """
+    config = workspace.config
+    try:
+        span = coverage_range(config, q, None, None)
+    except UsageError:
+        return None, [], {}
+    warnings = []
+    calendar = Calendar(config.calendar)
+    if calendar_for is not None:
+        try:
+            calendar = calendar_for(*span)
+        except RunbookError as error:
+            warnings.append(f"calendar query failed, off-days from runbook.yaml only: {error.message}")
+    if versions is None:
+        versions = {}
+        for name in config.processors:
+            try:
+                versions.update(resolve_versions(config, [name], str(workspace.root)))
+            except RunbookError as error:
+                warnings.append(
+                    f"code version of {name} unknown, its stale dates are not counted: {error.message}"
+                )
+    if q is None:
+        empty = {}
+        for name in config.processors:
+            dates = [(d.isoformat(), why) for d, why in calendar.dates(*span, config.bootstrap_days(name))]
+            empty[name] = ProcessorCoverage(name, span[0], span[1], versions.get(name), dates, {})
+        return span, warnings, empty
+    calendar_dates: dict[int, list[tuple[str, str | None]]] = {}  # per bootstrap window
+    coverages = {}
+    for name in config.processors:
+        bootstrap = config.bootstrap_days(name)
+        if bootstrap not in calendar_dates:
+            calendar_dates[bootstrap] = [(d.isoformat(), why) for d, why in calendar.dates(*span, bootstrap)]
+        coverages[name] = processor_coverage(
+            q,
+            config,
+            calendar,
+            name,
+            span[0],
+            span[1],
+            versions.get(name),
+            calendar_dates=calendar_dates[bootstrap],
+        )
+    return span, warnings, coverages
+
+
+def _as_task(processor: str, row: Any) -> Task:
+    return Task(
+        id=row.id, run_id=row.run_id, processor=processor, date=row.date, end_date=row.end_date,
+        status=row.status, attempt=row.attempt, exit_code=row.exit_code,
+    )  # fmt: skip
+
+
+def _failures(
+    q: Queries | None, order: Any, coverages: dict[str, ProcessorCoverage]
+) -> tuple[list[Any], int]:
+    """Dates whose newest attempt failed, grouped by processor and error; and how many dates."""
+    rows = [
+        _as_task(name, row)
+        for name in order
+        if name in coverages
+        for row in coverages[name].attempts(TaskStatus.FAILED)
+    ]
+    if not rows or q is None:
+        return [], 0
+    errors = q.task_errors([task.id for task in rows])
+    sequences = {name: coverage.expected for name, coverage in coverages.items()}
+    dates = sum(len(coverage.with_last_attempt(TaskStatus.FAILED)) for coverage in coverages.values())
+    return failure_groups(rows, sequences, errors=errors), dates
+
+
+def _blocked(q: Queries | None, coverages: dict[str, ProcessorCoverage]) -> list[Any]:
+    """Dates whose newest attempt was blocked, grouped by processor and reason."""
+    rows = [
+        _as_task(name, row)
+        for name, coverage in coverages.items()
+        for row in coverage.attempts(TaskStatus.BLOCKED)
+    ]
+    if not rows or q is None:
+        return []
+    errors = q.task_errors([task.id for task in rows])
+    for task in rows:
+        task.error_tail = errors.get(task.id)
+    return blocked_groups(rows, {name: coverage.expected for name, coverage in coverages.items()})
+
+
+def _workspace_info(workspace: Workspace) -> dict[str, Any]:
+    url = workspace.database_url
+    if url.startswith("sqlite:///"):
+        from pathlib import Path
+
+        path = Path(url.removeprefix("sqlite:///"))
+        if path.is_absolute() and path.is_relative_to(workspace.root):
+            url = f"sqlite:///{path.relative_to(workspace.root)}"
+    return {"name": workspace.config.name, "config": workspace.config_path.name, "database": redact_url(url)}

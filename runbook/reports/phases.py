@@ -1,0 +1,43 @@
+"""The report's status tables: one row per processor, grouped by ``phase:``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from runbook.snapshots import to_data
+from runbook.snapshots.coverage import ProcessorState
+
+# In order of precedence: a processor that is running shows as running even if it has gaps.
+STATUS_EMOJI = {
+    "running": "🔄",
+    "interrupted": "⏸️",
+    "blocked": "⛔",
+    "failed": "❌",
+    "complete": "✅",
+    "partial": "🟡",
+    "not_started": "⬜",
+}
+
+
+def phase_tables(states: Iterable[ProcessorState]) -> list[dict[str, Any]]:
+    """Processors grouped by phase, phases in the order they first appear in runbook.yaml."""
+    phases: dict[str, list[ProcessorState]] = {}
+    for state in states:
+        phases.setdefault(state.phase, []).append(state)
+    return [
+        {
+            "phase": phase,
+            "title": _title(phase),
+            "processors": [{**to_data(m), "emoji": STATUS_EMOJI[m.status]} for m in members],
+            "complete": sum(1 for m in members if m.status == "complete"),
+            "total": len(members),
+        }
+        for phase, members in phases.items()
+    ]
+
+
+def _title(phase: str) -> str:
+    if not phase:
+        return "Processors"
+    return f"Phase {phase}" if phase[0].isdigit() else phase

@@ -1,0 +1,496 @@
+"""What was ever built: per processor and calendar date, by which run, when, with which code.
+
+A date is *built* when a task of the processor covering it succeeded; the newest such task says
+by which run, when and with which code version. A built date is *stale* when that version is not
+the processor's current one; an expected date (runnable in the calendar) never built is a *gap*.
+``runbook coverage`` shows this per date and as ranges; ``runbook run --only-gaps`` /
+``--only-stale`` fill exactly those dates; the handoff's status tables are :class:`ProcessorState`
+built from the same :class:`ProcessorCoverage`.
+
+Everything is read with :meth:`Queries.latest_by_date` (a few indexed reads per date), never by
+loading every task.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from runbook.config import RunbookConfig
+from runbook.engine.calendar import Calendar, date_range
+from runbook.errors import UsageError
+from runbook.formatting import iso_utc, percent
+from runbook.kinds import SELECTION_SKIPS, TaskStatus
+from runbook.snapshots.model import DateRange
+from runbook.snapshots.runs import date_ranges
+from runbook.state.queries import Queries
+from runbook.state.records import CheckResult
+
+
+class TaskState(NamedTuple):
+    """The columns of a task that say what state its dates are in (Queries.latest_by_date)."""
+
+    id: int
+    run_id: int
+    date: str
+    end_date: str
+    status: str
+    skip_reason: str | None
+    code_version: str | None
+    attempt: int
+    exit_code: int | None
+    rows_affected: int | None
+    finished_at: Any  # a UTC datetime, or SQLite's text for one (iso_utc reads both)
+
+
+@dataclass
+class DayState:
+    """The newest tasks of one processor covering one date, by what happened to them."""
+
+    built: TaskState | None = None  # newest succeeded task
+    attempt: TaskState | None = None  # newest succeeded, failed or blocked task
+    skipped: TaskState | None = None  # newest skipped task
+
+    @property
+    def last_attempt(self) -> str | None:
+        return self.attempt.status if self.attempt is not None else None
+
+
+def day_states(
+    q: Queries, processor: str, start: dt.date, end: dt.date, *, lookback_days: int = 0
+) -> dict[str, DayState]:
+    """For each ISO date of [start, end] that any task touched, its :class:`DayState`.
+
+    ``lookback_days`` widens the search backwards so that a chunk (``batch_days``) starting
+    before ``start`` still counts for the dates it covers.
+    """
+    first = (start - dt.timedelta(days=lookback_days)).isoformat()
+    low, high = start.isoformat(), end.isoformat()
+    states: dict[str, DayState] = {}
+    for row in map(TaskState._make, q.latest_by_date(processor, first, high)):
+        if row.date == row.end_date:
+            if row.date < low:
+                continue
+            days: Iterable[str] = (row.date,)
+        else:
+            span_start = max(dt.date.fromisoformat(row.date), start)
+            span_end = min(dt.date.fromisoformat(row.end_date), end)
+            days = [day.isoformat() for day in date_range(span_start, span_end)]
+        status = row.status
+        for day in days:
+            state = states.get(day)
+            if state is None:
+                state = states[day] = DayState()
+            if status == TaskStatus.SUCCEEDED:
+                state.built = _newer(state.built, row)
+            if status == TaskStatus.SKIPPED:
+                state.skipped = _newer(state.skipped, row)
+            else:
+                state.attempt = _newer(state.attempt, row)
+    return states
+
+
+def _newer(current: TaskState | None, row: TaskState) -> TaskState:
+    return row if current is None or row.id > current.id else current
+
+
+@dataclass
+class _Classes:
+    built: set[str] = field(default_factory=set)
+    stale: set[str] = field(default_factory=set)
+    gaps: set[str] = field(default_factory=set)
+    attempts: dict[str, set[str]] = field(
+        default_factory=lambda: {TaskStatus.FAILED: set(), TaskStatus.BLOCKED: set()}
+    )
+    rows: int | None = None
+
+
+@dataclass
+class ProcessorCoverage:
+    """One processor over a range: the calendar's verdict and the store's, per date."""
+
+    name: str
+    start: dt.date
+    end: dt.date
+    version: str | None  # None when it could not be resolved: no date counts as stale
+    calendar_dates: list[tuple[str, str | None]]  # (ISO date, calendar skip reason or None)
+    states: dict[str, DayState]
+
+    @functools.cached_property
+    def expected(self) -> list[str]:
+        return [day for day, reason in self.calendar_dates if reason is None]
+
+    @functools.cached_property
+    def _classes(self) -> _Classes:
+        """Expected dates by class (built, stale, gaps, newest attempt failed or blocked), and the
+        rows affected by the newest build of each (a chunk counted once)."""
+        found = _Classes()
+        rows: dict[int, int] = {}
+        for day in self.expected:
+            state = self.states.get(day)
+            build = state.built if state is not None else None
+            if build is None:
+                found.gaps.add(day)
+            else:
+                found.built.add(day)
+                if self.version is not None and build.code_version != self.version:
+                    found.stale.add(day)
+                if build.rows_affected is not None:
+                    rows[build.id] = build.rows_affected
+            if state is not None and state.attempt is not None and state.attempt.status in found.attempts:
+                found.attempts[state.attempt.status].add(day)
+        found.rows = sum(rows.values()) if rows else None
+        return found
+
+    def built(self) -> set[str]:
+        return self._classes.built
+
+    def stale(self) -> set[str]:
+        return self._classes.stale
+
+    def gaps(self) -> set[str]:
+        return self._classes.gaps
+
+    def with_last_attempt(self, status: str) -> set[str]:
+        """Expected dates whose newest attempt ``failed`` or was ``blocked``."""
+        return self._classes.attempts[status]
+
+    def attempts(self, status: str) -> list[TaskState]:
+        """The tasks behind :meth:`with_last_attempt` (a chunk once), by date."""
+        found: dict[int, TaskState] = {}
+        for day in sorted(self.with_last_attempt(status)):
+            row = self.states[day].attempt
+            if row is not None:
+                found.setdefault(row.id, row)
+        return list(found.values())
+
+    def calendar_skips(self) -> Counter[str]:
+        return Counter(reason for _, reason in self.calendar_dates if reason is not None)
+
+    def gap_reasons(self) -> Counter[str]:
+        """Why runs skipped expected dates never built (upstream_missing, ...)."""
+        found: Counter[str] = Counter()
+        for day in self.gaps():
+            state = self.states.get(day)
+            reason = gap_reason(state) if state is not None else None
+            if reason is not None:
+                found[reason] += 1
+        return found
+
+    def rows_affected(self) -> int | None:
+        """Rows affected by the newest build of each expected date (a chunk counted once)."""
+        return self._classes.rows
+
+    def ranges(self, dates: Iterable[str]) -> list[DateRange]:
+        """Runs of consecutive expected dates among ``dates``."""
+        return date_ranges(self.expected, dates)
+
+
+def gap_reason(state: DayState) -> str | None:
+    """Why a run skipped a date never built (not the planner's "not selected again" reasons)."""
+    reason = state.skipped.skip_reason if state.skipped is not None else None
+    return None if reason in SELECTION_SKIPS else reason
+
+
+def processor_coverage(
+    q: Queries,
+    config: RunbookConfig,
+    calendar: Calendar,
+    name: str,
+    start: dt.date,
+    end: dt.date,
+    version: str | None,
+    *,
+    calendar_dates: list[tuple[str, str | None]] | None = None,
+) -> ProcessorCoverage:
+    """Read one processor's coverage of [start, end] from the store and the calendar
+    (``calendar_dates``: the calendar's verdicts for the processor, when already known)."""
+    lookback = max(proc.batch_days for proc in config.processors.values()) - 1
+    states = day_states(q, name, start, end, lookback_days=lookback)
+    if calendar_dates is None:
+        bootstrap = config.bootstrap_days(name)
+        calendar_dates = [(day.isoformat(), reason) for day, reason in calendar.dates(start, end, bootstrap)]
+    return ProcessorCoverage(name, start, end, version, calendar_dates, states)
+
+
+def coverage_range(
+    config: RunbookConfig, q: Queries | None, start: dt.date | None, end: dt.date | None
+) -> tuple[dt.date, dt.date]:
+    """The range to report on: as given, else the calendar's, else the span of all runs."""
+    first, last = q.run_date_span() if q is not None and (start is None or end is None) else (None, None)
+    start = start or config.calendar.start or (dt.date.fromisoformat(first) if first else None)
+    end = end or config.calendar.end or (dt.date.fromisoformat(last) if last else None)
+    if start is None or end is None:
+        raise UsageError("no date range: pass --start and --end (or set calendar.start/end in runbook.yaml)")
+    if end < start:
+        raise UsageError(f"--end {end} is before --start {start}")
+    return start, end
+
+
+def latest_checks_per_day(results: Sequence[CheckResult], days: Sequence[str]) -> list[list[CheckResult]]:
+    """For each of ``days`` (consecutive ISO dates), the newest result of each check covering it."""
+    index = {day: position for position, day in enumerate(days)}
+    per_day: list[list[CheckResult]] = [[] for _ in days]
+    by_check: dict[str, list[CheckResult]] = {}
+    for result in results:
+        by_check.setdefault(result.check_name, []).append(result)
+    for name in sorted(by_check):
+        # Newest first, each result claims the days no newer result of its check claimed: a
+        # "next unclaimed day" pointer keeps this linear in days plus results.
+        following = list(range(len(days) + 1))
+
+        def unclaimed(position: int, following: list[int] = following) -> int:
+            while following[position] != position:
+                following[position] = following[following[position]]
+                position = following[position]
+            return position
+
+        for result in sorted(by_check[name], key=lambda r: r.id, reverse=True):
+            low = index.get(max(result.start_date, days[0])) if days else None
+            high = index.get(min(result.end_date, days[-1])) if days else None
+            if low is None or high is None:
+                continue
+            position = unclaimed(low)
+            while position <= high:
+                per_day[position].append(result)
+                following[position] = position + 1
+                position = unclaimed(position + 1)
+    return per_day
+
+
+# -- snapshots ---------------------------------------------------------------------------------
+
+
+class CoverageSummary(NamedTuple):
+    calendar_dates: int
+    expected: int
+    built: int
+    current: int
+    stale: int
+    gaps: int
+    failed: int
+    blocked: int
+    percent: float | None
+    calendar_skips: dict[str, int]
+    gap_reasons: dict[str, int]
+
+
+class StaleRange(NamedTuple):
+    start: str
+    end: str
+    dates: int
+    code_versions: list[str]
+
+
+class CheckRange(NamedTuple):
+    check: str
+    start: str
+    end: str
+    dates: int
+
+
+class DayCheck(NamedTuple):
+    check: str
+    passed: bool
+    run_id: int | None
+    at: str | None
+
+
+class DateState(NamedTuple):
+    date: str
+    expected: bool
+    calendar_skip: str | None
+    built: bool
+    stale: bool
+    run_id: int | None
+    built_at: str | None
+    code_version: str | None
+    rows_affected: int | None
+    last_attempt: str | None
+    skip_reason: str | None
+    checks: list[DayCheck] = []
+
+
+class CoverageSnapshot(NamedTuple):
+    """``runbook coverage PROCESSOR``: the summary, gaps, stale and failing ranges, every date."""
+
+    processor: str
+    start: str
+    end: str
+    code_version: str | None
+    summary: CoverageSummary
+    gaps: list[DateRange]
+    stale: list[StaleRange]
+    failing_checks: list[CheckRange]
+    commands: dict[str, str | None]
+    dates: list[DateState]
+
+
+def coverage_snapshot(coverage: ProcessorCoverage, checks: Sequence[CheckResult]) -> CoverageSnapshot:
+    """The data behind ``runbook coverage`` (docs/json.md): per date, then gaps and stale ranges."""
+    expected = coverage.expected
+    built, stale, gaps = coverage.built(), coverage.stale(), coverage.gaps()
+    days = [day for day, _ in coverage.calendar_dates]
+    per_day_checks = latest_checks_per_day(checks, days)
+    dates = []
+    for (day, calendar_skip), day_checks in zip(coverage.calendar_dates, per_day_checks, strict=True):
+        state = coverage.states.get(day) or DayState()
+        build = state.built
+        dates.append(
+            DateState(
+                date=day,
+                expected=calendar_skip is None,
+                calendar_skip=calendar_skip,
+                built=build is not None,
+                stale=day in stale,
+                run_id=build.run_id if build is not None else None,
+                built_at=iso_utc(build.finished_at) if build is not None else None,
+                code_version=build.code_version if build is not None else None,
+                rows_affected=build.rows_affected if build is not None else None,
+                last_attempt=state.last_attempt,
+                skip_reason=gap_reason(state) if build is None else None,
+                checks=[
+                    DayCheck(check=r.check_name, passed=r.passed, run_id=r.run_id, at=iso_utc(r.at))
+                    for r in day_checks
+                ],
+            )
+        )
+    stale_ranges = []
+    for found in coverage.ranges(stale):
+        builds = [coverage.states[d].built for d in expected if found.start <= d <= found.end and d in stale]
+        versions = sorted({str(row.code_version) for row in builds if row is not None})
+        stale_ranges.append(
+            StaleRange(start=found.start, end=found.end, dates=found.dates, code_versions=versions)
+        )
+    name, span = coverage.name, f"--start {coverage.start} --end {coverage.end}"
+    return CoverageSnapshot(
+        processor=name,
+        start=coverage.start.isoformat(),
+        end=coverage.end.isoformat(),
+        code_version=coverage.version,
+        summary=CoverageSummary(
+            calendar_dates=len(days),
+            expected=len(expected),
+            built=len(built),
+            current=len(built) - len(stale),
+            stale=len(stale),
+            gaps=len(gaps),
+            failed=len(coverage.with_last_attempt(TaskStatus.FAILED)),
+            blocked=len(coverage.with_last_attempt(TaskStatus.BLOCKED)),
+            percent=percent(len(built), len(expected)),
+            calendar_skips=dict(sorted(coverage.calendar_skips().items())),
+            gap_reasons=dict(sorted(coverage.gap_reasons().items())),
+        ),
+        gaps=coverage.ranges(gaps),
+        stale=stale_ranges,
+        failing_checks=_failing_check_ranges(days, per_day_checks),
+        commands={
+            "fill_gaps": f"runbook run {name} --only-gaps {span}" if gaps else None,
+            "rebuild_stale": f"runbook run {name} --only-stale {span}" if stale else None,
+        },
+        dates=dates,
+    )
+
+
+def _failing_check_ranges(days: Sequence[str], per_day: Sequence[Sequence[CheckResult]]) -> list[CheckRange]:
+    failing: dict[str, set[str]] = {}
+    for day, results in zip(days, per_day, strict=True):
+        for result in results:
+            if not result.passed:
+                failing.setdefault(result.check_name, set()).add(day)
+    return [
+        CheckRange(check=name, start=r.start, end=r.end, dates=r.dates)
+        for name in sorted(failing)
+        for r in date_ranges(days, failing[name])
+    ]
+
+
+class ProcessorState(NamedTuple):
+    """One processor across the workspace's range: built of expected, failures, gaps, its status.
+
+    ``status`` is the first that applies: running, interrupted, blocked, failed, complete,
+    partial, not_started.
+    """
+
+    name: str
+    phase: str
+    description: str
+    needs: list[str]
+    version: str | None
+    expected: int | None
+    built: int
+    percent: float | None
+    gaps: int
+    gap_ranges: list[DateRange]
+    stale: int
+    stale_ranges: list[DateRange]
+    failed: int
+    failed_ranges: list[DateRange]
+    blocked: int
+    blocked_ranges: list[DateRange]
+    skipped: dict[str, int]
+    rows_affected: int | None
+    status: str
+
+
+def processor_state(
+    name: str,
+    config: RunbookConfig,
+    coverage: ProcessorCoverage | None,
+    *,
+    running: set[str],
+    interrupted: set[str],
+    failing_gates: set[str],
+) -> ProcessorState:
+    """One processor's row of the status tables (``failing_gates``: processors whose newest
+    blocking check result failed)."""
+    proc = config.processors[name]
+    values: dict[str, Any] = {
+        "expected": None, "built": 0, "percent": None, "gaps": 0, "gap_ranges": [], "stale": 0, "stale_ranges": [],
+        "failed": 0, "failed_ranges": [], "blocked": 0, "blocked_ranges": [], "skipped": {}, "rows_affected": None,
+    }  # fmt: skip
+    if coverage is not None:
+        built, gaps, stale = coverage.built(), coverage.gaps(), coverage.stale()
+        failed = coverage.with_last_attempt(TaskStatus.FAILED)
+        blocked = coverage.with_last_attempt(TaskStatus.BLOCKED)
+        skipped = coverage.calendar_skips() + coverage.gap_reasons()
+        values.update(
+            expected=len(coverage.expected),
+            built=len(built),
+            percent=percent(len(built), len(coverage.expected)),
+            gaps=len(gaps),
+            gap_ranges=coverage.ranges(gaps),
+            stale=len(stale),
+            stale_ranges=coverage.ranges(stale),
+            failed=len(failed),
+            failed_ranges=coverage.ranges(failed),
+            blocked=len(blocked),
+            blocked_ranges=coverage.ranges(blocked),
+            skipped=dict(sorted(skipped.items())),
+            rows_affected=coverage.rows_affected(),
+        )
+    if name in running:
+        status = "running"
+    elif name in interrupted:
+        status = "interrupted"
+    elif values["blocked"] or name in failing_gates:
+        status = "blocked"
+    elif values["failed"]:
+        status = "failed"
+    elif values["expected"] is not None and values["gaps"] == 0:
+        status = "complete"
+    else:
+        status = "partial" if values["built"] else "not_started"
+    return ProcessorState(
+        name=name,
+        phase=proc.phase,
+        description=proc.description,
+        needs=list(proc.needs),
+        version=coverage.version if coverage else None,
+        status=status,
+        **values,
+    )

@@ -1,0 +1,232 @@
+"""The read model's types: typed, frozen snapshots of what the state store says.
+
+They are named tuples: immutable, and cheap to define (a command that prints a status must not
+spend its time creating classes).
+
+Every surface renders these and nothing else: the CLI's tables, every ``--json``, the handoff,
+and the dashboard and MCP server. :func:`runbook.snapshots.to_data` turns one into the JSON
+documented in docs/json.md (``schema_version`` 2). One vocabulary everywhere:
+
+- progress counts tasks as ``total``, ``work`` (total minus skipped), ``succeeded``, ``failed``,
+  ``blocked``, ``skipped``, ``pending``, ``running``, ``cancelled`` and ``percent`` (succeeded of
+  work, rounded down to one decimal);
+- ``alive`` is true, false, or null where it cannot be known;
+- times are ISO 8601 UTC strings with a ``Z``, dates ``YYYY-MM-DD``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from runbook.formatting import percent as percent_of
+from runbook.kinds import TaskStatus
+
+
+class Progress(NamedTuple):
+    """Task counts of a run or of one processor in it."""
+
+    total: int = 0
+    work: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    blocked: int = 0
+    skipped: int = 0
+    pending: int = 0
+    running: int = 0
+    cancelled: int = 0
+    percent: float | None = None
+
+    @classmethod
+    def of(cls, counts: Mapping[str, int]) -> Progress:
+        total = sum(counts.values())
+        work = total - counts.get(TaskStatus.SKIPPED, 0)
+        succeeded = counts.get(TaskStatus.SUCCEEDED, 0)
+        return cls(
+            total=total,
+            work=work,
+            succeeded=succeeded,
+            failed=counts.get(TaskStatus.FAILED, 0),
+            blocked=counts.get(TaskStatus.BLOCKED, 0),
+            skipped=counts.get(TaskStatus.SKIPPED, 0),
+            pending=counts.get(TaskStatus.PENDING, 0),
+            running=counts.get(TaskStatus.RUNNING, 0),
+            cancelled=counts.get(TaskStatus.CANCELLED, 0),
+            percent=percent_of(succeeded, work),
+        )
+
+    @property
+    def remaining(self) -> int:
+        return self.pending + self.running
+
+
+class ProcessorProgress(NamedTuple):
+    """One processor's part of a run: its code version, progress, and skipped tasks by reason."""
+
+    name: str
+    version: str | None
+    progress: Progress
+    skipped: dict[str, int] = {}
+
+
+class Owner(NamedTuple):
+    """Who executes a run: the controller's host and PID."""
+
+    host: str | None
+    pid: int | None
+
+
+class CheckSummary(NamedTuple):
+    """The newest result of each check evaluated in a run."""
+
+    passed: int = 0
+    failed: int = 0
+    failing: list[str] = []
+
+
+class RunSnapshot(NamedTuple):
+    """One run, as status, history, show, the handoff, the dashboard and MCP all show it."""
+
+    id: int
+    status: str  # effective: an active run whose controller is gone is "interrupted"
+    stored_status: str
+    processors: list[str]
+    start_date: str
+    end_date: str
+    alive: bool | None
+    owner: Owner
+    workers: int
+    log_path: str | None
+    progress: Progress
+    per_processor: list[ProcessorProgress]
+    tasks_per_hour: float | None
+    eta_seconds: int | None
+    eta_at: str | None
+    created_at: str | None
+    started_at: str | None
+    heartbeat_at: str | None
+    finished_at: str | None
+    wall_seconds: float | None
+    session_id: int | None
+    versions: dict[str, str]
+    command_line: str | None
+    error: str | None
+    checks: CheckSummary
+    commands: dict[str, str]
+
+
+class DateRange(NamedTuple):
+    start: str
+    end: str
+    dates: int
+
+
+class TaskSnapshot(NamedTuple):
+    id: int
+    processor: str
+    date: str
+    end_date: str
+    status: str
+    attempt: int
+    max_attempts: int
+    skip_reason: str | None
+    code_version: str | None
+    exit_code: int | None
+    rows_affected: int | None
+    started_at: str | None
+    finished_at: str | None
+    duration_seconds: float | None
+    error_tail: str | None
+
+
+class FailureGroup(NamedTuple):
+    """Dates of one processor that failed with the same error (its summary line)."""
+
+    processor: str
+    error: str
+    tasks: int
+    ranges: list[DateRange]
+    runs: list[int]
+    attempts: int
+    exit_code: int | None
+    error_tail: str  # of the newest failed task of the group
+
+
+class BlockedGroup(NamedTuple):
+    """Dates of one processor blocked by a failed upstream or a failing gate, and why."""
+
+    processor: str
+    reason: str
+    tasks: int
+    ranges: list[DateRange]
+
+
+class EventSnapshot(NamedTuple):
+    id: int
+    at: str | None
+    kind: str
+    run_id: int | None
+    processor: str | None
+    date: str | None
+    message: str
+    data: dict[str, Any]
+
+
+class ConditionSnapshot(NamedTuple):
+    """One ``expect:`` condition: its text, both sides' values, and the verdict."""
+
+    expr: str
+    value: Any
+    op: str | None
+    threshold: Any
+    passed: bool
+    parts: list[ConditionSnapshot] | None = None
+
+
+class CheckSnapshot(NamedTuple):
+    """One evaluation of one check (validate, show, checks history, the handoff: one shape)."""
+
+    id: int
+    run_id: int | None
+    processor: str
+    check: str
+    description: str
+    severity: str
+    passed: bool
+    start_date: str
+    end_date: str
+    metrics: dict[str, Any]
+    conditions: list[ConditionSnapshot]
+    error: str | None
+    query: str
+    filled_query: str  # the query with its parameters written in, ready to paste
+    params: dict[str, Any]
+    at: str | None
+
+
+class RunDetail(NamedTuple):
+    """``runbook show``: a run, its failures grouped by error, blocked dates, checks and events."""
+
+    run: RunSnapshot
+    failures: list[FailureGroup]
+    blocked: list[BlockedGroup]
+    checks: list[CheckSnapshot]
+    events: list[EventSnapshot]
+    tasks: list[TaskSnapshot] | None
+
+
+class NoteSnapshot(NamedTuple):
+    id: int
+    kind: str
+    text: str
+    at: str | None
+    session_id: int | None
+
+
+class SessionSnapshot(NamedTuple):
+    id: int
+    title: str
+    started_at: str | None
+    ended_at: str | None
+    open: bool
+    handoff_path: str | None

@@ -1,0 +1,424 @@
+"""Every read of the state store, as plain SQL over a :class:`~runbook.state.connect.Database`.
+
+The same queries serve the read model (a short-lived connection opened by ``runbook status``,
+without SQLAlchemy) and the writers (the controller reads its tasks through them). Each answers
+in a few statements that aggregate on the indexes, so they stay fast with a million task rows
+(``bench/history_scale.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from runbook.kinds import STEP_FINISHED
+from runbook.state.connect import Database
+from runbook.state.records import CheckResult, Event, Note, Run, Task, WorkSession, columns, from_rows
+
+RUN_COLUMNS = ", ".join(columns(Run))
+TASK_COLUMNS = ", ".join(columns(Task))
+EVENT_COLUMNS = ", ".join(columns(Event))
+CHECK_COLUMNS = ", ".join(columns(CheckResult))
+SESSION_COLUMNS = ", ".join(columns(WorkSession))
+NOTE_COLUMNS = ", ".join(columns(Note))
+LATEST_STATUSES = ("succeeded", "failed", "blocked", "skipped")
+
+# (processor, status, skip_reason) -> tasks
+Outcomes = dict[tuple[str, str, str | None], int]
+
+
+class Queries:
+    """Reads of runs, tasks, events, check results, sessions and notes."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- runs -------------------------------------------------------------------------------------
+
+    def get_run(self, run_id: int) -> Run | None:
+        found = from_rows(Run, self.db.rows(f"SELECT {RUN_COLUMNS} FROM run WHERE id = :id", {"id": run_id}))
+        return found[0] if found else None
+
+    def list_runs(
+        self,
+        *,
+        statuses: Sequence[str] | None = None,
+        processor: str | None = None,
+        since: dt.datetime | None = None,
+        overlapping: tuple[str, str] | None = None,
+        limit: int | None = 50,
+    ) -> list[Run]:
+        """Runs, newest first, filtered by status, a processor they include, start time or dates."""
+        where: list[str] = ["1 = 1"]
+        params: dict[str, Any] = {}
+        if statuses:
+            where.append("status IN :statuses")
+            params["statuses"] = list(statuses)
+        if since is not None:
+            where.append("created_at >= :since")
+            params["since"] = _time_param(self.db, since)
+        if overlapping is not None:
+            where.append("start_date <= :last AND end_date >= :first")
+            params.update(first=overlapping[0], last=overlapping[1])
+        sql = f"SELECT {RUN_COLUMNS} FROM run WHERE {' AND '.join(where)} ORDER BY id DESC"
+        if limit and processor is None:
+            sql += f" LIMIT {int(limit)}"
+        runs = from_rows(Run, self.db.rows(sql, params))
+        if processor is not None:
+            runs = [run for run in runs if processor in run.processors]
+        return runs[:limit] if limit else runs
+
+    def run_date_span(self) -> tuple[str | None, str | None]:
+        """The first and last date any run ever covered."""
+        row = self.db.rows("SELECT MIN(start_date), MAX(end_date) FROM run")[0]
+        return row[0], row[1]
+
+    def scoped_runs(
+        self, session_id: int | None, since: dt.datetime | None, until: dt.datetime, *, limit: int
+    ) -> tuple[list[Run], int]:
+        """(the newest ``limit`` runs, how many there are) of a session and of no session between
+        ``since`` and ``until``."""
+        where = "(session_id IS NULL AND created_at <= :until"
+        params: dict[str, Any] = {"until": _time_param(self.db, until)}
+        if since is not None:
+            where += " AND created_at > :since"
+            params["since"] = _time_param(self.db, since)
+        where += ")"
+        if session_id is not None:
+            where = f"(session_id = :session OR {where})"
+            params["session"] = session_id
+        total = self.db.scalar(f"SELECT COUNT(*) FROM run WHERE {where}", params) or 0
+        runs = from_rows(
+            Run,
+            self.db.rows(
+                f"SELECT {RUN_COLUMNS} FROM run WHERE {where} ORDER BY id DESC LIMIT {int(limit)}", params
+            ),
+        )
+        return runs, int(total)
+
+    # -- task counts ------------------------------------------------------------------------------
+
+    def outcomes(self, run_ids: Sequence[int]) -> dict[int, Outcomes]:
+        """Per run: task counts by processor, status and skip reason, in one GROUP BY."""
+        found: dict[int, Outcomes] = {run_id: {} for run_id in run_ids}
+        if not run_ids:
+            return found
+        rows = self.db.rows(
+            "SELECT run_id, processor, status, skip_reason, COUNT(*) FROM task WHERE run_id IN :ids "
+            "GROUP BY run_id, processor, status, skip_reason",
+            {"ids": list(run_ids)},
+        )
+        for run_id, processor, status, reason, count in rows:
+            found[run_id][(processor, status, reason)] = int(count)
+        return found
+
+    def progress(self, run_ids: Sequence[int]) -> dict[int, Counter[str]]:
+        """Task counts by status for each run."""
+        found: dict[int, Counter[str]] = {run_id: Counter() for run_id in run_ids}
+        if not run_ids:
+            return found
+        rows = self.db.rows(
+            "SELECT run_id, status, COUNT(*) FROM task WHERE run_id IN :ids GROUP BY run_id, status",
+            {"ids": list(run_ids)},
+        )
+        for run_id, status, count in rows:
+            found[run_id][status] = int(count)
+        return found
+
+    def finished_windows(self, run_ids: Sequence[int]) -> dict[int, tuple[int, float]]:
+        """Per run: (tasks a step finished, seconds from the first start to the last finish)."""
+        found = {run_id: (0, 0.0) for run_id in run_ids}
+        if not run_ids:
+            return found
+        rows = self.db.rows(
+            "SELECT run_id, COUNT(*), MIN(started_at), MAX(finished_at) FROM task "
+            "WHERE run_id IN :ids AND status IN :statuses GROUP BY run_id",
+            {"ids": list(run_ids), "statuses": list(STEP_FINISHED)},
+        )
+        from runbook.formatting import as_utc
+
+        for run_id, count, first, last in rows:
+            start, end = as_utc(first), as_utc(last)
+            if count and start is not None and end is not None:
+                found[run_id] = (int(count), max((end - start).total_seconds(), 0.0))
+        return found
+
+    def run_processor_stats(self, run_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """Per run, processor and status: tasks, first start, last finish, rows affected."""
+        if not run_ids:
+            return []
+        from runbook.formatting import as_utc
+
+        rows = self.db.rows(
+            "SELECT run_id, processor, status, COUNT(*), MIN(started_at), MAX(finished_at), SUM(rows_affected) "
+            "FROM task WHERE run_id IN :ids GROUP BY run_id, processor, status ORDER BY run_id, processor, status",
+            {"ids": list(run_ids)},
+        )
+        keys = ("run_id", "processor", "status", "tasks", "first_start", "last_finish", "rows_affected")
+        found = [dict(zip(keys, row, strict=True)) for row in rows]
+        for row in found:
+            row["first_start"] = as_utc(row["first_start"])
+            row["last_finish"] = as_utc(row["last_finish"])
+        return found
+
+    # -- tasks ------------------------------------------------------------------------------------
+
+    def tasks(
+        self, run_id: int, *, statuses: Sequence[str] | None = None, limit: int | None = None
+    ) -> list[Task]:
+        sql = f"SELECT {TASK_COLUMNS} FROM task WHERE run_id = :run"
+        params: dict[str, Any] = {"run": run_id}
+        if statuses:
+            sql += " AND status IN :statuses"
+            params["statuses"] = list(statuses)
+        sql += " ORDER BY seq, id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return from_rows(Task, self.db.rows(sql, params))
+
+    def count_tasks(self, run_id: int, statuses: Sequence[str]) -> int:
+        return int(
+            self.db.scalar(
+                "SELECT COUNT(*) FROM task WHERE run_id = :run AND status IN :statuses",
+                {"run": run_id, "statuses": list(statuses)},
+            )
+            or 0
+        )
+
+    def task_errors(self, task_ids: Sequence[int]) -> dict[int, str | None]:
+        if not task_ids:
+            return {}
+        rows = self.db.rows("SELECT id, error_tail FROM task WHERE id IN :ids", {"ids": list(task_ids)})
+        return {row[0]: row[1] for row in rows}
+
+    def succeeded_ranges(self, processor: str, start: str, end: str) -> list[tuple[str, str, str | None]]:
+        """(date, end_date, code_version) of every succeeded task of ``processor`` touching [start, end],
+        oldest first: callers let the newest build of a date win."""
+        rows = self.db.rows(
+            "SELECT date, end_date, code_version FROM task WHERE processor = :p AND status = 'succeeded' "
+            "AND date <= :end AND end_date >= :start ORDER BY id",
+            {"p": processor, "start": start, "end": end},
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    def latest_by_date(self, processor: str, start: str, end: str) -> list[tuple[Any, ...]]:
+        """The tasks that say what state ``processor``'s dates in [start, end] are in.
+
+        Tuples (id, run_id, date, end_date, status, skip_reason, code_version, attempt, exit_code,
+        rows_affected, finished_at) of the newest succeeded, failed, blocked and skipped task per
+        first date; on SQLite only the newest build, a newer failed or blocked attempt, and the
+        newest skip of a date never built, read by a loose index scan (a few index seeks per date,
+        however often the date was rerun).
+        """
+        params = {"processor": processor, "start": start, "end": end}
+        if self.db.dialect == "sqlite":
+            return self.db.rows(_LATEST_BY_DATE_SQLITE, params)
+        return self.db.rows(_LATEST_BY_DATE, {**params, "statuses": list(LATEST_STATUSES)})
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def events(
+        self, *, run_id: int | None = None, since: dt.datetime | None = None, limit: int | None = None
+    ) -> list[Event]:
+        where: list[str] = ["1 = 1"]
+        params: dict[str, Any] = {}
+        if run_id is not None:
+            where.append("run_id = :run")
+            params["run"] = run_id
+        if since is not None:
+            where.append("at >= :since")
+            params["since"] = _time_param(self.db, since)
+        sql = f"SELECT {EVENT_COLUMNS} FROM event WHERE {' AND '.join(where)} ORDER BY at, id"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return from_rows(Event, self.db.rows(sql, params))
+
+    def timeline(
+        self,
+        run_ids: Sequence[int],
+        since: dt.datetime | None,
+        until: dt.datetime,
+        *,
+        exclude_kinds: Sequence[str] = (),
+        limit: int,
+    ) -> tuple[list[Event], int]:
+        """(the newest ``limit`` events of these runs and of no run between since and until, oldest
+        first; how many there are in all)."""
+        where = "(run_id IS NULL AND at <= :until"
+        params: dict[str, Any] = {"until": _time_param(self.db, until)}
+        if since is not None:
+            where += " AND at > :since"
+            params["since"] = _time_param(self.db, since)
+        where += ")"
+        if run_ids:
+            where = f"(run_id IN :runs OR {where})"
+            params["runs"] = list(run_ids)
+        if exclude_kinds:
+            where += " AND kind NOT IN :quiet"
+            params["quiet"] = list(exclude_kinds)
+        total = self.db.scalar(f"SELECT COUNT(*) FROM event WHERE {where}", params) or 0
+        events = from_rows(
+            Event,
+            self.db.rows(
+                f"SELECT {EVENT_COLUMNS} FROM event WHERE {where} ORDER BY at DESC, id DESC LIMIT {int(limit)}",
+                params,
+            ),
+        )
+        return events[::-1], int(total)
+
+    # -- check results ----------------------------------------------------------------------------
+
+    def check_results(
+        self,
+        *,
+        processor: str | None = None,
+        check_name: str | None = None,
+        run_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[CheckResult]:
+        where: list[str] = ["1 = 1"]
+        params: dict[str, Any] = {}
+        for column, value in (("processor", processor), ("check_name", check_name), ("run_id", run_id)):
+            if value is not None:
+                where.append(f"{column} = :{column}")
+                params[column] = value
+        sql = f"SELECT {CHECK_COLUMNS} FROM check_result WHERE {' AND '.join(where)} ORDER BY at, id"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return from_rows(CheckResult, self.db.rows(sql, params))
+
+    def latest_check_results(self, processors: Sequence[str] | None = None) -> list[CheckResult]:
+        """The newest result of every (processor, check)."""
+        inner = "SELECT MAX(id) FROM check_result"
+        params: dict[str, Any] = {}
+        if processors is not None:
+            inner += " WHERE processor IN :processors"
+            params["processors"] = list(processors)
+        inner += " GROUP BY processor, check_name"
+        sql = f"SELECT {CHECK_COLUMNS} FROM check_result WHERE id IN ({inner}) ORDER BY processor, check_name"
+        return from_rows(CheckResult, self.db.rows(sql, params))
+
+    def check_results_overlapping(self, processor: str, start: str, end: str) -> list[CheckResult]:
+        """Every result of ``processor``'s checks whose date range touches [start, end], oldest first."""
+        return from_rows(
+            CheckResult,
+            self.db.rows(
+                f"SELECT {CHECK_COLUMNS} FROM check_result WHERE processor = :p AND start_date <= :end "
+                "AND end_date >= :start ORDER BY id",
+                {"p": processor, "start": start, "end": end},
+            ),
+        )
+
+    def run_check_outcomes(self, run_ids: Sequence[int]) -> dict[int, list[tuple[str, str, bool]]]:
+        """Per run: (processor, check, passed) of the newest evaluation of each check in that run."""
+        found: dict[int, list[tuple[str, str, bool]]] = {run_id: [] for run_id in run_ids}
+        if not run_ids:
+            return found
+        rows = self.db.rows(
+            "SELECT run_id, processor, check_name, passed FROM check_result WHERE id IN ("
+            "SELECT MAX(id) FROM check_result WHERE run_id IN :ids GROUP BY run_id, processor, check_name"
+            ") ORDER BY run_id, processor, check_name",
+            {"ids": list(run_ids)},
+        )
+        for run_id, processor, name, passed in rows:
+            found[run_id].append((processor, name, bool(passed)))
+        return found
+
+    # -- sessions and notes -----------------------------------------------------------------------
+
+    def get_session(self, session_id: int) -> WorkSession | None:
+        found = from_rows(
+            WorkSession,
+            self.db.rows(f"SELECT {SESSION_COLUMNS} FROM work_session WHERE id = :id", {"id": session_id}),
+        )
+        return found[0] if found else None
+
+    def latest_session(self) -> WorkSession | None:
+        found = from_rows(
+            WorkSession, self.db.rows(f"SELECT {SESSION_COLUMNS} FROM work_session ORDER BY id DESC LIMIT 1")
+        )
+        return found[0] if found else None
+
+    def open_session(self) -> WorkSession | None:
+        found = from_rows(
+            WorkSession,
+            self.db.rows(
+                f"SELECT {SESSION_COLUMNS} FROM work_session WHERE ended_at IS NULL ORDER BY id DESC LIMIT 1"
+            ),
+        )
+        return found[0] if found else None
+
+    def previous_session_end(self, before_id: int | None = None) -> dt.datetime | None:
+        """When the newest ended session (older than ``before_id`` if given) ended."""
+        from runbook.formatting import as_utc
+
+        sql = "SELECT MAX(ended_at) FROM work_session WHERE ended_at IS NOT NULL"
+        params: dict[str, Any] = {}
+        if before_id is not None:
+            sql += " AND id < :before"
+            params["before"] = before_id
+        return as_utc(self.db.scalar(sql, params))
+
+    def scoped_notes(
+        self, session_id: int | None, since: dt.datetime | None, until: dt.datetime
+    ) -> list[Note]:
+        """Notes of a session, with those written outside any session between since and until."""
+        where = "(session_id IS NULL AND at <= :until"
+        params: dict[str, Any] = {"until": _time_param(self.db, until)}
+        if since is not None:
+            where += " AND at > :since"
+            params["since"] = _time_param(self.db, since)
+        where += ")"
+        if session_id is not None:
+            where = f"(session_id = :session OR {where})"
+            params["session"] = session_id
+        return from_rows(
+            Note, self.db.rows(f"SELECT {NOTE_COLUMNS} FROM note WHERE {where} ORDER BY at, id", params)
+        )
+
+
+def _time_param(db: Database, value: dt.datetime) -> Any:
+    """A UTC time as the backend stores it: SQLite compares the text SQLAlchemy wrote."""
+    value = value.astimezone(dt.UTC)
+    if db.dialect == "sqlite":
+        return value.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
+
+
+_LATEST_BY_DATE = """
+SELECT task.id, task.run_id, task.date, task.end_date, task.status, task.skip_reason, task.code_version,
+       task.attempt, task.exit_code, task.rows_affected, task.finished_at
+FROM task JOIN (
+    SELECT MAX(id) AS id FROM task
+    WHERE processor = :processor AND date >= :start AND date <= :end AND status IN :statuses
+    GROUP BY date, status
+) latest ON task.id = latest.id
+"""
+
+# The loose index scan behind latest_by_date on SQLite: walk the distinct first dates of a
+# processor through ix_task_processor_date (one seek each), take the newest task id per date and
+# status with one more seek each, and read only the rows that matter: the newest build, a newer
+# failed or blocked attempt, and the newest skip of a date never built.
+_LATEST_BY_DATE_SQLITE = """
+WITH RECURSIVE dates(day) AS (
+    SELECT (SELECT MIN(date) FROM task WHERE processor = :processor AND date >= :start AND date <= :end)
+    UNION ALL
+    SELECT (SELECT MIN(date) FROM task WHERE processor = :processor AND date > dates.day AND date <= :end)
+    FROM dates WHERE dates.day IS NOT NULL
+),
+latest AS MATERIALIZED (
+    SELECT
+        (SELECT MAX(id) FROM task WHERE processor = :processor AND date = day AND status = 'succeeded') AS built,
+        (SELECT MAX(id) FROM task WHERE processor = :processor AND date = day AND status = 'failed') AS failed,
+        (SELECT MAX(id) FROM task WHERE processor = :processor AND date = day AND status = 'blocked') AS blocked,
+        (SELECT MAX(id) FROM task WHERE processor = :processor AND date = day AND status = 'skipped') AS skipped
+    FROM dates WHERE day IS NOT NULL
+)
+SELECT task.id, task.run_id, task.date, task.end_date, task.status, task.skip_reason, task.code_version,
+       task.attempt, task.exit_code, task.rows_affected, task.finished_at
+FROM latest JOIN task ON task.id = latest.built
+    OR (task.id = MAX(COALESCE(latest.failed, 0), COALESCE(latest.blocked, 0)) AND task.id > COALESCE(latest.built, 0))
+    OR (task.id = latest.skipped AND latest.built IS NULL)
+"""

@@ -1,0 +1,183 @@
+"""The rows of the state store as runbook reads them back: plain, light dataclasses.
+
+The SQLModel classes in :mod:`runbook.state.models` define the schema (and its migrations); what
+the queries return are these records, built straight from DBAPI rows so that reading needs
+neither SQLAlchemy nor an ORM session. Times are UTC datetimes, JSON columns are Python values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from runbook.formatting import as_utc
+
+R = TypeVar("R")
+
+
+@dataclass(slots=True)
+class Run:
+    """One invocation of the controller over processors and a date range."""
+
+    id: int
+    status: str
+    processors: list[str]
+    start_date: str
+    end_date: str
+    options: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    workers: int = 1
+    pid: int | None = None
+    host: str | None = None
+    controller_id: str | None = None
+    log_path: str | None = None
+    command_line: str | None = None
+    config_path: str | None = None
+    session_id: int | None = None
+    error: str | None = None
+    created_at: dt.datetime | None = None
+    started_at: dt.datetime | None = None
+    heartbeat_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+
+
+@dataclass(slots=True)
+class Task:
+    """One step of one processor over one date (or a chunk of dates) within a run."""
+
+    id: int
+    run_id: int
+    processor: str
+    date: str
+    end_date: str
+    seq: int = 0
+    status: str = "pending"
+    attempt: int = 0
+    max_attempts: int = 1
+    skip_reason: str | None = None
+    code_version: str | None = None
+    claimed_by: str | None = None
+    lease_until: dt.datetime | None = None
+    not_before: dt.datetime | None = None
+    pid: int | None = None
+    exit_code: int | None = None
+    rows_affected: int | None = None
+    error_tail: str | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    duration_seconds: float | None = None
+
+
+@dataclass(slots=True)
+class Event:
+    """The timeline: run started, date failed, retried, interrupted, resumed, check failed, ..."""
+
+    id: int
+    run_id: int | None
+    at: dt.datetime | None
+    kind: str
+    processor: str | None = None
+    date: str | None = None
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CheckResult:
+    """One evaluation of one validation check: every metric, every condition, the query that ran."""
+
+    id: int
+    run_id: int | None
+    processor: str
+    check_name: str
+    severity: str
+    passed: bool
+    start_date: str
+    end_date: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    query: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    at: dt.datetime | None = None
+
+
+@dataclass(slots=True)
+class WorkSession:
+    """A numbered working session (the seeds' "Session 52"); its end writes a handoff."""
+
+    id: int
+    title: str
+    started_at: dt.datetime | None
+    ended_at: dt.datetime | None = None
+    handoff_path: str | None = None
+
+
+@dataclass(slots=True)
+class Note:
+    """Something a person or agent learned: a fix, an issue, a decision, a next step."""
+
+    id: int
+    session_id: int | None
+    kind: str
+    text: str
+    at: dt.datetime | None = None
+
+
+def columns(record: type) -> list[str]:
+    """The record's fields, which are its table's columns in order."""
+    return [f.name for f in dataclasses.fields(record)]
+
+
+_TIMES = {
+    "created_at",
+    "started_at",
+    "heartbeat_at",
+    "finished_at",
+    "lease_until",
+    "not_before",
+    "at",
+    "ended_at",
+}
+_JSON = {"processors", "options", "versions", "data", "metrics", "conditions", "params"}
+
+
+def _converters(record: type) -> list[Any]:
+    found: list[Any] = []
+    for name in columns(record):
+        if name in _TIMES:
+            found.append(as_utc)
+        elif name in _JSON:
+            found.append(_json)
+        elif name == "passed":
+            found.append(bool)
+        else:
+            found.append(None)
+    return found
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+_CACHE: dict[type, list[Any]] = {}
+
+
+def from_rows(record: type[R], rows: Sequence[Sequence[Any]]) -> list[R]:
+    """Records from DBAPI rows holding the record's columns in order (see :func:`columns`)."""
+    converters = _CACHE.get(record)
+    if converters is None:
+        converters = _CACHE[record] = _converters(record)
+    pairs = [(i, c) for i, c in enumerate(converters) if c is not None]
+    found = []
+    for row in rows:
+        values = list(row)
+        for index, convert in pairs:
+            if values[index] is not None:
+                values[index] = convert(values[index])
+        found.append(record(*values))
+    return found
