@@ -73,6 +73,30 @@ class WorkspaceFixture:
             )
         return result
 
+    def cli(self, *args: str, check: bool = False, env: dict[str, str] | None = None) -> Result:
+        """Run a command in this process through click's test runner (no Python start-up per call).
+
+        For commands that read or record; detach, signals, kill -9 and resume keep using
+        :meth:`runbook`, where a real process is the point.
+        """
+        from click.testing import CliRunner
+
+        from runbook.cli import cli
+
+        extra = {k: v for k, v in self.env.items() if k.startswith("RUNBOOK_")} | (env or {})
+        previous = Path.cwd()
+        os.chdir(self.root)
+        try:
+            outcome = CliRunner().invoke(cli, list(args), env=extra, catch_exceptions=False)
+        finally:
+            os.chdir(previous)
+        result = Result(outcome.exit_code, outcome.stdout, outcome.stderr)
+        if check and outcome.exit_code != 0:
+            raise AssertionError(
+                f"runbook {' '.join(args)} exited {outcome.exit_code}\n{outcome.stdout}\n{outcome.stderr}"
+            )
+        return result
+
 
 @pytest.fixture
 def make_workspace(tmp_path: Path) -> Callable[..., WorkspaceFixture]:

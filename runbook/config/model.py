@@ -7,10 +7,7 @@ Constraints on single fields are registered with :func:`~runbook.config.schema.r
 checks that span several fields are each class's ``check()``.
 """
 
-from __future__ import annotations
-
 import datetime as dt
-import hashlib
 import json
 import re
 from typing import Any, Literal, NamedTuple
@@ -172,6 +169,8 @@ class ProcessorConfig(NamedTuple):
 
         Stable across runbook releases: a change would make every built date stale.
         """
+        import hashlib
+
         payload = {kind: dump(getattr(self, kind)) for kind in ("command", "shell", *STEP_KINDS[1:])}
         return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
 

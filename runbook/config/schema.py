@@ -13,8 +13,6 @@ Validation that spans fields lives in the class itself, in a ``check()`` method 
 It is kept free of heavy imports on purpose: loading the config is on the path of every command.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import functools
 import sys

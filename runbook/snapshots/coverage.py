@@ -11,12 +11,10 @@ Everything is read with :meth:`Queries.latest_by_date` (a few indexed reads per 
 loading every task.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import functools
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -32,7 +30,8 @@ from runbook.state.records import CheckResult
 
 
 class TaskState(NamedTuple):
-    """The columns of a task that say what state its dates are in (Queries.latest_by_date)."""
+    """What a task says about the state of its dates (from the ``task_latest`` projection: a slot
+    fills only the fields it keeps)."""
 
     id: int
     run_id: int
@@ -41,19 +40,22 @@ class TaskState(NamedTuple):
     status: str
     skip_reason: str | None
     code_version: str | None
-    attempt: int
+    attempt: int | None
     exit_code: int | None
     rows_affected: int | None
     finished_at: Any  # a UTC datetime, or SQLite's text for one (iso_utc reads both)
 
 
-@dataclass
+@dataclass(slots=True)
 class DayState:
     """The newest tasks of one processor covering one date, by what happened to them."""
 
     built: TaskState | None = None  # newest succeeded task
     attempt: TaskState | None = None  # newest succeeded, failed or blocked task
     skipped: TaskState | None = None  # newest skipped task
+
+    def __iter__(self) -> Iterator[TaskState | None]:
+        return iter((self.built, self.attempt, self.skipped))
 
     @property
     def last_attempt(self) -> str | None:
@@ -71,26 +73,31 @@ def day_states(
     first = (start - dt.timedelta(days=lookback_days)).isoformat()
     low, high = start.isoformat(), end.isoformat()
     states: dict[str, DayState] = {}
-    for row in map(TaskState._make, q.latest_by_date(processor, first, high)):
-        if row.date == row.end_date:
-            if row.date < low:
+    succeeded, skipped = TaskStatus.SUCCEEDED, TaskStatus.SKIPPED
+    for day, b_id, b_run, b_end, b_version, b_rows, b_at, a_id, a_run, a_end, a_status, a_tries, a_exit, s_id, s_run, s_end, reason in q.latest_by_date(processor, first, high):  # fmt: skip
+        state = DayState(
+            TaskState(b_id, b_run, day, b_end, succeeded, None, b_version, None, None, b_rows, b_at)
+            if b_id
+            else None,
+            TaskState(a_id, a_run, day, a_end, a_status, None, None, a_tries, a_exit, None, None)
+            if a_id
+            else None,
+            TaskState(s_id, s_run, day, s_end, skipped, reason, None, None, None, None, None)
+            if s_id
+            else None,
+        )
+        if (b_end or day) == day and (a_end or day) == day and (s_end or day) == day:
+            if day >= low:
+                states[day] = state
+            continue
+        for slot, task in zip(("built", "attempt", "skipped"), state, strict=True):
+            if task is None:  # chunks (batch_days): each covers every date of its span
                 continue
-            days: Iterable[str] = (row.date,)
-        else:
-            span_start = max(dt.date.fromisoformat(row.date), start)
-            span_end = min(dt.date.fromisoformat(row.end_date), end)
-            days = [day.isoformat() for day in date_range(span_start, span_end)]
-        status = row.status
-        for day in days:
-            state = states.get(day)
-            if state is None:
-                state = states[day] = DayState()
-            if status == TaskStatus.SUCCEEDED:
-                state.built = _newer(state.built, row)
-            if status == TaskStatus.SKIPPED:
-                state.skipped = _newer(state.skipped, row)
-            else:
-                state.attempt = _newer(state.attempt, row)
+            span_start = max(dt.date.fromisoformat(task.date), start)
+            span_end = min(dt.date.fromisoformat(task.end_date), end)
+            for covered in date_range(span_start, span_end):
+                target = states.setdefault(covered.isoformat(), DayState())
+                setattr(target, slot, _newer(getattr(target, slot), task))
     return states
 
 

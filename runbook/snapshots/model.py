@@ -14,8 +14,6 @@ documented in docs/json.md (``schema_version`` 2). One vocabulary everywhere:
 - times are ISO 8601 UTC strings with a ``Z``, dates ``YYYY-MM-DD``.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -38,7 +36,7 @@ class Progress(NamedTuple):
     percent: float | None = None
 
     @classmethod
-    def of(cls, counts: Mapping[str, int]) -> Progress:
+    def of(cls, counts: Mapping[str, int]) -> "Progress":
         total = sum(counts.values())
         work = total - counts.get(TaskStatus.SKIPPED, 0)
         succeeded = counts.get(TaskStatus.SUCCEEDED, 0)
@@ -180,7 +178,7 @@ class ConditionSnapshot(NamedTuple):
     op: str | None
     threshold: Any
     passed: bool
-    parts: list[ConditionSnapshot] | None = None
+    parts: "list[ConditionSnapshot] | None" = None
 
 
 class CheckSnapshot(NamedTuple):

@@ -1,7 +1,5 @@
 """A plan as data: ``runbook plan`` and ``runbook run --dry-run``."""
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 from runbook.engine.planner import Plan

@@ -17,7 +17,7 @@ from typing import Any
 from runbook.clock import utcnow
 from runbook.engine.liveness import effective_status, liveness, rate_and_eta
 from runbook.formatting import iso_utc, rate
-from runbook.kinds import ACTIVE_RUN_STATUSES, FINISHED_RUN_STATUSES, RunStatus, TaskStatus
+from runbook.kinds import ACTIVE_RUN_STATUSES, FINISHED_RUN_STATUSES, STEP_FINISHED, RunStatus, TaskStatus
 from runbook.snapshots.model import (
     BlockedGroup,
     CheckSummary,
@@ -47,7 +47,19 @@ def run_snapshots(
     now = now or utcnow()
     ids = [run.id for run in runs]
     outcomes = q.outcomes(ids)
-    windows = q.finished_windows(ids)
+    # The rate of a live run counts from its steps' first start to their last finish; an ended
+    # run's from its start to its end (its tasks' times need not be read again).
+    live = [run.id for run in runs if run.finished_at is None or run.status in ACTIVE_RUN_STATUSES]
+    windows = q.finished_windows(live)
+    for run in runs:
+        if run.id not in windows:
+            finished = sum(n for (_, status, _), n in outcomes[run.id].items() if status in STEP_FINISHED)
+            seconds = (
+                (run.finished_at - run.started_at).total_seconds()
+                if run.started_at and run.finished_at
+                else 0.0
+            )
+            windows[run.id] = (finished, max(seconds, 0.0))
     checks = q.run_check_outcomes(ids)
     return [
         run_snapshot(run, outcomes[run.id], windows[run.id], checks[run.id], now, alive(run)) for run in runs

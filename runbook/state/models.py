@@ -77,6 +77,19 @@ class TaskTable(SQLModel, table=True):
         Index("ix_task_run_status", "run_id", "status"),
         Index("ix_task_processor_date", "processor", "date", "status"),
         Index("ix_task_status_lease", "status", "lease_until"),
+        # Covers the per-run reads of status, history, show and the handoff: counts by processor,
+        # status and skip reason, step windows and rows. Its columns change when the status does,
+        # so keeping it costs the writes next to nothing.
+        Index(
+            "ix_task_run_outcome",
+            "run_id",
+            "processor",
+            "status",
+            "skip_reason",
+            "started_at",
+            "finished_at",
+            "rows_affected",
+        ),  # fmt: skip
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -100,6 +113,40 @@ class TaskTable(SQLModel, table=True):
     started_at: dt.datetime | None = _when()
     finished_at: dt.datetime | None = _when()
     duration_seconds: float | None = None
+
+
+class TaskLatestTable(SQLModel, table=True):
+    """For each processor and first date, the newest task of each outcome: a projection of ``task``.
+
+    Coverage, the handoff's status tables and the heat map read what state each date is in from
+    here (one indexed range per processor) instead of searching every rerun of every date. The
+    store keeps it current in the same transaction as each outcome it records
+    (``runbook.state.latest``).
+    """
+
+    __tablename__ = "task_latest"
+
+    processor: str = Field(max_length=128, primary_key=True)
+    date: str = Field(max_length=10, primary_key=True)
+    # the newest succeeded task
+    built_id: int | None = None
+    built_run_id: int | None = None
+    built_end_date: str | None = Field(default=None, max_length=10)
+    built_version: str | None = Field(default=None, max_length=128)
+    built_rows: int | None = None
+    built_at: dt.datetime | None = _when()
+    # the newest succeeded, failed or blocked task
+    attempt_id: int | None = None
+    attempt_run_id: int | None = None
+    attempt_end_date: str | None = Field(default=None, max_length=10)
+    attempt_status: str | None = Field(default=None, max_length=16)
+    attempt_tries: int | None = None
+    attempt_exit_code: int | None = None
+    # the newest skipped task
+    skipped_id: int | None = None
+    skipped_run_id: int | None = None
+    skipped_end_date: str | None = Field(default=None, max_length=10)
+    skip_reason: str | None = Field(default=None, max_length=32)
 
 
 class EventTable(SQLModel, table=True):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from runbook.kinds import STEP_FINISHED
+from runbook.state import latest
 from runbook.state.connect import Database
 from runbook.state.records import CheckResult, Event, Note, Run, Task, WorkSession, columns, from_rows
 
@@ -23,7 +24,6 @@ EVENT_COLUMNS = ", ".join(columns(Event))
 CHECK_COLUMNS = ", ".join(columns(CheckResult))
 SESSION_COLUMNS = ", ".join(columns(WorkSession))
 NOTE_COLUMNS = ", ".join(columns(Note))
-LATEST_STATUSES = ("succeeded", "failed", "blocked", "skipped")
 
 # (processor, status, skip_reason) -> tasks
 Outcomes = dict[tuple[str, str, str | None], int]
@@ -204,18 +204,10 @@ class Queries:
         return [(row[0], row[1], row[2]) for row in rows]
 
     def latest_by_date(self, processor: str, start: str, end: str) -> list[tuple[Any, ...]]:
-        """The tasks that say what state ``processor``'s dates in [start, end] are in.
-
-        Tuples (id, run_id, date, end_date, status, skip_reason, code_version, attempt, exit_code,
-        rows_affected, finished_at) of the newest succeeded, failed, blocked and skipped task per
-        first date; on SQLite only the newest build, a newer failed or blocked attempt, and the
-        newest skip of a date never built, read by a loose index scan (a few index seeks per date,
-        however often the date was rerun).
-        """
-        params = {"processor": processor, "start": start, "end": end}
-        if self.db.dialect == "sqlite":
-            return self.db.rows(_LATEST_BY_DATE_SQLITE, params)
-        return self.db.rows(_LATEST_BY_DATE, {**params, "statuses": list(LATEST_STATUSES)})
+        """What state each first date of ``processor`` in [start, end] is in: one row per date,
+        the date then the columns of :data:`runbook.state.latest.COLUMNS`: one indexed range of
+        the ``task_latest`` projection, however often a date was rerun."""
+        return self.db.rows(latest.READ, {"processor": processor, "start": start, "end": end})
 
     # -- events -----------------------------------------------------------------------------------
 
@@ -385,40 +377,3 @@ def _time_param(db: Database, value: dt.datetime) -> Any:
     if db.dialect == "sqlite":
         return value.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
     return value
-
-
-_LATEST_BY_DATE = """
-SELECT task.id, task.run_id, task.date, task.end_date, task.status, task.skip_reason, task.code_version,
-       task.attempt, task.exit_code, task.rows_affected, task.finished_at
-FROM task JOIN (
-    SELECT MAX(id) AS id FROM task
-    WHERE processor = :processor AND date >= :start AND date <= :end AND status IN :statuses
-    GROUP BY date, status
-) latest ON task.id = latest.id
-"""
-
-# The loose index scan behind latest_by_date on SQLite: walk the distinct first dates of a
-# processor through ix_task_processor_date (one seek each), take the newest task id per date and
-# status with one more seek each, and read only the rows that matter: the newest build, a newer
-# failed or blocked attempt, and the newest skip of a date never built.
-_LATEST_BY_DATE_SQLITE = """
-WITH RECURSIVE dates(day) AS (
-    SELECT (SELECT MIN(date) FROM task WHERE processor = :processor AND date >= :start AND date <= :end)
-    UNION ALL
-    SELECT (SELECT MIN(date) FROM task WHERE processor = :processor AND date > dates.day AND date <= :end)
-    FROM dates WHERE dates.day IS NOT NULL
-),
-latest AS MATERIALIZED (
-    SELECT
-        (SELECT MAX(id) FROM task WHERE processor = :processor AND date = day AND status = 'succeeded') AS built,
-        (SELECT MAX(id) FROM task WHERE processor = :processor AND date = day AND status = 'failed') AS failed,
-        (SELECT MAX(id) FROM task WHERE processor = :processor AND date = day AND status = 'blocked') AS blocked,
-        (SELECT MAX(id) FROM task WHERE processor = :processor AND date = day AND status = 'skipped') AS skipped
-    FROM dates WHERE day IS NOT NULL
-)
-SELECT task.id, task.run_id, task.date, task.end_date, task.status, task.skip_reason, task.code_version,
-       task.attempt, task.exit_code, task.rows_affected, task.finished_at
-FROM latest JOIN task ON task.id = latest.built
-    OR (task.id = MAX(COALESCE(latest.failed, 0), COALESCE(latest.blocked, 0)) AND task.id > COALESCE(latest.built, 0))
-    OR (task.id = latest.skipped AND latest.built IS NULL)
-"""

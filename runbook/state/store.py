@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from runbook.clock import utcnow
 from runbook.errors import StateError
 from runbook.kinds import RunStatus, TaskStatus
+from runbook.state import latest
 from runbook.state.connect import (
     Database,
     DatabaseFault,
@@ -243,6 +244,7 @@ class Store(Queries):
         def insert(db: Database) -> None:
             with db.transaction():
                 db.executemany(sql, batch)
+                db.execute(latest.OF_RUN, {"run": run_id})  # dates skipped at planning
 
         self._write(insert)
 
@@ -294,7 +296,14 @@ class Store(Queries):
             "rows": rows_affected,
             "retry_at": retry_at,
         }
-        self._write(lambda db: db.execute(_FINISH_TASK, params))
+
+        def finish(db: Database) -> None:
+            with db.transaction():
+                db.execute(_FINISH_TASK, params)
+                if retry_at is None:
+                    db.execute(latest.OF_TASKS, {"ids": [task_id]})
+
+        self._write(finish)
 
     def set_tasks_status(
         self,
@@ -319,6 +328,7 @@ class Store(Queries):
                 for start in range(0, len(task_ids), 500):
                     chunk = list(task_ids[start : start + 500])
                     db.execute(f"UPDATE task SET {sets} WHERE id IN :ids", {**params, "ids": chunk})
+                    db.execute(latest.OF_TASKS, {"ids": chunk})
 
         self._write(mark)
 

@@ -154,7 +154,7 @@ def test_validate_runs_checks_on_demand_and_exits_3_when_a_blocking_check_fails(
     first_week(ws)
     assert ws.runbook("run").code == 0
 
-    ok = ws.runbook("validate", "--json")
+    ok = ws.cli("validate", "--json")
     assert ok.code == 0, ok.stderr  # only the warn check fails
     view = ok.json()
     assert (view["start"], view["end"], view["passed"], view["blocking_failures"]) == (
@@ -171,7 +171,7 @@ def test_validate_runs_checks_on_demand_and_exits_3_when_a_blocking_check_fails(
     assert len(results(ws, run_id=None)) == 3
 
     seed(ws, "UPDATE analytics.pgs SET usage_rate = NULL WHERE game_date <= DATE '2024-11-02'")
-    blocked = ws.runbook("validate", "player_game_summary", "--start", "2024-11-01", "--end", "2024-11-03")
+    blocked = ws.cli("validate", "player_game_summary", "--start", "2024-11-01", "--end", "2024-11-03")
     assert blocked.code == 3
     assert (
         "FAIL  player_game_summary.usage_rate_coverage (block): pct_populated >= 40 (33.3 >= 40)"
@@ -187,7 +187,7 @@ def test_validate_runs_checks_on_demand_and_exits_3_when_a_blocking_check_fails(
         {"start": "2024-11-01", "end": "2024-11-03"},
     )
 
-    unknown = ws.runbook("validate", "nope")
+    unknown = ws.cli("validate", "nope")
     assert unknown.code == 2 and "unknown processor 'nope'" in unknown.stderr
 
 
@@ -225,7 +225,7 @@ def test_check_history_shows_values_changing_between_runs(make_workspace: Any) -
     second = ws.runbook("run", "--no-resume")
     assert second.code == 0, second.stdout + second.stderr
 
-    history = ws.runbook("checks", "history", "usage_rate_coverage", "--json")
+    history = ws.cli("checks", "history", "usage_rate_coverage", "--json")
     assert history.code == 0, history.stderr
     (entry,) = history.json()["checks"]
     assert (entry["processor"], entry["check"], entry["severity"]) == (
@@ -236,7 +236,7 @@ def test_check_history_shows_values_changing_between_runs(make_workspace: Any) -
     assert entry["series"] == {"total_records": [7, 48], "pct_populated": [42.9, 47.9]}
     assert [(r["run_id"], r["passed"]) for r in entry["results"]] == [(1, False), (2, True)]
 
-    human = ws.runbook("checks", "history", "usage_rate_coverage")
+    human = ws.cli("checks", "history", "usage_rate_coverage")
     assert "pct_populated: 42.9 -> 47.9" in human.stdout
     assert "player_game_summary.usage_rate_coverage (block)" in human.stdout
 
@@ -248,7 +248,7 @@ def test_check_history_shows_values_changing_between_runs(make_workspace: Any) -
         "minutes_coverage": 1,
         "date_coverage": 1,
     }
-    assert ws.runbook("checks", "history", "no_such_check", "--json").json()["checks"] == []
+    assert ws.cli("checks", "history", "no_such_check", "--json").json()["checks"] == []
 
 
 def test_a_condition_naming_an_unknown_value_is_a_config_error(make_workspace: Any) -> None:
@@ -260,7 +260,7 @@ def test_a_condition_naming_an_unknown_value_is_a_config_error(make_workspace: A
     stored = results(ws, run_id=1)[0]
     assert stored["passed"] == 0 and "unknown name 'pct_populatd'" in stored["error"]
 
-    result = ws.runbook("validate")
+    result = ws.cli("validate")
     assert result.code == 2
     line = result.stderr.strip()
     assert "\n" not in line and "Traceback" not in line
@@ -298,7 +298,7 @@ def test_a_failing_or_malformed_check_query_is_a_failed_check_with_its_error(mak
         """
     )
     seed(ws, "CREATE TABLE raw.other (d DATE)")
-    result = ws.runbook("validate", "--start", "2024-11-01", "--end", "2024-11-01", "--json")
+    result = ws.cli("validate", "--start", "2024-11-01", "--end", "2024-11-01", "--json")
     assert result.code == 3
     by_name = {r["check"]: r for r in result.json()["results"]}
     assert by_name["missing_table"]["passed"] is False
@@ -312,7 +312,7 @@ def test_dates_are_bound_parameters_never_sql_text(make_workspace: Any) -> None:
     first_week(ws)
     evil = "2024-01-01' OR '1'='1"
 
-    refused = ws.runbook("validate", "--start", evil, "--end", "2024-11-07")
+    refused = ws.cli("validate", "--start", evil, "--end", "2024-11-07")
     assert refused.code == 2
     assert "Traceback" not in refused.stderr and "--start" in refused.stderr
     assert ws.runbook("run", "--start", evil).code == 2

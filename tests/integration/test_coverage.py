@@ -54,7 +54,7 @@ def test_coverage_finds_gaps_and_stale_dates_and_only_gaps_fills_them(
     ws.write(CONFIG.replace("version: v1", "version: v2"))
     ws.runbook("run", "games", "--start", "2026-01-08", "--end", "2026-01-13", check=True)
 
-    view = ws.runbook("coverage", "games", "--json", check=True).json()
+    view = ws.cli("coverage", "games", "--json", check=True).json()
     summary = view["summary"]
     assert (view["start"], view["end"], view["code_version"]) == ("2026-01-01", "2026-01-20", "v2")
     assert summary | {"calendar_skips": None} == {
@@ -82,7 +82,7 @@ def test_coverage_finds_gaps_and_stale_dates_and_only_gaps_fills_them(
         view["commands"]["fill_gaps"] == "runbook run games --only-gaps --start 2026-01-01 --end 2026-01-20"
     )
 
-    text = ws.runbook("coverage", "games", check=True).stdout
+    text = ws.cli("coverage", "games", check=True).stdout
     assert "2026-01-14..2026-01-20: 6 dates never built" in text
     assert "2026-01-05..2026-01-07: 3 dates built with v1" in text
     dated = ws.runbook(
@@ -92,12 +92,12 @@ def test_coverage_finds_gaps_and_stale_dates_and_only_gaps_fills_them(
 
     ws.runbook("run", "games", "--only-gaps", check=True)
     assert succeeded_dates(ws.db, 3) == GAPS
-    view = ws.runbook("coverage", "games", "--json", check=True).json()
+    view = ws.cli("coverage", "games", "--json", check=True).json()
     assert (view["summary"]["gaps"], view["summary"]["stale"], view["gaps"]) == (0, 3, [])
 
     ws.runbook("run", "games", "--only-stale", check=True)
     assert succeeded_dates(ws.db, 4) == STALE
-    view = ws.runbook("coverage", "games", "--json", check=True).json()
+    view = ws.cli("coverage", "games", "--json", check=True).json()
     assert view["summary"] | {"calendar_skips": None, "gap_reasons": None} == {
         "calendar_dates": 20, "expected": 17, "built": 17, "current": 17, "stale": 0, "gaps": 0, "failed": 0,
         "blocked": 0, "percent": 100.0, "calendar_skips": None, "gap_reasons": None,
@@ -109,7 +109,7 @@ def test_coverage_finds_gaps_and_stale_dates_and_only_gaps_fills_them(
         start_date="2026-01-05", end_date="2026-01-10", error="no rows",
     )  # fmt: skip
     store.close()
-    history = ws.runbook("history", "--json", check=True).json()["runs"]
+    history = ws.cli("history", "--json", check=True).json()["runs"]
     by_id = {run["id"]: run for run in history}
     assert by_id[1]["checks"] == {"passed": 0, "failed": 1, "failing": ["games.rows"]}
     assert by_id[2]["checks"] == {"passed": 0, "failed": 0, "failing": []}
@@ -122,7 +122,7 @@ def test_coverage_finds_gaps_and_stale_dates_and_only_gaps_fills_them(
 
 def test_coverage_of_an_unknown_processor_is_a_usage_error(make_workspace: Callable[..., Any]) -> None:
     ws = make_workspace(CONFIG)
-    result = ws.runbook("coverage", "gamez")
+    result = ws.cli("coverage", "gamez")
     assert (
         result.code == 2
         and result.stderr.strip() == "runbook: error: unknown processor 'gamez' (known: games)"

@@ -531,17 +531,17 @@ def test_template_mistakes_are_one_line_errors(make_workspace: Callable[..., Any
         "# {{ workspace.name }}\n\n{{ sesion.id }}\n", encoding="utf-8"
     )
     (ws.root / "templates" / "broken.md.j2").write_text("{% if %}\n", encoding="utf-8")
-    result = ws.runbook("handoff", "--template", "typo.md.j2", "--out", "-")
+    result = ws.cli("handoff", "--template", "typo.md.j2", "--out", "-")
     assert result.code == 2, result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "typo.md.j2: line 3" in result.stderr and "'sesion' is undefined" in result.stderr
-    result = ws.runbook("handoff", "--template", "broken.md.j2")
+    result = ws.cli("handoff", "--template", "broken.md.j2")
     assert result.code == 2 and "broken.md.j2: line 1: template syntax error" in result.stderr
-    result = ws.runbook("handoff", "--template", "nope.md.j2")
+    result = ws.cli("handoff", "--template", "nope.md.j2")
     assert result.code == 2 and "template 'nope.md.j2' not found" in result.stderr
-    result = ws.runbook("handoff", "--format", "json", "--template", "typo.md.j2")
+    result = ws.cli("handoff", "--format", "json", "--template", "typo.md.j2")
     assert result.code == 2 and "--template applies to" in result.stderr
-    result = ws.runbook("handoff", "--tz", "Mars/Olympus_Mons")
+    result = ws.cli("handoff", "--tz", "Mars/Olympus_Mons")
     assert result.code == 2 and "unknown time zone 'Mars/Olympus_Mons'" in result.stderr
 
 
@@ -576,13 +576,13 @@ def test_brief_is_at_most_40_lines(tmp_path: Path) -> None:
 def test_cli_handoff_writes_markdown_and_prints_json_and_brief(make_workspace: Callable[..., Any]) -> None:
     ws = make_workspace(CONFIG)
     ws.runbook("run", "game_summary", "--start", "2026-01-01", "--end", "2026-01-03", check=True)
-    result = ws.runbook("handoff", "--tz", "Europe/Paris", check=True)
+    result = ws.cli("handoff", "--tz", "Europe/Paris", check=True)
     written = result.stdout.strip().removeprefix("handoff written: ")
     assert written.startswith("handoffs/") and written.endswith(".md") and "session" not in written
     report = (ws.root / written).read_text(encoding="utf-8")
     assert "(Europe/Paris)" in report and " CET" in report
     assert "| game_summary | 3 / 9 | 33.3% |" in report
-    data = ws.runbook("handoff", "--format", "json", check=True).json()
+    data = ws.cli("handoff", "--format", "json", check=True).json()
     assert data["schema_version"] == 2 and data["overall"]["status"] == "incomplete"
     entry = data["phases"][0]["processors"][0]
     assert (entry["name"], entry["built"], entry["expected"], entry["gaps"]) == ("game_summary", 3, 9, 6)
@@ -591,7 +591,7 @@ def test_cli_handoff_writes_markdown_and_prints_json_and_brief(make_workspace: C
         data["next_actions"][0]["command"]
         == "runbook run game_summary --only-gaps --start 2026-01-05 --end 2026-01-10"
     )
-    brief = ws.runbook("handoff", "--format", "brief", check=True).stdout
+    brief = ws.cli("handoff", "--format", "brief", check=True).stdout
     assert brief.startswith("# nba-golden, ") and len(brief.splitlines()) <= 40
 
 
@@ -621,7 +621,7 @@ def test_live_run_shows_its_pid_alive_then_interrupted_with_the_resume_command(
     deadline = time.monotonic() + 30
     data: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        data = ws.runbook("handoff", "--format", "json", check=True).json()
+        data = ws.cli("handoff", "--format", "json", check=True).json()
         if data["running"] and data["running"][0]["status"] == "running":
             break
         time.sleep(0.2)
@@ -631,13 +631,13 @@ def test_live_run_shows_its_pid_alive_then_interrupted_with_the_resume_command(
     assert run["commands"]["follow"] == f"runbook logs {run['id']} -f"
     ws.runbook("stop", str(run["id"]), check=True)
     while time.monotonic() < deadline:
-        data = ws.runbook("handoff", "--format", "json", check=True).json()
+        data = ws.cli("handoff", "--format", "json", check=True).json()
         if data["interrupted"]:
             break
         time.sleep(0.2)
     assert data["overall"]["status"] == "interrupted" and not data["running"]
     assert data["interrupted"][0]["commands"]["resume"] == f"runbook resume {run['id']}"
-    report = ws.runbook("handoff", "--out", "-", check=True).stdout
+    report = ws.cli("handoff", "--out", "-", check=True).stdout
     assert f"runbook resume {run['id']}" in report and "## ⏸️ Interrupted runs" in report
 
 

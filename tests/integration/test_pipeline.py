@@ -139,7 +139,7 @@ def test_pipeline_plans_and_runs_in_dependency_order(make_workspace: Any) -> Non
     window = ("--start", START.isoformat(), "--end", END.isoformat())
     expected = expected_counts()
 
-    plan = ws.runbook("plan", *window, "--json", check=True).json()
+    plan = ws.cli("plan", *window, "--json", check=True).json()
     assert plan["counts"] == expected
     for processor in NEEDS:
         # Every date once: a skipped date on its own, a runnable one in exactly one task (a chunk
@@ -220,7 +220,7 @@ def test_pipeline_plans_and_runs_in_dependency_order(make_workspace: Any) -> Non
     assert first_c < last_a
 
     # A second run over the same range finds everything already done.
-    again = ws.runbook("plan", *window, "--json", check=True).json()
+    again = ws.cli("plan", *window, "--json", check=True).json()
     assert again["counts"]["a"] == {
         "already_done": expected["a"]["planned"],
         "planned": 0,
@@ -272,7 +272,7 @@ def test_retry_with_backoff_and_timeout_that_ends_the_process_group(make_workspa
         assert slow["pid"] == shell, "the step's PID is recorded"
         assert not group_alive(shell) and not process_alive(child), "the whole process group ended"
 
-    show = ws.runbook("show", str(run_id), "--json", check=True).json()
+    show = ws.cli("show", str(run_id), "--json", check=True).json()
     (group,) = show["failures"]  # the same error on both dates: one group
     assert (group["processor"], group["tasks"], group["ranges"]) == (
         "slow",

@@ -67,7 +67,7 @@ def by_status(db: Path, run_id: int, status: str) -> set[tuple[str, str]]:
 def start_detached(ws: Any, *args: str, env: dict[str, str] | None = None) -> tuple[int, int]:
     """Start a detached run; return its id and its controller's PID as `status --json` reports it."""
     info = ws.runbook("run", *args, "--detach", "--json", check=True, env=env).json()
-    status = ws.runbook("status", "--json", check=True).json()
+    status = ws.cli("status", "--json", check=True).json()
     (run,) = [r for r in status["runs"] if r["id"] == info["run_id"]]
     assert run["owner"]["pid"] == info["pid"]
     return info["run_id"], run["owner"]["pid"]
@@ -116,7 +116,7 @@ def test_sigkill_in_the_middle_then_resume_runs_only_in_flight_dates_again(make_
     wait_for(lambda: not process_alive(pid), what="controller gone")
     assert len(by_status(ws.db, run_id, "pending")) > 0, "killed in the middle, not at the end"
 
-    (seen,) = [r for r in ws.runbook("status", "--json", check=True).json()["runs"] if r["id"] == run_id]
+    (seen,) = [r for r in ws.cli("status", "--json", check=True).json()["runs"] if r["id"] == run_id]
     assert seen["status"] == "interrupted" and seen["alive"] is False
 
     result = ws.runbook("resume")
@@ -163,7 +163,7 @@ def test_stop_then_resume(make_workspace: Any) -> None:
     run_id, pid = start_detached(ws, *SIX_DAYS, env={"SLOW": "30"})
     wait_for(lambda: settled(ws, run_id), what="two slow steps in flight")
 
-    (run,) = [r for r in ws.runbook("status", "--json", check=True).json()["runs"] if r["id"] == run_id]
+    (run,) = [r for r in ws.cli("status", "--json", check=True).json()["runs"] if r["id"] == run_id]
     assert_status_schema(run, pid)
 
     steps = [int((ws.root / f"pid-{p}-{d}").read_text()) for p, d in IN_FLIGHT]
@@ -178,7 +178,7 @@ def test_stop_then_resume(make_workspace: Any) -> None:
     assert not any(group_alive(g) for g in steps), "steps in flight were ended with their process groups"
     assert by_status(ws.db, run_id, "succeeded") == {(p, f"2024-01-0{d}") for p in "ab" for d in (1, 2, 3)}
 
-    status = ws.runbook("status", check=True).stdout
+    status = ws.cli("status", check=True).stdout
     assert f"runbook resume {run_id}" in status
 
     result = ws.runbook("resume", str(run_id))

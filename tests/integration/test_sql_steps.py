@@ -157,7 +157,7 @@ def test_calendar_query_makes_the_other_dates_off_days(make_workspace: Any) -> N
     ws = make_workspace(CALENDAR_QUERY)
     seed_games(ws)
 
-    plan = ws.runbook("plan", "--start", "2024-11-01", "--end", "2024-11-10", "--json")
+    plan = ws.cli("plan", "--start", "2024-11-01", "--end", "2024-11-10", "--json")
     assert plan.code == 0, plan.stderr
     dates = {row["date"]: row for row in plan.json()["dates"]}
     for n in range(10):
@@ -214,7 +214,7 @@ def test_dates_whose_ready_tables_are_empty_are_skipped_as_upstream_missing(make
     assert by_date["2024-11-04"]["error_tail"] == "raw.box_scores has no rows for 2024-11-04"
     assert read(ws, "SELECT COUNT(*) AS n FROM analytics.factors") == [{"n": 3}]
 
-    shown = ws.runbook("show", "1", "--json").json()
+    shown = ws.cli("show", "1", "--json").json()
     assert shown["run"]["status"] == "succeeded"
     factors = next(p for p in shown["run"]["per_processor"] if p["name"] == "factors")
     assert factors["skipped"]["upstream_missing"] == 2
@@ -278,7 +278,7 @@ def test_extent_warns_about_source_dates_outside_the_range(make_workspace: Any) 
     seed_games(ws, [first, dt.date(2024, 11, 5), last])
     start, end = dt.date(2024, 11, 1), dt.date(2024, 11, 30)
 
-    plan = ws.runbook("plan", "--start", str(start), "--end", str(end), "--json")
+    plan = ws.cli("plan", "--start", str(start), "--end", str(end), "--json")
     assert plan.code == 0, plan.stderr
     after = calendar_dates(end + dt.timedelta(days=1), last)
     before = calendar_dates(first, start - dt.timedelta(days=1))
@@ -289,7 +289,7 @@ def test_extent_warns_about_source_dates_outside_the_range(make_workspace: Any) 
     ]
     assert plan.json()["warnings"] == expected
 
-    human = ws.runbook("plan", "--start", str(start), "--end", str(end))
+    human = ws.cli("plan", "--start", str(start), "--end", str(end))
     assert f"warning: {expected[0]}" in human.stdout
 
     run = ws.runbook("run", "--start", str(start), "--end", str(end))
@@ -306,7 +306,7 @@ def test_extent_warns_about_source_dates_outside_the_range(make_workspace: Any) 
         1
     }
 
-    covered = ws.runbook("plan", "--start", str(first), "--end", str(last), "--json")
+    covered = ws.cli("plan", "--start", str(first), "--end", str(last), "--json")
     assert covered.json()["warnings"] == []
 
 
@@ -322,7 +322,7 @@ def test_extent_counts_only_the_dates_of_a_calendar_query(make_workspace: Any) -
         """
     )
     seed_games(ws)
-    plan = ws.runbook("plan", "--start", "2024-11-01", "--end", "2024-11-03", "--json")
+    plan = ws.cli("plan", "--start", "2024-11-01", "--end", "2024-11-03", "--json")
     assert plan.code == 0, plan.stderr
     later = [d for d in GAME_DAYS if d > dt.date(2024, 11, 3)]
     assert plan.json()["warnings"] == [

@@ -44,12 +44,12 @@ def test_run_status_and_history_on_postgres(make_workspace: Callable[..., Any], 
     assert shown["run"]["status"] == "succeeded"
     assert shown["run"]["progress"]["succeeded"] == 8
 
-    status = ws.runbook("status", "--json", check=True).json()
+    status = ws.cli("status", "--json", check=True).json()
     (run,) = status["runs"]
     assert (run["id"], run["status"]) == (shown["run"]["id"], "succeeded")
     assert run["progress"] == {**run["progress"], "total": 8, "succeeded": 8, "failed": 0, "pending": 0}
 
-    history = ws.runbook("history", "--processor", "load", "--json", check=True).json()
+    history = ws.cli("history", "--processor", "load", "--json", check=True).json()
     assert [r["id"] for r in history["runs"]] == [run["id"]]
     assert history["runs"][0]["start_date"] == START
 
@@ -57,7 +57,7 @@ def test_run_status_and_history_on_postgres(make_workspace: Callable[..., Any], 
     assert again.code == 0, again
     second = again.json()["run"]
     assert second["progress"]["skipped"] == 8  # every date is already built: read back from PostgreSQL
-    history = ws.runbook("history", "--json", check=True).json()
+    history = ws.cli("history", "--json", check=True).json()
     assert [r["id"] for r in history["runs"]] == [second["id"], run["id"]]
 
 
@@ -69,9 +69,9 @@ def test_a_postgresql_url_without_a_driver_uses_psycopg(
     assert (engine.url.drivername, engine.dialect.driver) == ("postgresql+psycopg", "psycopg")
     engine.dispose()
     ws, _ = run_pipeline(make_workspace, plain)
-    status = ws.runbook("status", "--json", check=True).json()
+    status = ws.cli("status", "--json", check=True).json()
     assert [r["status"] for r in status["runs"]] == ["succeeded"]
-    current = ws.runbook("db", "current", "--json", check=True).json()
+    current = ws.cli("db", "current", "--json", check=True).json()
     assert current["up_to_date"] is True
     assert current["url"].startswith("postgresql://")
 
@@ -84,11 +84,11 @@ def test_the_password_in_the_url_never_appears_in_output(
     ws, result = run_pipeline(make_workspace, url)
     outputs = [
         result,
-        ws.runbook("status"),
-        ws.runbook("status", "--json"),
-        ws.runbook("history", "--json"),
-        ws.runbook("db", "current", "--json"),
-        ws.runbook("show", str(result.json()["run"]["id"]), "--json"),
+        ws.cli("status"),
+        ws.cli("status", "--json"),
+        ws.cli("history", "--json"),
+        ws.cli("db", "current", "--json"),
+        ws.cli("show", str(result.json()["run"]["id"]), "--json"),
     ]
     for output in outputs:
         assert output.code == 0, output
@@ -98,7 +98,7 @@ def test_the_password_in_the_url_never_appears_in_output(
     assert redact_url(url).count("***") == 1
 
     unreachable = url.replace("127.0.0.1:5432", "127.0.0.1:1", 1)
-    refused = ws.runbook("status", env={"RUNBOOK_DATABASE_URL": unreachable})
+    refused = ws.cli("status", env={"RUNBOOK_DATABASE_URL": unreachable})
     assert refused.code == 2
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert "***" in refused.stderr

@@ -191,24 +191,24 @@ def test_cli_refuses_a_behind_database_and_db_upgrade_fixes_it(
 ) -> None:
     ws = behind_workspace(make_workspace, url)
 
-    refused = ws.runbook("status")
+    refused = ws.cli("status")
     assert refused.code == 2
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1, refused.stderr
     assert "runbook db upgrade" in lines[0]
     assert "Traceback" not in refused.stderr
 
-    before = ws.runbook("db", "current", "--json", check=True).json()
+    before = ws.cli("db", "current", "--json", check=True).json()
     assert before["revision"] is None
     assert before["head"] == db.HEAD_REVISION
     assert before["up_to_date"] is False
 
-    upgraded = ws.runbook("db", "upgrade", check=True)
+    upgraded = ws.cli("db", "upgrade", check=True)
     assert db.HEAD_REVISION in upgraded.stdout
 
-    after = ws.runbook("db", "current", "--json", check=True).json()
+    after = ws.cli("db", "current", "--json", check=True).json()
     assert after == {**before, "revision": db.HEAD_REVISION, "up_to_date": True}
-    status = ws.runbook("status", "--json", check=True).json()
+    status = ws.cli("status", "--json", check=True).json()
     assert status["runs"] == []
 
 
@@ -216,7 +216,7 @@ def test_cli_db_upgrade_refuses_a_database_of_a_newer_runbook_in_one_line(
     make_workspace: Callable[..., Any], url: str
 ) -> None:
     ws = make_workspace(MINIMAL_YAML, extra_env={"RUNBOOK_DATABASE_URL": url})
-    ws.runbook("db", "upgrade", check=True)
+    ws.cli("db", "upgrade", check=True)
     engine = db.make_engine(url)
     set_revision(engine, "9999_from_the_future")
     engine.dispose()
@@ -225,7 +225,7 @@ def test_cli_db_upgrade_refuses_a_database_of_a_newer_runbook_in_one_line(
         assert result.code == 2, result
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "newer runbook" in result.stderr
-    current = ws.runbook("db", "current", "--json", check=True).json()
+    current = ws.cli("db", "current", "--json", check=True).json()
     assert current["revision"] == "9999_from_the_future"
     assert current["up_to_date"] is False
 
@@ -237,10 +237,10 @@ def test_cli_never_prints_the_database_password(make_workspace: Callable[..., An
     assert secret in with_password
     ws = behind_workspace(make_workspace, with_password)
     outputs = [
-        ws.runbook("status"),
-        ws.runbook("db", "current"),
-        ws.runbook("db", "current", "--json"),
-        ws.runbook("db", "upgrade"),
+        ws.cli("status"),
+        ws.cli("db", "current"),
+        ws.cli("db", "current", "--json"),
+        ws.cli("db", "upgrade"),
     ]
     assert outputs[0].code == 2
     assert outputs[3].code == 0, outputs[3]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from core_helpers import group_alive, process_alive
+from core_helpers import group_alive, process_alive, wait_for
 
 from runbook.config import ProcessorConfig
 from runbook.runlog import RunLog
@@ -102,7 +102,9 @@ def test_timeout_ends_the_whole_process_group(tmp_path: Path, log: RunLog) -> No
     assert time.monotonic() - began < 10
     assert not result.ok and result.timed_out and "timed out after 0.5s" in (result.error or "")
     child = int((tmp_path / "child").read_text())
-    assert not group_alive(pids[0]) and not process_alive(child)
+    wait_for(
+        lambda: not group_alive(pids[0]) and not process_alive(child), timeout=5, what="the group to end"
+    )
 
 
 def test_a_cancelled_step_reports_cancelled(tmp_path: Path, log: RunLog) -> None:
