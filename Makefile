@@ -43,6 +43,7 @@ test: install bqemu check
 
 bench: install
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/cli_latency.py
 
 clean:
 	rm -rf $(VENV) $(BQEMU) .pytest_cache .mypy_cache .ruff_cache

@@ -68,3 +68,27 @@ FINISHED_TASK_STATUSES = (
 # Skip reasons that say a run chose not to redo a date, not why it could not be built.
 SELECTION_SKIPS = (SkipReason.ALREADY_DONE, SkipReason.NOT_A_GAP, SkipReason.NOT_STALE)
 CALENDAR_SKIPS = (SkipReason.OFF_DAY, SkipReason.BOOTSTRAP)
+
+
+class ProcessorStatus(StrEnum):
+    """A processor across the workspace's range (the handoff's status tables), first that applies."""
+
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
+    BLOCKED = "blocked"
+    FAILED = "failed"
+    COMPLETE = "complete"
+    PARTIAL = "partial"
+    NOT_STARTED = "not_started"
+
+
+class OverallStatus(StrEnum):
+    """The whole workspace in one word (the handoff's headline), first that applies."""
+
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
+    BLOCKED = "blocked"
+    FAILED = "failed"
+    INCOMPLETE = "incomplete"
+    COMPLETE = "complete"
+    IDLE = "idle"

@@ -14,16 +14,18 @@ from typing import Any
 
 from runbook.expectations import show as metric
 from runbook.formatting import duration, number, plural, span
+from runbook.kinds import ACTIVE_RUN_STATUSES, RunStatus
 
 STATUS_COLOR = {
-    "succeeded": "32",
-    "running": "36",
-    "queued": "36",
-    "failed": "31",
-    "blocked": "33",
-    "interrupted": "35",
-    "cancelled": "2",
+    RunStatus.SUCCEEDED: "32",
+    RunStatus.RUNNING: "36",
+    RunStatus.QUEUED: "36",
+    RunStatus.FAILED: "31",
+    RunStatus.BLOCKED: "33",
+    RunStatus.INTERRUPTED: "35",
+    RunStatus.CANCELLED: "2",
 }
+LIVE = (RunStatus.RUNNING, RunStatus.QUEUED, RunStatus.INTERRUPTED)
 INDENT = "    "
 
 
@@ -90,10 +92,10 @@ def ago(stamp: str | None) -> str:
 def liveness_text(run: dict[str, Any]) -> str | None:
     """``PID 123 alive`` (``on HOST`` when elsewhere) for a live run; None once it has ended."""
     pid = run["owner"]["pid"]
-    if run["status"] not in ("running", "queued", "interrupted"):
+    if run["status"] not in LIVE:
         return None
     if run["alive"] is None or not pid:
-        return "not started" if run["status"] == "queued" else "no controller"
+        return "not started" if run["status"] == RunStatus.QUEUED else "no controller"
     state = "alive" if run["alive"] else "gone"
     host = run["owner"]["host"]
     return f"PID {pid} {state}" + ("" if host in (None, _hostname()) else f" on {host}")
@@ -111,8 +113,7 @@ def run_lines(run: dict[str, Any], columns: int) -> list[str]:
     first = fit(f"{run['id']:<5} {status:<11} {progress_text(run['progress'])}", columns)
     first = first.replace(status, paint(status, STATUS_COLOR.get(status)), 1)
     dates = span(run["start_date"], run["end_date"])
-    room = columns - len(INDENT) - len(dates) - 3
-    bits = [dates, processors_summary(run["processors"], min(max(room // 2, 16), 48))]
+    bits = []
     alive = liveness_text(run)
     if alive:
         bits.append(alive)
@@ -120,10 +121,13 @@ def run_lines(run: dict[str, Any], columns: int) -> list[str]:
         bits.append(f"{number(run['tasks_per_hour'])} tasks/h")
     if run["eta_seconds"] is not None:
         bits.append(f"ETA {duration(run['eta_seconds'])}")
-    if status in ("running", "queued"):
+    if status in ACTIVE_RUN_STATUSES:
         bits.append(f"heartbeat {ago(run['heartbeat_at'])}")
     elif run["finished_at"]:
         bits.append(f"ended {ago(run['finished_at'])}")
+    # The processors get what the other facts leave of the line (the log path may be cut).
+    room = columns - len(INDENT) - len(dates) - sum(len(bit) + 3 for bit in bits) - 3
+    bits = [dates, processors_summary(run["processors"], max(room, 16)), *bits]
     if run["log_path"]:
         bits.append(f"log {run['log_path']}")
     return [first, fit(INDENT + " · ".join(bits), columns)]

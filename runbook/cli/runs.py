@@ -17,6 +17,7 @@ from runbook.cli._context import (
     json_option,
     pass_ctx,
 )
+from runbook.kinds import RunStatus
 
 if TYPE_CHECKING:
     from runbook.app import Planned, RunRequest
@@ -78,7 +79,7 @@ def execute_here(obj: Context, run_id: int, json_out: bool) -> None:
         run = app.get_run(run_id)
         out.print(f"run {run_id} {outcome.status}: {counts}")
         out.print(f"log: {run.log_path}   details: runbook show {run_id}")
-        if outcome.status == "interrupted":
+        if outcome.status == RunStatus.INTERRUPTED:
             out.print(f"resume with: runbook resume {run_id}")
     exit_with(outcome.status)
 

@@ -11,17 +11,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from runbook.formatting import span as date_span
+from runbook.kinds import OverallStatus, ProcessorStatus, Severity
 from runbook.snapshots.coverage import ProcessorState
 from runbook.snapshots.model import BlockedGroup, CheckSnapshot, DateRange, NoteSnapshot, RunSnapshot
 
 OVERALL_EMOJI = {
-    "running": "🔄",
-    "interrupted": "⏸️",
-    "blocked": "⛔",
-    "failed": "❌",
-    "incomplete": "🟡",
-    "complete": "✅",
-    "idle": "⬜",
+    OverallStatus.RUNNING: "🔄",
+    OverallStatus.INTERRUPTED: "⏸️",
+    OverallStatus.BLOCKED: "⛔",
+    OverallStatus.FAILED: "❌",
+    OverallStatus.INCOMPLETE: "🟡",
+    OverallStatus.COMPLETE: "✅",
+    OverallStatus.IDLE: "⬜",
 }
 
 
@@ -33,24 +34,25 @@ def overall_status(
     any_runs: bool,
 ) -> dict[str, Any]:
     """complete / running / blocked / failed / interrupted (or incomplete, or idle with no runs)."""
-    blocked = [p.name for p in processors if p.status == "blocked"]
+    blocked = [p.name for p in processors if p.status == ProcessorStatus.BLOCKED]
     failing = [c for c in checks if not c.passed]
     failed = [p.name for p in processors if p.failed]
     gaps = [p.name for p in processors if p.gaps]
+    status: OverallStatus
     if running:
-        status = "running"
+        status = OverallStatus.RUNNING
     elif interrupted:
-        status = "interrupted"
-    elif blocked or any(c.severity == "block" for c in failing):
-        status = "blocked"
+        status = OverallStatus.INTERRUPTED
+    elif blocked or any(c.severity == Severity.BLOCK for c in failing):
+        status = OverallStatus.BLOCKED
     elif failed:
-        status = "failed"
+        status = OverallStatus.FAILED
     elif not any_runs:
-        status = "idle"
+        status = OverallStatus.IDLE
     elif gaps:
-        status = "incomplete"
+        status = OverallStatus.INCOMPLETE
     else:
-        status = "complete"
+        status = OverallStatus.COMPLETE
     return {
         "status": status,
         "emoji": OVERALL_EMOJI[status],
@@ -108,10 +110,10 @@ def next_actions(
     by_name = {p.name: p for p in processors}
     reasons = {group.processor: group.reason for group in blocked}
     for check in checks:
-        if not check.passed and check.severity == "block":
+        if not check.passed and check.severity == Severity.BLOCK:
             reasons.setdefault(check.processor, f"its blocking check {check.check} failed")
     for entry in processors:
-        if entry.status == "blocked" and entry.name in reasons:
+        if entry.status == ProcessorStatus.BLOCKED and entry.name in reasons:
             add("blocked", f"{entry.name} is blocked: {reasons[entry.name]}")
     for entry in processors:
         if entry.failed and entry.name not in busy:
@@ -124,10 +126,11 @@ def next_actions(
             )
     for entry in processors:
         name = entry.name
-        if name in busy or entry.status in ("complete", "blocked", "failed") or not entry.gaps:
+        done = (ProcessorStatus.COMPLETE, ProcessorStatus.BLOCKED, ProcessorStatus.FAILED)
+        if name in busy or entry.status in done or not entry.gaps:
             continue
         ups = [by_name[up] for up in entry.needs if up in by_name]
-        waiting = [up for up in ups if up.status != "complete"]
+        waiting = [up for up in ups if up.status != ProcessorStatus.COMPLETE]
         if ups and not waiting:
             add(
                 "ready",

@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from runbook.kinds import ProcessorStatus
 from runbook.snapshots import to_data
 from runbook.snapshots.coverage import ProcessorState
 
 # In order of precedence: a processor that is running shows as running even if it has gaps.
 STATUS_EMOJI = {
-    "running": "🔄",
-    "interrupted": "⏸️",
-    "blocked": "⛔",
-    "failed": "❌",
-    "complete": "✅",
-    "partial": "🟡",
-    "not_started": "⬜",
+    ProcessorStatus.RUNNING: "🔄",
+    ProcessorStatus.INTERRUPTED: "⏸️",
+    ProcessorStatus.BLOCKED: "⛔",
+    ProcessorStatus.FAILED: "❌",
+    ProcessorStatus.COMPLETE: "✅",
+    ProcessorStatus.PARTIAL: "🟡",
+    ProcessorStatus.NOT_STARTED: "⬜",
 }
 
 
@@ -30,7 +31,7 @@ def phase_tables(states: Iterable[ProcessorState]) -> list[dict[str, Any]]:
             "phase": phase,
             "title": _title(phase),
             "processors": [{**to_data(m), "emoji": STATUS_EMOJI[m.status]} for m in members],
-            "complete": sum(1 for m in members if m.status == "complete"),
+            "complete": sum(1 for m in members if m.status == ProcessorStatus.COMPLETE),
             "total": len(members),
         }
         for phase, members in phases.items()

@@ -22,7 +22,7 @@ from runbook.config import RunbookConfig
 from runbook.engine.calendar import Calendar, date_range
 from runbook.errors import UsageError
 from runbook.formatting import iso_utc, percent
-from runbook.kinds import SELECTION_SKIPS, TaskStatus
+from runbook.kinds import SELECTION_SKIPS, ProcessorStatus, TaskStatus
 from runbook.snapshots.model import DateRange
 from runbook.snapshots.runs import date_ranges
 from runbook.state.queries import Queries
@@ -75,17 +75,27 @@ def day_states(
     states: dict[str, DayState] = {}
     succeeded, skipped = TaskStatus.SUCCEEDED, TaskStatus.SKIPPED
     for day, b_id, b_run, b_end, b_version, b_rows, b_at, a_id, a_run, a_end, a_status, a_tries, a_exit, s_id, s_run, s_end, reason in q.latest_by_date(processor, first, high):  # fmt: skip
-        state = DayState(
-            TaskState(b_id, b_run, day, b_end, succeeded, None, b_version, None, None, b_rows, b_at)
+        same = a_id is not None and a_id == b_id  # most dates: the newest attempt is the build
+        tries, exit_code = (a_tries, a_exit) if same else (None, None)
+        built = (
+            TaskState(b_id, b_run, day, b_end, succeeded, None, b_version, tries, exit_code, b_rows, b_at)
             if b_id
-            else None,
-            TaskState(a_id, a_run, day, a_end, a_status, None, None, a_tries, a_exit, None, None)
-            if a_id
-            else None,
+            else None
+        )
+        if same:
+            attempt = built
+        else:
+            attempt = (
+                TaskState(a_id, a_run, day, a_end, a_status, None, None, a_tries, a_exit, None, None)
+                if a_id
+                else None
+            )
+        skip = (
             TaskState(s_id, s_run, day, s_end, skipped, reason, None, None, None, None, None)
             if s_id
-            else None,
+            else None
         )
+        state = DayState(built, attempt, skip)
         if (b_end or day) == day and (a_end or day) == day and (s_end or day) == day:
             if day >= low:
                 states[day] = state
@@ -441,7 +451,7 @@ class ProcessorState(NamedTuple):
     blocked_ranges: list[DateRange]
     skipped: dict[str, int]
     rows_affected: int | None
-    status: str
+    status: ProcessorStatus
 
 
 def processor_state(
@@ -480,18 +490,19 @@ def processor_state(
             skipped=dict(sorted(skipped.items())),
             rows_affected=coverage.rows_affected(),
         )
+    status: ProcessorStatus
     if name in running:
-        status = "running"
+        status = ProcessorStatus.RUNNING
     elif name in interrupted:
-        status = "interrupted"
+        status = ProcessorStatus.INTERRUPTED
     elif values["blocked"] or name in failing_gates:
-        status = "blocked"
+        status = ProcessorStatus.BLOCKED
     elif values["failed"]:
-        status = "failed"
+        status = ProcessorStatus.FAILED
     elif values["expected"] is not None and values["gaps"] == 0:
-        status = "complete"
+        status = ProcessorStatus.COMPLETE
     else:
-        status = "partial" if values["built"] else "not_started"
+        status = ProcessorStatus.PARTIAL if values["built"] else ProcessorStatus.NOT_STARTED
     return ProcessorState(
         name=name,
         phase=proc.phase,

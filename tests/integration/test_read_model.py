@@ -68,3 +68,35 @@ def test_reading_commands_never_create_a_state_store(make_workspace: Callable[..
             and result.stderr.strip() == "runbook: error: run 3 not found (see `runbook status`)"
         )
     assert not (ws.root / "state").exists()
+
+
+WIDE = """\
+name: wide
+calendar: {start: 2026-03-01, end: 2026-03-20}
+processors:
+""" + "".join(
+    f"  {name}: {{command: 'true'{', needs: [team_offense_game_summary]' if i else ''}}}\n"
+    for i, name in enumerate(
+        ["team_offense_game_summary", "team_defense_game_summary", "player_game_summary",
+         "upcoming_player_game_context", "player_composite_factors", "ml_feature_store_v2"]
+    )
+)  # fmt: skip
+
+
+def test_at_80_columns_a_run_takes_two_lines_and_nothing_is_wider(make_workspace: Callable[..., Any]) -> None:
+    ws = make_workspace(WIDE)
+    ws.runbook("run", check=True)
+    ws.runbook("run", "player_game_summary", "--no-resume", check=True)
+    status = ws.cli("status", env={"COLUMNS": "80"}, check=True).stdout.splitlines()
+    assert status[0].startswith("RUN") and len(status) == 1 + 2 * 2, status
+    assert all(len(line) <= 80 for line in status), status
+    first, second = status[3], status[4]  # run 1, the oldest, is listed last
+    assert first.split()[:2] == ["1", "succeeded"] and "120/120 built" in first
+    assert "2026-03-01..2026-03-20 · 6 processors · " in second and "tasks/h" in second
+    history = ws.cli("history", env={"COLUMNS": "80"}, check=True).stdout.splitlines()
+    assert len(history) == 5 and all(len(line) <= 80 for line in history)
+    show = ws.cli("show", "1", env={"COLUMNS": "80"}, check=True).stdout.splitlines()
+    assert all(len(line) <= 80 for line in show), [line for line in show if len(line) > 80]
+    assert any(line.startswith("ml_feature_store_v2") for line in show)
+    wide = ws.cli("status", env={"COLUMNS": "260"}, check=True).stdout.splitlines()
+    assert len(wide) == 5 and "ml_feature_store_v2" in wide[4]  # room for every name
