@@ -17,7 +17,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["App", "ConfigError", "RunRequest", "RunbookError", "StateError", "Store", "UsageError", "Workspace"]
+__all__ = [
+    "App",
+    "ConfigError",
+    "RunRequest",
+    "RunbookError",
+    "StateError",
+    "Store",
+    "UsageError",
+    "Workspace",
+]
 
 _WHERE = {
     "App": "runbook.app",

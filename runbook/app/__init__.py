@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from runbook.app.checks import Checks, Validation
 from runbook.app.demo import Demo, DemoResult, prepare_demo_folder
-from runbook.app.runs import Planned, Resumable, RunRequest
+from runbook.app.runs import Planned, Resumable, Resumed, RunRequest
 from runbook.app.sessions import NOTE_KINDS, Report
 
 __all__ = [
-    "NOTE_KINDS", "App", "DemoResult", "Planned", "Report", "Resumable", "RunRequest", "Validation",
+    "NOTE_KINDS", "App", "DemoResult", "Planned", "Report", "Resumable", "Resumed", "RunRequest", "Validation",
     "prepare_demo_folder",
 ]  # fmt: skip
 

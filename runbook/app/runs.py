@@ -64,6 +64,16 @@ class Resumable:
     alive: list[Run]
 
 
+@dataclass
+class Resumed:
+    """What ``runbook resume`` did: runs continued in the background (with their PIDs), the one
+    to continue in this process (``here``), and the runs left alone because they are alive."""
+
+    detached: list[tuple[Run, int]]
+    here: Run | None
+    alive: list[Run]
+
+
 class Runs(Base):
     """The run use cases (mixed into :class:`runbook.app.App`)."""
 
@@ -265,6 +275,18 @@ class Runs(Base):
         alive = [run for run in candidates if controller_alive(run)]
         return Resumable([run for run in reversed(candidates) if run not in alive], alive)
 
+    def resume(self, run_id: int | None, *, detach: bool) -> Resumed:
+        """Prepare every run to resume; one run without ``detach`` is left to execute here."""
+        found = self.resumable(run_id)
+        if not detach and len(found.todo) == 1:
+            self.prepare_resume(found.todo[0])
+            return Resumed([], found.todo[0], found.alive)
+        detached = []
+        for run in found.todo:
+            self.prepare_resume(run)
+            detached.append((run, self.spawn(run.id)))
+        return Resumed(detached, None, found.alive)
+
     def prepare_resume(self, run: Run) -> None:
         """Mark a dead run interrupted, end orphaned steps, reopen failed and blocked tasks."""
         from runbook.steps.command import kill_process_group
@@ -309,4 +331,4 @@ class _NothingBuilt:
         return []
 
 
-__all__ = ["Planned", "RunRequest", "Resumable", "Runs"]
+__all__ = ["Planned", "Resumable", "Resumed", "RunRequest", "Runs"]

@@ -139,30 +139,21 @@ def resume(obj: Context, run_id: int | None, detach: bool, json_out: bool) -> No
 
     Example: runbook resume 12 --detach
     """
-    app = obj.app
-    found = app.resumable(run_id)
-    for run in found.alive:
+    resumed = obj.app.resume(run_id, detach=detach)
+    for run in resumed.alive:
         click.echo(
             f"run {run.id} is still running (PID {run.pid} on {run.host}): not started twice", err=True
         )
-    if not found.todo:
-        if json_out:
-            emit_document(resumed=[], alive=[r.id for r in found.alive])
-        elif not found.alive:
-            click.echo("nothing to resume")
-        return
-    if not detach and len(found.todo) == 1:
-        app.prepare_resume(found.todo[0])
-        execute_here(obj, found.todo[0].id, json_out)
-    started = []
-    for run in found.todo:
-        app.prepare_resume(run)
-        pid = app.spawn(run.id)
-        started.append({"run_id": run.id, "pid": pid, "log_path": run.log_path})
-        if not json_out:
-            click.echo(f"run {run.id} resumed in the background: PID {pid}, log {run.log_path}")
+    if resumed.here is not None:
+        execute_here(obj, resumed.here.id, json_out)
     if json_out:
-        emit_document(resumed=started, alive=[r.id for r in found.alive])
+        started = [{"run_id": run.id, "pid": pid, "log_path": run.log_path} for run, pid in resumed.detached]
+        emit_document(resumed=started, alive=[r.id for r in resumed.alive])
+        return
+    for run, pid in resumed.detached:
+        click.echo(f"run {run.id} resumed in the background: PID {pid}, log {run.log_path}")
+    if not resumed.detached and not resumed.alive:
+        click.echo("nothing to resume")
 
 
 @click.command()
