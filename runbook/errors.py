@@ -7,7 +7,9 @@ message that names the fix. Only ``runbook.cli`` turns these into output and exi
     ├── UsageError                   bad command-line usage; exit 2
     ├── ConfigError                  runbook.yaml is wrong (file, key path, value); exit 2
     ├── StateError                   the state store is missing, behind, or inconsistent; exit 2
-    │   └── RunConflict              another active run covers the same processors and dates; exit 2
+    │   ├── RunConflict              another active run covers the same processors and dates; exit 2
+    │   ├── RunBusy                  the run is owned by a live controller (or was just taken); exit 5
+    │   └── StoreUnavailable         the state store stopped accepting writes during a run; exit 6
     ├── WarehouseError               a warehouse query failed (names the query and the cause); exit 1
     │   └── TransientWarehouseError  rate limit, 5xx: retried with backoff
     └── StepError                    a step could not be started or was misconfigured; exit 1
@@ -23,6 +25,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_BLOCKED = 3
 EXIT_INTERRUPTED = 4
+EXIT_BUSY = 5
+EXIT_STORE = 6
 
 
 class RunbookError(Exception):
@@ -63,6 +67,19 @@ class StateError(RunbookError):
 
 class RunConflict(StateError):
     pass
+
+
+class RunBusy(StateError):
+    """The run has a live owner: it is not started twice (``runbook resume N --join`` helps it)."""
+
+    exit_code = EXIT_BUSY
+
+
+class StoreUnavailable(StateError):
+    """A controller or worker could no longer write to the state store and stopped; the run shows
+    as interrupted and ``runbook resume`` continues it once the store is back."""
+
+    exit_code = EXIT_STORE
 
 
 class WarehouseError(RunbookError):

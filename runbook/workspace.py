@@ -86,6 +86,16 @@ class Workspace:
                 return f"sqlite:///{(self.root / relative).resolve()}"
         return url
 
+    @property
+    def lease_seconds(self) -> float | None:
+        """``RUNBOOK_LEASE_SECONDS``: how long a claimed task stays held without a heartbeat (60 s by
+        default; tests shorten it to see a killed worker's tasks taken over quickly)."""
+        value = self.environ.get("RUNBOOK_LEASE_SECONDS")
+        try:
+            return float(value) if value else None
+        except ValueError:
+            raise ConfigError(f"RUNBOOK_LEASE_SECONDS must be a number of seconds (got {value!r})") from None
+
     def resolve(self, relative: str) -> Path:
         path = Path(relative).expanduser()
         return path if path.is_absolute() else self.root / path

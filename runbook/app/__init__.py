@@ -14,6 +14,7 @@ from runbook.app.checks import Checks, Validation
 from runbook.app.demo import Demo, DemoResult, prepare_demo_folder
 from runbook.app.runs import Planned, Resumable, Resumed, RunRequest
 from runbook.app.sessions import NOTE_KINDS, Report
+from runbook.app.workers import Workers
 
 __all__ = [
     "NOTE_KINDS", "App", "DemoResult", "Planned", "Report", "Resumable", "Resumed", "RunRequest", "Validation",
@@ -21,5 +22,5 @@ __all__ = [
 ]  # fmt: skip
 
 
-class App(Demo, Checks):
+class App(Demo, Workers, Checks):
     """Plans, runs, resumes, stops, inspects, validates and hands off the runs of one workspace."""

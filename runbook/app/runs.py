@@ -7,10 +7,10 @@ PID on this host and from its heartbeat elsewhere, so ``resume`` never starts a 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runbook.app.base import Base
-from runbook.engine.liveness import controller_alive
+from runbook.clock import utcnow
+from runbook.engine.liveness import controller_alive, this_host
 from runbook.engine.versions import resolve_versions
-from runbook.errors import RunConflict, UsageError
+from runbook.errors import RunBusy, RunConflict, UsageError
 from runbook.kinds import ACTIVE_RUN_STATUSES, RunStatus, TaskStatus
 from runbook.state.records import Run
 
@@ -67,11 +68,13 @@ class Resumable:
 @dataclass
 class Resumed:
     """What ``runbook resume`` did: runs continued in the background (with their PIDs), the one
-    to continue in this process (``here``), and the runs left alone because they are alive."""
+    to continue in this process (``here``, taken at ``epoch``), and the runs left alone because
+    their controller is alive."""
 
     detached: list[tuple[Run, int]]
     here: Run | None
     alive: list[Run]
+    epoch: int | None = None
 
 
 class Runs(Base):
@@ -113,33 +116,32 @@ class Runs(Base):
 
     # -- recording ------------------------------------------------------------------------------
 
-    def conflicts(self, processors: list[str], start: dt.date, end: dt.date) -> list[Run]:
-        """Active runs with a live controller over overlapping processors and dates."""
-        found = []
-        for run in self.store.list_runs(statuses=ACTIVE_RUN_STATUSES, limit=None):
-            if not controller_alive(run):
-                continue
-            if (
-                set(run.processors) & set(processors)
-                and run.start_date <= end.isoformat()
-                and run.end_date >= start.isoformat()
-            ):
-                found.append(run)
-        return found
-
     def submit(self, request: RunRequest, planned: Planned) -> Run:
-        """Record a run and its planned tasks; refuse an overlap with a live run unless forced."""
+        """Record a run, its planned tasks and what waits for what; refuse an overlap with a live run
+        unless forced (the check and the creation are one locked transaction)."""
         plan = planned.plan
-        if not request.force:
-            for other in self.conflicts(plan.processors, plan.start, plan.end):
-                raise RunConflict(
-                    f"run {other.id} (PID {other.pid} on {other.host}, {other.status}) already covers "
-                    f"{', '.join(sorted(set(other.processors) & set(plan.processors)))} "
-                    f"{other.start_date}..{other.end_date}: wait for it, `runbook stop {other.id}`, or pass --force"
-                )
         store = self.store
         session = store.open_session()
-        run = store.create_run(
+
+        def refuse(active: list[Run]) -> None:
+            if request.force:
+                return
+            for other in active:
+                overlap = sorted(set(other.processors) & set(plan.processors))
+                if (
+                    overlap
+                    and other.start_date <= plan.end.isoformat()
+                    and other.end_date >= plan.start.isoformat()
+                    and controller_alive(other)
+                ):
+                    raise RunConflict(
+                        f"run {other.id} (PID {other.pid} on {other.host}, {other.status}) already covers "
+                        f"{', '.join(overlap)} {other.start_date}..{other.end_date}: wait for it, "
+                        f"`runbook stop {other.id}`, or pass --force"
+                    )
+
+        run = store.admit_run(
+            refuse,
             processors=plan.processors,
             start_date=plan.start.isoformat(),
             end_date=plan.end.isoformat(),
@@ -149,6 +151,8 @@ class Runs(Base):
             command_line=self.redactor(request.command_line),
             config_path=str(self.workspace.config_path),
             session_id=session.id if session else None,
+            pid=os.getpid(),
+            host=this_host(),
         )
         log_path = self.log_path(run.id)
         store.update_run(run.id, log_path=log_path)
@@ -165,16 +169,34 @@ class Runs(Base):
                     "skip_reason": task.skip_reason,
                     "code_version": plan.versions[task.processor] if task.runnable else None,
                     "max_attempts": self.config.processors[task.processor].retries.tries,
+                    "pool": self.config.processors[task.processor].pool,
                 }
                 for task in plan.tasks
             ),
         )
+        self.record_graph(run.id)
         store.add_event(
             "run_created", request.command_line and self.redactor(request.command_line), run_id=run.id
         )
         for warning in planned.warnings:
             store.add_event("extent_warning", warning.message, run_id=run.id, processor=warning.processor)
         return run
+
+    def record_graph(self, run_id: int) -> None:
+        """Record what waits for what among the run's runnable tasks (and the gates of checks)."""
+        from runbook.engine import graph
+
+        tasks = [
+            t
+            for t in self.store.tasks(run_id)
+            if t.status != TaskStatus.SKIPPED and t.processor in self.config.processors
+        ]
+        deps = ((tasks[up].id, tasks[down].id) for up, down in graph.dependencies(self.config, tasks))
+        gates = [
+            (name, blocking, [tasks[i].id for i in waiting])
+            for name, blocking, waiting in graph.gates(self.config, tasks)
+        ]
+        self.store.add_graph(run_id, deps, gates)
 
     def log_path(self, run_id: int) -> str:
         """Where run ``run_id`` logs, relative to the workspace."""
@@ -223,17 +245,23 @@ class Runs(Base):
             redactor=self.redactor, **kwargs,
         )  # fmt: skip
 
-    def execute(self, run_id: int, **controller_kwargs: Any) -> Outcome:
-        """Execute a recorded run in this process until it ends or is stopped."""
+    def execute(self, run_id: int, *, seen_epoch: int | None = None, **controller_kwargs: Any) -> Outcome:
+        """Execute a recorded run in this process until it ends or is stopped.
+
+        Without ``seen_epoch`` the run is taken from whoever held it (the caller has checked that
+        its controller is gone); with it, only if nobody took it since it was handed over.
+        """
         run = self.get_run(run_id)
+        if not self.store.has_graph(run_id):
+            self.record_graph(run_id)  # a run recorded by a runbook from before the work queue
         controller = self.controller(**controller_kwargs)
         controller.install_signal_handlers()
         try:
-            return controller.execute(run_id, run.log_path or self.log_path(run_id))
+            return controller.execute(run_id, run.log_path or self.log_path(run_id), seen_epoch=seen_epoch)
         finally:
             controller.restore_signal_handlers()
 
-    def spawn(self, run_id: int) -> int:
+    def spawn(self, run_id: int, *, epoch: int | None = None) -> int:
         """Execute the run in a new process detached from this terminal; return its PID."""
         log = self.workspace.resolve(self.log_path(run_id))
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -246,12 +274,14 @@ class Runs(Base):
             "_execute",
             str(run_id),
         ]
+        if epoch is not None:
+            argv += ["--epoch", str(epoch)]
         with open(log, "ab") as out:
             child = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
                 cwd=self.workspace.root, env=dict(self.workspace.environ),
             )  # fmt: skip
-        self.store.update_run(run_id, pid=child.pid, host=socket.gethostname())
+        self.store.update_run(run_id, pid=child.pid, host=this_host())
         return child.pid
 
     # -- resuming and stopping ------------------------------------------------------------------
@@ -276,51 +306,71 @@ class Runs(Base):
         return Resumable([run for run in reversed(candidates) if run not in alive], alive)
 
     def resume(self, run_id: int | None, *, detach: bool) -> Resumed:
-        """Prepare every run to resume; one run without ``detach`` is left to execute here."""
+        """Take every run to resume (one compare-and-set each), then continue one here or each in
+        the background. A run with a live controller is left to it: named ``run_id``, it is
+        :class:`~runbook.errors.RunBusy` (exit 5)."""
         found = self.resumable(run_id)
-        if not detach and len(found.todo) == 1:
-            self.prepare_resume(found.todo[0])
-            return Resumed([], found.todo[0], found.alive)
-        detached = []
+        if run_id is not None and found.alive:
+            run = found.alive[0]
+            raise RunBusy(
+                f"run {run.id} is running: its controller is PID {run.pid} on {run.host} (alive); "
+                f"not started twice (`runbook worker --run {run.id}` helps it)"
+            )
+        taken: list[tuple[Run, int]] = []
         for run in found.todo:
-            self.prepare_resume(run)
-            detached.append((run, self.spawn(run.id)))
+            epoch = self.take_over(run)
+            if epoch is not None:
+                taken.append((run, epoch))
+            elif run_id is not None:
+                raise RunBusy(
+                    f"run {run.id} was taken by another `runbook resume` just now: not started twice"
+                )
+        if not detach and len(taken) == 1:
+            return Resumed([], taken[0][0], found.alive, taken[0][1])
+        detached = [(run, self.spawn(run.id, epoch=epoch)) for run, epoch in taken]
         return Resumed(detached, None, found.alive)
 
-    def prepare_resume(self, run: Run) -> None:
-        """Mark a dead run interrupted, end orphaned steps, reopen failed and blocked tasks."""
+    def take_over(self, run: Run) -> int | None:
+        """Win the run for this process (compare-and-set on its epoch): end its previous owner's
+        steps on this host, reopen failed and blocked tasks, re-read the code versions. None when
+        another process won it."""
         from runbook.steps.command import kill_process_group
 
         store = self.store
-        if run.status in ACTIVE_RUN_STATUSES:
-            returned = store.mark_interrupted(run.id, "controller gone (PID dead or heartbeat stale)")
-            for task in returned:
-                # Steps run in their own process group and outlive a killed controller.
-                if task.pid and run.host == socket.gethostname():
-                    kill_process_group(task.pid)
-            store.add_event(
-                "run_interrupted",
-                f"controller of run {run.id} found dead; {len(returned)} task(s) returned",
-                run_id=run.id,
-            )
-        reopened = store.reopen_tasks(run.id)
+        for task in store.tasks(run.id, statuses=[TaskStatus.RUNNING]):
+            # Steps run in their own process group and may outlive a killed controller.
+            if task.pid and run.host == this_host() and task.claimed_by == run.controller_id:
+                kill_process_group(task.pid)
         versions = resolve_versions(self.config, list(run.processors), str(self.workspace.root))
-        store.update_run(run.id, status=RunStatus.INTERRUPTED, versions=versions)
-        store.add_event("run_resumed", f"{reopened} failed/blocked task(s) reopened", run_id=run.id)
+        owner = f"{this_host()[:40]}:{os.getpid()}:resume"
+        epoch = store.take_run(
+            run.id, seen_epoch=run.epoch, owner=owner, pid=os.getpid(), host=this_host(),
+            log_path=run.log_path or self.log_path(run.id), now=utcnow(), reopen=True, versions=versions,
+        )  # fmt: skip
+        if epoch is not None:
+            store.add_event(
+                "run_resumed", f"taken over (epoch {epoch}); failed and blocked tasks reopened", run_id=run.id
+            )
+        return epoch
 
     def stop(self, run_id: int) -> Run:
-        """Ask a run's controller to stop (SIGTERM): in-flight steps end, the run stays resumable."""
+        """Ask a run to stop: in-flight steps end, the run is interrupted and stays resumable.
+
+        The request is recorded in the store (its processes see it at their next heartbeat, on
+        any machine); on this host the controller also gets SIGTERM at once.
+        """
         run = self.get_run(run_id)
         if run.status not in ACTIVE_RUN_STATUSES:
             raise UsageError(f"run {run_id} is {run.status}, not running")
-        if run.host != socket.gethostname():
-            raise UsageError(f"run {run_id} runs on host {run.host}: stop it there")
+        store = self.store
         if not controller_alive(run):
-            self.store.mark_interrupted(run_id, "controller gone")
+            store.mark_interrupted(run_id, "controller gone")
             return run
-        assert run.pid is not None
-        os.kill(run.pid, signal.SIGTERM)
-        self.store.add_event("stop_requested", f"SIGTERM sent to PID {run.pid}", run_id=run_id)
+        store.request_stop(run_id, utcnow())
+        if run.host == this_host() and run.pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(run.pid, signal.SIGTERM)
+        store.add_event("stop_requested", f"stop requested for PID {run.pid} on {run.host}", run_id=run_id)
         return run
 
 

@@ -155,6 +155,17 @@ def show_text(detail: dict[str, Any], columns: int | None = None) -> list[str]:
     )
     if versions:
         lines.append(fit(f"versions: {versions}", columns))
+    for process in run["processes"]:
+        state = "stopped" if process["stopped_at"] else "alive" if process["alive"] else "gone"
+        running = f", {process['running']:,} running" if process["running"] else ""
+        note = f" ({process['note']})" if process["note"] else ""
+        lines.append(
+            fit(
+                f"{process['kind']} {process['pid']} on {process['host']}: {state},"
+                f" {process['tasks_done']:,} done{running}{note}",
+                columns,
+            )
+        )
     lines += [
         "",
         f"{'PROCESSOR':<26} {'BUILT':>7} {'WORK':>7} {'FAILED':>6} {'BLOCKED':>7} {'LEFT':>6}  SKIPPED",

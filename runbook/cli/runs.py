@@ -63,13 +63,13 @@ def print_plan(planned: Planned, json_out: bool, dates: bool) -> None:
         click.echo(f"warning: {warning}")
 
 
-def execute_here(obj: Context, run_id: int, json_out: bool) -> None:
+def execute_here(obj: Context, run_id: int, json_out: bool, *, epoch: int | None = None) -> None:
     """Execute a recorded run in this process with progress bars, print how it ended, exit."""
     from runbook.cli.progress import ProgressBars, console
 
     out = console(stderr=json_out)
     app = obj.make_app(ProgressBars(out) if out.is_terminal or not json_out else None)
-    outcome = app.execute(run_id)
+    outcome = app.execute(run_id, seen_epoch=epoch)
     if json_out:
         detail = app.run_detail(run_id)
         emit_document(run=detail.run, failures=detail.failures, blocked=detail.blocked, checks=detail.checks,
@@ -123,29 +123,45 @@ def run(obj: Context, processors: tuple[str, ...], start: Any, end: Any, no_resu
 
 @click.command(name="_execute", hidden=True)
 @click.argument("run_id", type=int)
+@click.option("--epoch", type=int, help="Take the run only if it is still at this epoch (handed over).")
 @pass_ctx
-def execute(obj: Context, run_id: int) -> None:
+def execute(obj: Context, run_id: int, epoch: int | None) -> None:
     """Execute a recorded run in this process (used by --detach)."""
-    exit_with(obj.app.execute(run_id).status)
+    exit_with(obj.app.execute(run_id, seen_epoch=epoch).status)
 
 
 @click.command()
 @click.argument("run_id", type=int, required=False)
 @click.option("--detach", "-d", is_flag=True, help="Continue in the background.")
+@click.option("--join", is_flag=True, help="If RUN_ID has a live controller, help it as a worker instead.")
 @json_option
 @pass_ctx
-def resume(obj: Context, run_id: int | None, detach: bool, json_out: bool) -> None:
+def resume(obj: Context, run_id: int | None, detach: bool, join: bool, json_out: bool) -> None:
     """Continue interrupted runs (or RUN_ID, also a failed one) exactly where they stopped.
+
+    A run whose controller is alive is not started twice: RUN_ID then exits 5 naming its owner,
+    or with --join this process works on it as a worker.
 
     Example: runbook resume 12 --detach
     """
-    resumed = obj.app.resume(run_id, detach=detach)
+    from runbook.errors import RunBusy
+
+    try:
+        resumed = obj.app.resume(run_id, detach=detach)
+    except RunBusy:
+        if not join or run_id is None:
+            raise
+        report = obj.app.work(run_id=run_id, idle_exit=5.0, say=lambda line: click.echo(line, err=True))
+        click.echo(
+            f"joined run {run_id} as worker {report.worker_id}: {report.tally.done} task(s) done ({report.reason})"
+        )
+        return
     for run in resumed.alive:
         click.echo(
             f"run {run.id} is still running (PID {run.pid} on {run.host}): not started twice", err=True
         )
     if resumed.here is not None:
-        execute_here(obj, resumed.here.id, json_out)
+        execute_here(obj, resumed.here.id, json_out, epoch=resumed.epoch)
     if json_out:
         started = [{"run_id": run.id, "pid": pid, "log_path": run.log_path} for run, pid in resumed.detached]
         emit_document(resumed=started, alive=[r.id for r in resumed.alive])
@@ -183,4 +199,38 @@ def plan(obj: Context, processors: tuple[str, ...], start: Any, end: Any, no_res
     print_plan(obj.app.plan(wanted), json_out, dates)
 
 
-COMMANDS = [run, execute, resume, stop, plan]
+@click.command()
+@click.option("--run", "run_id", type=int, help="Only this run (default: every active run).")
+@click.option(
+    "--threads", "-w", type=click.IntRange(1, 256), help="Steps run at once (default: config workers)."
+)
+@click.option("--max-tasks", type=click.IntRange(min=1), help="Stop after this many tasks.")
+@click.option(
+    "--idle-exit", type=float, metavar="SECONDS", help="Stop after this long with nothing to claim."
+)
+@json_option
+@pass_ctx
+def worker(obj: Context, run_id: int | None, threads: int | None, max_tasks: int | None, idle_exit: float | None,
+           json_out: bool) -> None:  # fmt: skip
+    """Claim and run the ready tasks of active runs, on this machine, beside their controller.
+
+    Needs only this workspace's runbook.yaml and the shared state store (RUNBOOK_DATABASE_URL to
+    the team's PostgreSQL for other machines). Pools, per-processor caps and leases hold across
+    every process. Stops on SIGTERM (handing back what it runs), after --max-tasks, or after
+    --idle-exit seconds without work.
+
+    Example: RUNBOOK_DATABASE_URL=postgresql://runbook@db/runbook runbook worker --idle-exit 60
+    """
+    report = obj.app.work(run_id=run_id, threads=threads, max_tasks=max_tasks, idle_exit=idle_exit,
+                          say=lambda line: click.echo(line, err=True))  # fmt: skip
+    if json_out:
+        emit_document(worker=report.worker_id, done=report.tally.done, failed=report.tally.failed,
+                      lost=report.tally.lost, reason=report.reason,
+                      refused={str(k): v for k, v in report.skipped.items()})  # fmt: skip
+        return
+    click.echo(
+        f"worker {report.worker_id}: {report.tally.done} task(s) done, {report.tally.failed} failed ({report.reason})"
+    )
+
+
+COMMANDS = [run, execute, resume, stop, plan, worker]

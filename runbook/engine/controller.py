@@ -1,17 +1,18 @@
-"""The controller: runs the tasks of one run with bounded parallelism, pools, retries and gates.
+"""The controller: owns one run and drives it to its end, with any workers that join it.
 
-The controller's main thread is the only one that writes to the state store; worker threads only
-run steps and report back through a queue. Scheduling is in memory (per-processor ready heaps,
-dependency counters), so the cost per task does not grow with the size of the run.
+Taking the run is one compare-and-set on its epoch; every later write of the run (its status, its
+end) is conditional on still holding that epoch, so two controllers never drive one run: the one
+that lost stops claiming, stops its steps and never writes the run's final status. The run ends
+(succeeded, failed or blocked) in the one write that also checks that nothing is pending or
+running. The work itself is claimed from the store by :class:`~runbook.engine.work.WorkLoop`, the
+same loop ``runbook worker`` runs on other machines.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import contextlib
 import os
-import queue
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -21,35 +22,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from runbook.clock import utcnow
-from runbook.engine.graph import Gate
-from runbook.engine.schedule import Node, Schedule
+from runbook.engine.liveness import this_host
 from runbook.engine.seams import Gatekeeper, Observer, QuietObserver, Readiness
-from runbook.errors import StateError
-from runbook.kinds import RunStatus, SkipReason, TaskStatus
+from runbook.engine.work import HEARTBEAT_SECONDS, IDLE_POLL_SECONDS, LEASE_SECONDS, StoreFault, WorkLoop
+from runbook.errors import RunBusy, StoreUnavailable
+from runbook.kinds import RunStatus, TaskStatus
 from runbook.runlog import RunLog
+from runbook.state.queue import LostRun, Source
+from runbook.state.records import Run
 from runbook.state.store import Store
-from runbook.steps import Executor, StepContext, StepResult
-from runbook.steps.command import kill_process_group
+from runbook.steps import Executor
 from runbook.workspace import Workspace
 
-HEARTBEAT_SECONDS = 5.0
-LEASE_SECONDS = 60.0
-# The longest the main loop sleeps without looking at a stop request (a signal does not wake it).
+# The longest the loop sleeps without looking at a stop request (a signal does not wake it).
 STOP_POLL_SECONDS = 0.5
-
-
-@dataclass
-class _RunState:
-    failed: bool = False
-    blocked_by_gate: bool = False
-
-
-@dataclass(frozen=True)
-class _Started:
-    """A worker started a step process: the main thread records its PID (for resume to end it)."""
-
-    task_id: int
-    pid: int
+PROGRESS_SECONDS = 1.0
+STALL_CHECK_SECONDS = 5.0
 
 
 @dataclass
@@ -61,7 +49,7 @@ class Outcome:
 
 
 class Controller:
-    """Executes runs recorded in the store. One controller process executes one run at a time."""
+    """Executes runs recorded in the store. One controller process drives one run at a time."""
 
     def __init__(
         self,
@@ -74,6 +62,7 @@ class Controller:
         readiness: Readiness | None = None,
         redactor: Callable[[str], str] = lambda text: text,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        lease_seconds: float | None = None,
     ) -> None:
         self.workspace = workspace
         self.config = workspace.config
@@ -84,10 +73,11 @@ class Controller:
         self.readiness = readiness
         self.redact = redactor
         self.heartbeat_seconds = heartbeat_seconds
-        self.controller_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_seconds = lease_seconds or workspace.lease_seconds or LEASE_SECONDS
+        self.host = this_host()
+        self.controller_id = f"{self.host[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop_reason: str | None = None
         self._previous_handlers: dict[int, Any] = {}
-        self._results: queue.Queue[tuple[int | Gate | _Started, Any]] = queue.Queue()
 
     # -- signals ---------------------------------------------------------------------------------
 
@@ -113,347 +103,149 @@ class Controller:
             signal.signal(signum, previous)
         self._previous_handlers.clear()
 
-    # -- the run loop ----------------------------------------------------------------------------
+    # -- the run ---------------------------------------------------------------------------------
 
-    def execute(self, run_id: int, log_path: str) -> Outcome:
-        """Take the run, run its unfinished tasks to the end (or a stop), record the outcome."""
+    def execute(self, run_id: int, log_path: str, *, seen_epoch: int | None = None) -> Outcome:
+        """Take the run (from ``seen_epoch`` when it was handed over, else from its current epoch),
+        run its work to the end or a stop, and record the outcome."""
         store = self.store
-        if not store.take_run(
-            run_id,
-            controller_id=self.controller_id,
-            pid=os.getpid(),
-            host=socket.gethostname(),
-            log_path=log_path,
-        ):
-            run = store.get_run(run_id)
-            state = f"{run.status}, PID {run.pid} on {run.host}" if run else "not found"
-            raise StateError(f"run {run_id} cannot be taken by this controller ({state})")
         run = store.get_run(run_id)
-        assert run is not None
+        if run is None:
+            raise RunBusy(f"run {run_id} not found")
+        epoch = store.take_run(
+            run_id, seen_epoch=run.epoch if seen_epoch is None else seen_epoch, owner=self.controller_id,
+            pid=os.getpid(), host=self.host, log_path=log_path, now=utcnow(),
+        )  # fmt: skip
+        if epoch is None:
+            current = store.get_run(run_id)
+            owner = f"PID {current.pid} on {current.host}" if current else "another controller"
+            raise RunBusy(f"run {run_id} was just taken by {owner}: not started twice")
         log = RunLog(self.workspace.resolve(log_path), self.redact)  # type: ignore[arg-type]
-        store.add_event("run_started", f"controller {self.controller_id} took the run", run_id=run_id)
-        log.event(f"run {run_id} started by {self.controller_id} (pid {os.getpid()})")
+        store.register_worker(self.controller_id, host=self.host, pid=os.getpid(), kind="controller", run_id=run_id,
+                              now=utcnow())  # fmt: skip
+        store.add_event(
+            "run_started", f"controller {self.controller_id} took the run (epoch {epoch})", run_id=run_id
+        )
+        log.event(f"run {run_id} started by {self.controller_id} (pid {os.getpid()}, epoch {epoch})")
+        loop = WorkLoop(
+            store, self.config, self.executors, worker_id=self.controller_id, threads=run.workers,
+            logs=lambda other: log if other == run_id else log, runs=store.get_run, gatekeeper=self.gatekeeper,
+            readiness=self.readiness, observer=self.observer, redact=self.redact, lease_seconds=self.lease_seconds,
+            heartbeat_seconds=self.heartbeat_seconds,
+        )  # fmt: skip
         try:
-            return self._loop(run_id, run.start_date, run.end_date, run.workers, run.versions, log)
+            return self._drive(run, epoch, loop, log)
+        except StoreFault as fault:
+            message = (
+                f"run {run_id}: the state store stopped accepting writes ({fault.error.message}); stopped"
+            )
+            log.event(message)
+            loop.stop_running(
+                grace=2
+            )  # cannot record them: the run shows as interrupted, resume continues it
+            raise StoreUnavailable(message) from fault
         finally:
+            loop.close()
+            with contextlib.suppress(Exception):  # the store may be what failed
+                store.worker_stopped(self.controller_id, utcnow())
             log.close()
 
-    def _loop(
-        self, run_id: int, start: str, end: str, workers: int, versions: dict[str, str], log: RunLog
-    ) -> Outcome:
+    def _drive(self, run: Run, epoch: int, loop: WorkLoop, log: RunLog) -> Outcome:
+        run_id = run.id
         store = self.store
-        rows = store.tasks(run_id)
-        keeper = self.gatekeeper
-        names = {t.processor for t in rows}
-        gated = {name for name in names if keeper is not None and keeper.has_checks(name)}
-        blocking = {name for name in gated if keeper is not None and keeper.blocking(name)}
-        schedule = Schedule(self.config, rows, gated, blocking)
-        state = _RunState(failed=any(t.status == TaskStatus.FAILED for t in rows))
-
-        def settle(item: int | Gate, ok: bool, reason: str = "", skipped: bool = False) -> None:
-            """Apply what finishing ``item`` changed: persist blocked/skipped tasks, start gates."""
-            settled = schedule.settle(item, ok, skipped=skipped)
-            if settled.marked:
-                # A date skipped for missing upstream data is skipped downstream too, not blocked.
-                skip_reason = SkipReason.UPSTREAM_MISSING if settled.status == TaskStatus.SKIPPED else None
-                store.set_tasks_status(settled.marked, settled.status, reason, skip_reason=skip_reason)
-                for tid in settled.marked:
-                    self.observer.task_finished(schedule.nodes[tid].task.processor, settled.status)
-            for gate in settled.gates:
-                threading.Thread(
-                    target=self._gate_worker, args=(gate, run_id, start, end), daemon=True
-                ).start()
-
-        for task in rows:
-            assert task.id is not None
-            if task.status in (TaskStatus.PENDING, TaskStatus.RUNNING):
-                task.status = TaskStatus.PENDING
-                if schedule.nodes[task.id].waits == 0:
-                    schedule.push_ready(task.id)
-        # Dependencies already settled by tasks that finished before (e.g. on resume).
-        for task in rows:
-            assert task.id is not None
-            if task.id in schedule.nodes and task.status not in (TaskStatus.PENDING, TaskStatus.RUNNING):
-                reason = f"upstream {task.processor} {task.date} {task.status}"
-                settle(
-                    task.id,
-                    task.status == TaskStatus.SUCCEEDED,
-                    reason,
-                    skipped=task.status == TaskStatus.SKIPPED,
-                )
-
-        by_processor: dict[str, Counter[str]] = {}
-        for (name, status, _), count in store.outcomes([run_id])[run_id].items():
-            by_processor.setdefault(name, Counter())[status] += count
-        self.observer.started(run_id, {n: by_processor[n] for n in self.config.order() if n in by_processor})
-        work: queue.Queue[Node | None] = queue.Queue()
-        threads = [
-            threading.Thread(target=self._worker, args=(work, run_id, log), daemon=True)
-            for _ in range(workers)
-        ]
-        for thread in threads:
-            thread.start()
-        next_beat = 0.0
+        sources = [Source(run_id, epoch)]
+        self.observer.started(run_id, self._totals(run_id))
+        next_progress = next_stall = time.monotonic()
         while True:
-            now = utcnow()
-            if time.monotonic() >= next_beat:
-                store.heartbeat(run_id, self.controller_id, now + dt.timedelta(seconds=LEASE_SECONDS))
-                next_beat = time.monotonic() + self.heartbeat_seconds
+            if loop.heartbeat_due():
+                still, stop_at = loop.guarded(
+                    lambda: store.owner_beat(run_id, self.controller_id, epoch, utcnow())
+                )
+                loop.beat()
+                if not still:
+                    return self._lost(run_id, loop, log)
+                if stop_at is not None and self._stop_reason is None:
+                    self._stop_reason = "stop requested (runbook stop)"
             if self._stop_reason is not None:
-                break
-            schedule.release_due(now)
-            while len(schedule.running) < workers:
-                node = schedule.pick()
-                if node is None:
-                    break
-                assert node.task.id is not None
-                lease = now + dt.timedelta(seconds=LEASE_SECONDS)
-                version = versions.get(node.task.processor)
-                if not store.claim_task(node.task.id, self.controller_id, lease, version, now=now):
-                    continue  # another controller took it
-                schedule.start(node, now)
-                work.put(node)
-            if schedule.idle():
-                break
+                return self._interrupt(run_id, epoch, loop, log)
+            claimed = loop.claim(sources)
+            if claimed.lost:
+                return self._lost(run_id, loop, log)
+            if time.monotonic() >= next_progress:
+                self.observer.progress(self._totals(run_id))
+                next_progress = time.monotonic() + PROGRESS_SECONDS
             timeout = min(self.heartbeat_seconds, STOP_POLL_SECONDS)
-            retry_in = schedule.seconds_to_next_retry(utcnow())
-            if retry_in is not None:
-                timeout = min(timeout, retry_in)
-            try:
-                item, payload = self._results.get(timeout=max(timeout, 0.01))
-            except queue.Empty:
-                continue
-            while True:
-                self._handle(run_id, item, payload, schedule, state, settle, log)
+            if not loop.busy() and not claimed.tasks and not claimed.gates:
                 try:
-                    item, payload = self._results.get_nowait()
-                except queue.Empty:
-                    break
+                    status = loop.guarded(lambda: store.finalize(run_id, self.controller_id, epoch, utcnow()))
+                except LostRun:
+                    return self._lost(run_id, loop, log)
+                if status is not None:
+                    return self._finished(run_id, status, log)
+                if time.monotonic() >= next_stall:
+                    # Nothing runs anywhere and nothing is ready: settle what can never start.
+                    if loop.guarded(lambda: store.stalled(run_id, utcnow())):
+                        store.add_event(
+                            "run_stalled", "pending tasks could never start: blocked", run_id=run_id
+                        )
+                    next_stall = time.monotonic() + STALL_CHECK_SECONDS
+                timeout = min(timeout, IDLE_POLL_SECONDS)
+            else:
+                next_stall = time.monotonic() + STALL_CHECK_SECONDS
+            loop.settle(loop.wait(timeout))
 
-        if self._stop_reason is not None:
-            return self._interrupt(run_id, schedule, work, threads, log)
-        for _ in threads:
-            work.put(None)
-        status = (
-            RunStatus.FAILED
-            if state.failed
-            else RunStatus.BLOCKED
-            if state.blocked_by_gate
-            else RunStatus.SUCCEEDED
-        )
-        counts = store.progress([run_id])[run_id]  # a GROUP BY, not every task row again
-        store.finish_run(run_id, status)
-        store.add_event(f"run_{status}", _summary(counts), run_id=run_id, data=dict(counts))
-        log.event(f"run {run_id} {status}: {_summary(counts)}")
+    def _totals(self, run_id: int) -> dict[str, Counter[str]]:
+        found: dict[str, Counter[str]] = {}
+        for (name, status, _), count in self.store.outcomes([run_id])[run_id].items():
+            found.setdefault(name, Counter())[status] += count
+        return {name: found[name] for name in self.config.order() if name in found} | {
+            name: counts for name, counts in found.items() if name not in self.config.processors
+        }
+
+    def _finished(self, run_id: int, status: str, log: RunLog) -> Outcome:
+        counts = self.store.progress([run_id])[run_id]
+        summary = _summary(counts)
+        self.observer.progress(self._totals(run_id))
+        self.store.add_event(f"run_{status}", summary, run_id=run_id, data=dict(counts))
+        log.event(f"run {run_id} {status}: {summary}")
         self.observer.finished()
         return Outcome(run_id, status, counts)
 
-    def _handle(
-        self,
-        run_id: int,
-        item: int | Gate | _Started,
-        payload: Any,
-        schedule: Schedule,
-        state: _RunState,
-        settle: Callable[..., None],
-        log: RunLog,
-    ) -> None:
-        """Apply one message from a worker or a gate thread."""
-        if isinstance(item, _Started):
-            self.store.set_task_pid(item.task_id, item.pid)
-        elif isinstance(item, Gate):
-            schedule.active_gates.discard(item)
-            failures: list[str] = payload
-            if failures:
-                state.blocked_by_gate = True
-                message = f"blocking check failed on {item.processor}: {failures[0]}"
-                self.store.add_event("gate_blocked", message, run_id=run_id, processor=item.processor)
-                log.event(message)
-                self.observer.message(message)
-            settle(item, not failures, f"blocked by gate: {failures[0]}" if failures else "")
-        else:
-            node = schedule.nodes[item]
-            schedule.stop(node)
-            if self._finish(run_id, node, payload, log):
-                schedule.push_ready(item)
-                return
-            status = node.task.status
-            state.failed = state.failed or status == TaskStatus.FAILED
-            if status in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPED):
-                reason = f"upstream {node.task.processor} {node.task.date} {status}"
-                settle(item, status == TaskStatus.SUCCEEDED, reason, skipped=status == TaskStatus.SKIPPED)
-
-    def _finish(self, run_id: int, node: Node, result: StepResult, log: RunLog) -> bool:
-        """Record an attempt's result; True when the task goes back to wait for a retry."""
-        task = node.task
-        assert task.id is not None
-        proc = self.config.processors[task.processor]
-        now = utcnow()
-        if result.cancelled:
-            return False
-        error = self.redact(result.error) if result.error else None
-        span = task.date if task.date == task.end_date else f"{task.date}..{task.end_date}"
-        if result.skip_reason:
-            task.status = TaskStatus.SKIPPED
-            self.store.set_tasks_status([task.id], TaskStatus.SKIPPED, error, skip_reason=result.skip_reason)
-            self.store.add_event(
-                "task_skipped",
-                f"{task.processor} {span}: {error}",
-                run_id=run_id,
-                processor=task.processor,
-                date=task.date,
-            )
-            self.observer.task_finished(task.processor, TaskStatus.SKIPPED)
-            return False
-        if result.ok:
-            task.status = TaskStatus.SUCCEEDED
-            self.store.finish_task(
-                task.id,
-                TaskStatus.SUCCEEDED,
-                started_at=node.started,
-                exit_code=result.exit_code,
-                rows_affected=result.rows_affected,
-                now=now,
-            )
-            self.observer.task_finished(task.processor, TaskStatus.SUCCEEDED)
-            return False
-        if task.attempt < task.max_attempts:
-            wait = proc.retries.wait_before(task.attempt)
-            retry_at = now + dt.timedelta(seconds=wait)
-            task.status = TaskStatus.PENDING
-            task.not_before = retry_at
-            self.store.finish_task(
-                task.id,
-                TaskStatus.FAILED,
-                started_at=node.started,
-                exit_code=result.exit_code,
-                error=error,
-                retry_at=retry_at,
-                now=now,
-            )
-            last = (error or "").strip().splitlines()[-1:] or [""]
-            message = (
-                f"{task.processor} {span} attempt {task.attempt} failed ({last[0][:120]}); retry in {wait:g}s"
-            )
-            self.store.add_event(
-                "task_retry", message, run_id=run_id, processor=task.processor, date=task.date
-            )
-            log.event(message)
-            return True
-        task.status = TaskStatus.FAILED
-        self.store.finish_task(
-            task.id,
-            TaskStatus.FAILED,
-            started_at=node.started,
-            exit_code=result.exit_code,
-            error=error,
-            now=now,
-        )
-        last = (error or "").strip().splitlines()[-1:] or [""]
-        message = f"{task.processor} {span} failed after {task.attempt} attempt(s): {last[0][:200]}"
-        self.store.add_event("task_failed", message, run_id=run_id, processor=task.processor, date=task.date)
-        log.event(message)
-        self.observer.task_finished(task.processor, TaskStatus.FAILED)
-        return False
-
-    def _worker(self, work: queue.Queue[Node | None], run_id: int, log: RunLog) -> None:
-        while True:
-            node = work.get()
-            if node is None:
-                return
-            task = node.task
-            assert task.id is not None
-            result: StepResult
-            try:
-                missing = (
-                    self.readiness.missing(task.processor, task.date, task.end_date)
-                    if self.readiness
-                    else None
-                )
-                if missing:
-                    result = StepResult(ok=True, error=missing, skip_reason="upstream_missing")
-                else:
-                    proc = self.config.processors[task.processor]
-                    tag = log.header(task.processor, task.date, task.end_date, task.attempt)
-                    ctx = StepContext(
-                        processor=task.processor,
-                        start=task.date,
-                        end=task.end_date,
-                        run_id=run_id,
-                        attempt=task.attempt,
-                        log=log,
-                        tag=tag,
-                        timeout=proc.timeout,
-                        cancelled=node.cancel,
-                        on_pid=lambda pid, node=node: self._started(node, pid),  # type: ignore[misc]
-                    )
-                    result = self.executors(task.processor).run(ctx)
-            except Exception as exc:  # noqa: BLE001 - a broken step must not kill the controller
-                result = StepResult(ok=False, error=f"{type(exc).__name__}: {exc}")
-            self._results.put((task.id, result))
-
-    def _started(self, node: Node, pid: int) -> None:
-        node.pid = pid
-        assert node.task.id is not None
-        self._results.put((_Started(node.task.id, pid), None))
-
-    def _gate_worker(self, gate: Gate, run_id: int, start: str, end: str) -> None:
-        assert self.gatekeeper is not None
-        try:
-            failures = self.gatekeeper.run_checks(
-                gate.processor, run_id, dt.date.fromisoformat(start), dt.date.fromisoformat(end)
-            )
-        except Exception as exc:  # noqa: BLE001 - a broken check blocks, it does not crash
-            failures = [f"checks could not run: {exc}"]
-        self._results.put((gate, failures))
-
-    def _interrupt(
-        self, run_id: int, schedule: Schedule, work: queue.Queue[Node | None], threads: list[Any], log: RunLog
-    ) -> Outcome:
-        """Stop in-flight steps, return them to pending, mark the run interrupted (resumable)."""
+    def _interrupt(self, run_id: int, epoch: int, loop: WorkLoop, log: RunLog) -> Outcome:
+        """Stop the steps running here (one that completes meanwhile counts), hand back the rest,
+        mark the run interrupted: resumable."""
         reason = self._stop_reason or "stopped"
-        running = schedule.running
-        for node in running.values():
-            node.cancel.set()
-            if node.pid:
-                threading.Thread(target=kill_process_group, args=(node.pid,), daemon=True).start()
-        deadline = time.monotonic() + 10
-        while running and time.monotonic() < deadline:
-            try:
-                item, payload = self._results.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if isinstance(item, _Started) and item.task_id in running:
-                # The step's process started after the cancel above: end it too.
-                threading.Thread(target=kill_process_group, args=(item.pid,), daemon=True).start()
-            elif isinstance(item, int) and item in running:
-                # A step that completed before it could be cancelled is recorded, not run again.
-                node = running[item]
-                schedule.stop(node)
-                if not payload.cancelled and (payload.ok or payload.skip_reason):
-                    self._finish(run_id, node, payload, log)
-        for _ in threads:
-            work.put(None)
-        returned = self.store.mark_interrupted(run_id, reason)
-        counts = Counter(t.status for t in self.store.tasks(run_id))
-        message = (
-            f"run {run_id} interrupted ({reason}): {len(returned)} in-flight task(s) returned to pending"
-        )
+        loop.stop_running()
+        try:
+            returned = loop.guarded(
+                lambda: self.store.interrupt(run_id, self.controller_id, epoch, reason, utcnow())
+            )
+        except LostRun:
+            return self._lost(run_id, loop, log)
+        counts = self.store.progress([run_id])[run_id]
+        message = f"run {run_id} interrupted ({reason}): {returned} in-flight task(s) returned to pending"
         self.store.add_event("run_interrupted", message, run_id=run_id, data=dict(counts))
         log.event(message)
         self.observer.finished()
         return Outcome(run_id, RunStatus.INTERRUPTED, counts, message)
 
+    def _lost(self, run_id: int, loop: WorkLoop, log: RunLog) -> Outcome:
+        """Another controller took the run: stop everything here and write nothing about the run."""
+        loop.stop_running(grace=2)
+        current = self.store.get_run(run_id)
+        owner = f"PID {current.pid} on {current.host}" if current else "another controller"
+        message = f"run {run_id} was taken over by {owner}: this controller stopped"
+        log.event(message)
+        self.observer.finished()
+        raise RunBusy(message)
+
 
 def _summary(counts: Counter[str]) -> str:
-    return ", ".join(
-        f"{counts[k]} {k}"
-        for k in (
-            TaskStatus.SUCCEEDED,
-            TaskStatus.FAILED,
-            TaskStatus.SKIPPED,
-            TaskStatus.BLOCKED,
-            TaskStatus.PENDING,
-        )
-        if counts[k]
+    keys = (
+        TaskStatus.SUCCEEDED,
+        TaskStatus.FAILED,
+        TaskStatus.SKIPPED,
+        TaskStatus.BLOCKED,
+        TaskStatus.PENDING,
     )
+    return ", ".join(f"{counts[k]} {k}" for k in keys if counts[k])

@@ -12,11 +12,17 @@ import socket
 
 from runbook.clock import utcnow
 from runbook.kinds import ACTIVE_RUN_STATUSES, RunStatus
-from runbook.state.records import Run
+from runbook.state.records import Run, Worker
 
 STALE_HEARTBEAT_SECONDS = 60.0
 # Clock ticks and boot time only resolve a process start to about a second.
 START_SLACK_SECONDS = 2.0
+
+
+def this_host() -> str:
+    """This machine's name in the state store: ``RUNBOOK_HOST`` if set (tests give processes on
+    one machine distinct identities with it), else the host name."""
+    return os.environ.get("RUNBOOK_HOST") or socket.gethostname()
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -62,7 +68,7 @@ def controller_alive(run: Run, *, stale_seconds: float = STALE_HEARTBEAT_SECONDS
         return False
     beat = run.heartbeat_at or run.created_at
     fresh = beat is not None and (utcnow() - beat).total_seconds() < stale_seconds
-    if run.host != socket.gethostname():
+    if run.host != this_host():
         return fresh
     if not pid_alive(run.pid):
         return False
@@ -72,6 +78,17 @@ def controller_alive(run: Run, *, stale_seconds: float = STALE_HEARTBEAT_SECONDS
     if started is not None and run.heartbeat_at is not None and started > run.heartbeat_at + slack:
         return False  # the PID was reused by a process born after the last heartbeat
     return fresh or run.status == RunStatus.QUEUED
+
+
+def worker_alive(
+    worker: Worker, now: dt.datetime | None = None, *, stale_seconds: float = STALE_HEARTBEAT_SECONDS
+) -> bool:
+    """A worker is alive until it stopped, while its heartbeat is fresh (and its PID, here)."""
+    if worker.stopped_at is not None:
+        return False
+    beat = worker.heartbeat_at or worker.started_at
+    fresh = beat is not None and ((now or utcnow()) - beat).total_seconds() < stale_seconds
+    return fresh and (worker.host != this_host() or pid_alive(worker.pid))
 
 
 def liveness(run: Run) -> bool | None:

@@ -15,6 +15,10 @@ class Observer(Protocol):
     """Receives progress from the controller (the CLI draws bars; tests may count)."""
 
     def started(self, run_id: int, totals: dict[str, Counter[str]]) -> None: ...
+    def progress(self, totals: dict[str, Counter[str]]) -> None:
+        """The run's task counts by processor and status, whoever did the work (every second)."""
+        ...
+
     def task_finished(self, processor: str, status: str) -> None: ...
     def message(self, text: str) -> None: ...
     def finished(self) -> None: ...
@@ -22,6 +26,9 @@ class Observer(Protocol):
 
 class QuietObserver:
     def started(self, run_id: int, totals: dict[str, Counter[str]]) -> None:
+        pass
+
+    def progress(self, totals: dict[str, Counter[str]]) -> None:
         pass
 
     def task_finished(self, processor: str, status: str) -> None:

@@ -82,6 +82,21 @@ class CheckSummary(NamedTuple):
     failing: list[str] = []
 
 
+class WorkerSnapshot(NamedTuple):
+    """A process that works on a run: its controller, or a ``runbook worker`` on any machine."""
+
+    id: str
+    kind: str  # controller or worker
+    host: str
+    pid: int
+    alive: bool
+    tasks_done: int  # in this run
+    running: int  # tasks of this run it runs now
+    heartbeat_at: str | None
+    stopped_at: str | None
+    note: str | None
+
+
 class RunSnapshot(NamedTuple):
     """One run, as status, history, show, the handoff, the dashboard and MCP all show it."""
 
@@ -110,6 +125,8 @@ class RunSnapshot(NamedTuple):
     command_line: str | None
     error: str | None
     checks: CheckSummary
+    epoch: int  # the owner's fencing token; grows each time the run is taken
+    processes: list[WorkerSnapshot]  # its controller and the workers that helped it
     commands: dict[str, str]
 
 

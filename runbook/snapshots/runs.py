@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from runbook.clock import utcnow
-from runbook.engine.liveness import effective_status, liveness, rate_and_eta
+from runbook.engine.liveness import effective_status, liveness, rate_and_eta, worker_alive
 from runbook.formatting import iso_utc, rate
 from runbook.kinds import ACTIVE_RUN_STATUSES, FINISHED_RUN_STATUSES, STEP_FINISHED, RunStatus, TaskStatus
 from runbook.snapshots.model import (
@@ -30,9 +30,10 @@ from runbook.snapshots.model import (
     RunDetail,
     RunSnapshot,
     TaskSnapshot,
+    WorkerSnapshot,
 )
 from runbook.state.queries import Outcomes, Queries
-from runbook.state.records import Event, Run, Task
+from runbook.state.records import Event, Run, Task, Worker
 
 Liveness = Callable[[Run], bool | None]
 ERROR_TAIL_LINES = 15
@@ -61,8 +62,10 @@ def run_snapshots(
             )
             windows[run.id] = (finished, max(seconds, 0.0))
     checks = q.run_check_outcomes(ids)
+    workers = q.run_workers(ids)
     return [
-        run_snapshot(run, outcomes[run.id], windows[run.id], checks[run.id], now, alive(run)) for run in runs
+        run_snapshot(run, outcomes[run.id], windows[run.id], checks[run.id], now, alive(run), workers[run.id])
+        for run in runs
     ]
 
 
@@ -73,8 +76,10 @@ def run_snapshot(
     checks: Sequence[tuple[str, str, bool]],
     now: dt.datetime,
     alive: bool | None,
+    workers: Sequence[tuple[Worker, int, int]] = (),
 ) -> RunSnapshot:
-    """One run from its task counts (``Queries.outcomes``), finished window and check outcomes."""
+    """One run from its task counts (``Queries.outcomes``), finished window, check outcomes and
+    workers."""
     status = effective_status(run, alive)
     totals: Counter[str] = Counter()
     per: dict[str, Counter[str]] = {}
@@ -124,7 +129,24 @@ def run_snapshot(
         command_line=run.command_line,
         error=run.error,
         checks=CheckSummary(passed=len(checks) - len(failing), failed=len(failing), failing=failing),
+        epoch=run.epoch,
+        processes=[worker_snapshot(worker, done, running, now) for worker, done, running in workers],
         commands=run_commands(run.id, status),
+    )
+
+
+def worker_snapshot(worker: Worker, done: int, running: int, now: dt.datetime) -> WorkerSnapshot:
+    return WorkerSnapshot(
+        id=worker.id,
+        kind=worker.kind,
+        host=worker.host,
+        pid=worker.pid,
+        alive=worker_alive(worker, now),
+        tasks_done=done,
+        running=running,
+        heartbeat_at=iso_utc(worker.heartbeat_at),
+        stopped_at=iso_utc(worker.stopped_at),
+        note=worker.note,
     )
 
 

@@ -58,6 +58,8 @@ class RunTable(SQLModel, table=True):
     pid: int | None = None
     host: str | None = Field(default=None, max_length=255)
     controller_id: str | None = Field(default=None, max_length=64)
+    # The fencing token: taking a run adds one, and every write of its owner is conditional on it.
+    epoch: int = 0
     log_path: str | None = Field(default=None, sa_column=Column(Text))
     command_line: str | None = Field(default=None, sa_column=Column(Text))
     config_path: str | None = Field(default=None, sa_column=Column(Text))
@@ -67,6 +69,7 @@ class RunTable(SQLModel, table=True):
     started_at: dt.datetime | None = _when()
     heartbeat_at: dt.datetime | None = _when()
     finished_at: dt.datetime | None = _when()
+    stop_requested_at: dt.datetime | None = _when()
 
 
 class TaskTable(SQLModel, table=True):
@@ -77,8 +80,10 @@ class TaskTable(SQLModel, table=True):
         Index("ix_task_run_status", "run_id", "status"),
         Index("ix_task_processor_date", "processor", "date", "status"),
         Index("ix_task_status_lease", "status", "lease_until"),
+        # Ready tasks of a run in order: what workers claim.
+        Index("ix_task_ready", "run_id", "status", "waits", "seq"),
         # Covers the per-run reads of status, history, show and the handoff: counts by processor,
-        # status and skip reason, step windows and rows. Its columns change when the status does,
+        # status and skip reason, step windows, rows and the worker that ran each step. Its columns change when the status does,
         # so keeping it costs the writes next to nothing.
         Index(
             "ix_task_run_outcome",
@@ -89,6 +94,7 @@ class TaskTable(SQLModel, table=True):
             "started_at",
             "finished_at",
             "rows_affected",
+            "claimed_by",
         ),  # fmt: skip
     )
 
@@ -99,6 +105,9 @@ class TaskTable(SQLModel, table=True):
     end_date: str = Field(max_length=10)
     seq: int = 0
     status: str = Field(default="pending", max_length=16)
+    # Unsettled dependencies (upstream tasks and blocking gates); a pending task is ready at 0.
+    waits: int = 0
+    pool: str | None = Field(default=None, max_length=64)
     attempt: int = 0
     max_attempts: int = 1
     skip_reason: str | None = Field(default=None, max_length=32)
@@ -147,6 +156,73 @@ class TaskLatestTable(SQLModel, table=True):
     skipped_run_id: int | None = None
     skipped_end_date: str | None = Field(default=None, max_length=10)
     skip_reason: str | None = Field(default=None, max_length=32)
+
+
+class TaskDepTable(SQLModel, table=True):
+    """A task waits for an upstream task (a date of an upstream processor, or its own previous
+    date with ``depends_on_past``)."""
+
+    __tablename__ = "task_dep"
+    __table_args__ = (Index("ix_task_dep_task", "task_id"),)
+
+    upstream_id: int = Field(foreign_key="task.id", primary_key=True)
+    task_id: int = Field(foreign_key="task.id", primary_key=True)
+
+
+class GateTable(SQLModel, table=True):
+    """The checks of one processor in one run, run once its tasks are finished; a blocking gate
+    holds its downstream until they pass."""
+
+    __tablename__ = "gate"
+    __table_args__ = (Index("ix_gate_run_processor", "run_id", "processor", unique=True),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id")
+    processor: str = Field(max_length=128)
+    blocking: bool = False
+    status: str = Field(default="pending", max_length=16)
+    waits: int = 0  # the processor's tasks not finished yet
+    claimed_by: str | None = Field(default=None, max_length=64)
+    lease_until: dt.datetime | None = _when()
+    message: str | None = Field(default=None, sa_column=Column(Text))
+    finished_at: dt.datetime | None = _when()
+
+
+class GateDepTable(SQLModel, table=True):
+    """A task waits for a blocking gate of an upstream processor."""
+
+    __tablename__ = "gate_dep"
+
+    gate_id: int = Field(foreign_key="gate.id", primary_key=True)
+    task_id: int = Field(foreign_key="task.id", primary_key=True)
+
+
+class WorkerTable(SQLModel, table=True):
+    """A process that claims tasks: a run's controller, or a ``runbook worker`` on any machine."""
+
+    __tablename__ = "worker"
+
+    id: str = Field(max_length=64, primary_key=True)
+    host: str = Field(max_length=255)
+    pid: int
+    kind: str = Field(default="worker", max_length=16)  # controller or worker
+    run_id: int | None = Field(default=None, foreign_key="run.id")  # None: every active run
+    started_at: dt.datetime | None = _when(nullable=False)
+    heartbeat_at: dt.datetime | None = _when()
+    stopped_at: dt.datetime | None = _when()
+    tasks_done: int = 0
+    note: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class PoolTable(SQLModel, table=True):
+    """A concurrency pool shared by every process: its configured size and its effective size."""
+
+    __tablename__ = "pool"
+
+    name: str = Field(max_length=64, primary_key=True)
+    size: int
+    effective_size: int
+    updated_at: dt.datetime | None = _when()
 
 
 class EventTable(SQLModel, table=True):

@@ -16,7 +16,7 @@ from typing import Any
 from runbook.kinds import STEP_FINISHED
 from runbook.state import latest
 from runbook.state.connect import Database
-from runbook.state.records import CheckResult, Event, Note, Run, Task, WorkSession, columns, from_rows
+from runbook.state.records import CheckResult, Event, Note, Run, Task, Worker, WorkSession, columns, from_rows
 
 RUN_COLUMNS = ", ".join(columns(Run))
 TASK_COLUMNS = ", ".join(columns(Task))
@@ -24,6 +24,7 @@ EVENT_COLUMNS = ", ".join(columns(Event))
 CHECK_COLUMNS = ", ".join(columns(CheckResult))
 SESSION_COLUMNS = ", ".join(columns(WorkSession))
 NOTE_COLUMNS = ", ".join(columns(Note))
+WORKER_COLUMNS = ", ".join(columns(Worker))
 
 # (processor, status, skip_reason) -> tasks
 Outcomes = dict[tuple[str, str, str | None], int]
@@ -161,6 +162,35 @@ class Queries:
         for row in found:
             row["first_start"] = as_utc(row["first_start"])
             row["last_finish"] = as_utc(row["last_finish"])
+        return found
+
+    def run_workers(self, run_ids: Sequence[int]) -> dict[int, list[tuple[Worker, int, int]]]:
+        """Per run: the processes that worked on it or were started for it, each with the tasks it
+        finished and the tasks it runs now in that run."""
+        found: dict[int, list[tuple[Worker, int, int]]] = {run_id: [] for run_id in run_ids}
+        if not run_ids:
+            return found
+        counts: dict[tuple[int, str], tuple[int, int]] = {}
+        for run_id, holder, done, running in self.db.rows(
+            "SELECT run_id, claimed_by, SUM(CASE WHEN status IN ('succeeded', 'failed') THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END) FROM task "
+            "WHERE run_id IN :ids AND claimed_by IS NOT NULL GROUP BY run_id, claimed_by",
+            {"ids": list(run_ids)},
+        ):
+            counts[(int(run_id), str(holder))] = (int(done or 0), int(running or 0))
+        holders = sorted({holder for _, holder in counts})
+        workers = from_rows(
+            Worker,
+            self.db.rows(
+                f"SELECT {WORKER_COLUMNS} FROM worker WHERE run_id IN :ids OR id IN :holders ORDER BY started_at",
+                {"ids": list(run_ids), "holders": holders or [""]},
+            ),
+        )
+        for worker in workers:
+            for run_id in run_ids:
+                done, running = counts.get((run_id, worker.id), (0, 0))
+                if worker.run_id == run_id or (run_id, worker.id) in counts:
+                    found[run_id].append((worker, done, running))
         return found
 
     # -- tasks ------------------------------------------------------------------------------------

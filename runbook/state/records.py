@@ -34,6 +34,7 @@ class Run:
     pid: int | None = None
     host: str | None = None
     controller_id: str | None = None
+    epoch: int = 0
     log_path: str | None = None
     command_line: str | None = None
     config_path: str | None = None
@@ -43,6 +44,7 @@ class Run:
     started_at: dt.datetime | None = None
     heartbeat_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
+    stop_requested_at: dt.datetime | None = None
 
 
 @dataclass(slots=True)
@@ -56,6 +58,8 @@ class Task:
     end_date: str
     seq: int = 0
     status: str = "pending"
+    waits: int = 0
+    pool: str | None = None
     attempt: int = 0
     max_attempts: int = 1
     skip_reason: str | None = None
@@ -118,6 +122,38 @@ class WorkSession:
 
 
 @dataclass(slots=True)
+class Gate:
+    """The checks of one processor in one run."""
+
+    id: int
+    run_id: int
+    processor: str
+    blocking: bool
+    status: str
+    waits: int = 0
+    claimed_by: str | None = None
+    lease_until: dt.datetime | None = None
+    message: str | None = None
+    finished_at: dt.datetime | None = None
+
+
+@dataclass(slots=True)
+class Worker:
+    """A process that claims tasks (a controller, or ``runbook worker``)."""
+
+    id: str
+    host: str
+    pid: int
+    kind: str
+    run_id: int | None
+    started_at: dt.datetime | None
+    heartbeat_at: dt.datetime | None = None
+    stopped_at: dt.datetime | None = None
+    tasks_done: int = 0
+    note: str | None = None
+
+
+@dataclass(slots=True)
 class Note:
     """Something a person or agent learned: a fix, an issue, a decision, a next step."""
 
@@ -153,7 +189,7 @@ def _converters(record: type) -> list[Any]:
             found.append(as_utc)
         elif name in _JSON:
             found.append(_json)
-        elif name == "passed":
+        elif name in ("passed", "blocking"):
             found.append(bool)
         else:
             found.append(None)

@@ -30,13 +30,14 @@ from runbook.state.connect import (
     require_head,
 )
 from runbook.state.queries import Queries
+from runbook.state.queue import WorkQueue
 from runbook.state.records import CheckResult, Note, Run, Task, WorkSession
 
 ERROR_TAIL_CHARS = 4000
 _T = TypeVar("_T")
 
 
-class Store(Queries):
+class Store(Queries, WorkQueue):
     """Reads (inherited from :class:`Queries`) and writes of one workspace's state store.
 
     Each thread gets its own connection (SQLite connections must not be shared, and a write
@@ -166,45 +167,6 @@ class Store(Queries):
             )
         )
 
-    def take_run(self, run_id: int, *, controller_id: str, pid: int, host: str, log_path: str) -> bool:
-        """Make this controller the owner of a queued or interrupted run; False if another owns it."""
-        now = utcnow()
-        params = {
-            "id": run_id,
-            "statuses": [RunStatus.QUEUED, RunStatus.INTERRUPTED],
-            "owner": controller_id,
-            "pid": pid,
-            "host": host,
-            "log": log_path,
-            "now": now,
-        }
-        changed = self._write(
-            lambda db: db.execute(
-                "UPDATE run SET status = 'running', controller_id = :owner, pid = :pid, host = :host, "
-                "log_path = :log, heartbeat_at = :now, started_at = COALESCE(started_at, :now), "
-                "finished_at = NULL, error = NULL WHERE id = :id AND status IN :statuses",
-                params,
-            )
-        )
-        return changed == 1
-
-    def heartbeat(self, run_id: int, controller_id: str, lease_until: dt.datetime) -> None:
-        """Prove the controller is alive and extend the leases of the tasks it is running."""
-        params = {"run": run_id, "owner": controller_id, "now": utcnow(), "lease": lease_until}
-
-        def beat(db: Database) -> None:
-            with db.transaction():
-                db.execute(
-                    "UPDATE run SET heartbeat_at = :now WHERE id = :run AND controller_id = :owner", params
-                )
-                db.execute(
-                    "UPDATE task SET lease_until = :lease WHERE run_id = :run AND status = 'running' "
-                    "AND claimed_by = :owner",
-                    params,
-                )
-
-        self._write(beat)
-
     def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
         self.update_run(run_id, status=status, error=error, finished_at=utcnow())
 
@@ -248,63 +210,6 @@ class Store(Queries):
 
         self._write(insert)
 
-    def claim_task(
-        self,
-        task_id: int,
-        controller_id: str,
-        lease_until: dt.datetime,
-        code_version: str | None = None,
-        *,
-        now: dt.datetime | None = None,
-    ) -> bool:
-        """Compare-and-set a pending task (or one whose lease expired) to running for this controller."""
-        params = {
-            "id": task_id,
-            "now": now or utcnow(),
-            "owner": controller_id,
-            "lease": lease_until,
-            "version": code_version,
-        }
-        return self._write(lambda db: db.execute(_CLAIM_TASK, params)) == 1
-
-    def set_task_pid(self, task_id: int, pid: int) -> None:
-        self._write(
-            lambda db: db.execute("UPDATE task SET pid = :pid WHERE id = :id", {"id": task_id, "pid": pid})
-        )
-
-    def finish_task(
-        self,
-        task_id: int,
-        status: str,
-        *,
-        started_at: dt.datetime | None,
-        exit_code: int | None = None,
-        error: str | None = None,
-        rows_affected: int | None = None,
-        retry_at: dt.datetime | None = None,
-        now: dt.datetime | None = None,
-    ) -> None:
-        """Record a finished attempt; with ``retry_at`` the task goes back to pending until then."""
-        now = now or utcnow()
-        params = {
-            "id": task_id,
-            "status": TaskStatus.PENDING if retry_at is not None else status,
-            "now": now,
-            "duration": (now - started_at).total_seconds() if started_at else None,
-            "exit_code": exit_code,
-            "error": error[-ERROR_TAIL_CHARS:] if error else None,
-            "rows": rows_affected,
-            "retry_at": retry_at,
-        }
-
-        def finish(db: Database) -> None:
-            with db.transaction():
-                db.execute(_FINISH_TASK, params)
-                if retry_at is None:
-                    db.execute(latest.OF_TASKS, {"ids": [task_id]})
-
-        self._write(finish)
-
     def set_tasks_status(
         self,
         task_ids: Sequence[int],
@@ -331,18 +236,6 @@ class Store(Queries):
                     db.execute(latest.OF_TASKS, {"ids": chunk})
 
         self._write(mark)
-
-    def reopen_tasks(self, run_id: int) -> int:
-        """Return failed, blocked and cancelled tasks of a run to pending, each with fresh retries."""
-        return self._write(
-            lambda db: db.execute(
-                "UPDATE task SET status = 'pending', max_attempts = attempt + max_attempts, not_before = NULL, "
-                "lease_until = NULL, claimed_by = NULL WHERE run_id = :run AND status IN :statuses",
-                {"run": run_id, "statuses": [TaskStatus.FAILED, TaskStatus.BLOCKED, TaskStatus.CANCELLED]},
-            )
-        )
-
-    # -- events, checks, sessions, notes ----------------------------------------------------------
 
     def add_event(
         self,
@@ -449,15 +342,5 @@ def _run_from(run_id: int, values: Mapping[str, Any]) -> Run:
 
 _SESSION_LOCK = 0x72756E62_0001  # "runb" + 1: serialises session starts on PostgreSQL
 
-_CLAIM_TASK = (
-    "UPDATE task SET status = 'running', claimed_by = :owner, lease_until = :lease, attempt = attempt + 1, "
-    "started_at = :now, finished_at = NULL, code_version = :version, pid = NULL "
-    "WHERE id = :id AND (status = 'pending' OR (status = 'running' AND lease_until < :now))"
-)
-
-_FINISH_TASK = (
-    "UPDATE task SET status = :status, finished_at = :now, duration_seconds = :duration, exit_code = :exit_code, "
-    "error_tail = :error, rows_affected = :rows, lease_until = NULL, not_before = :retry_at WHERE id = :id"
-)
 
 __all__ = ["SessionOpen", "Store", "utcnow"]

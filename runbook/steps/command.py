@@ -8,38 +8,29 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import os
 import shlex
-import signal
 import subprocess
 import threading
-import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from runbook.config import ProcessorConfig
 from runbook.steps import ERROR_TAIL_LINES, StepContext, StepResult
+from runbook.steps.processes import TOKEN, die_with_parent, end_leftovers, kill_process_group
 from runbook.steps.templating import render
 
-KILL_GRACE_SECONDS = 5.0
+__all__ = ["CommandExecutor", "kill_process_group", "running_steps"]
+
+READER_GRACE_SECONDS = 2.0
+_RUNNING: set[int] = set()  # the PIDs of steps running now: never reaped by the leftover sweep
+_RUNNING_LOCK = threading.Lock()
 
 
-def kill_process_group(pid: int, grace: float = KILL_GRACE_SECONDS) -> None:
-    """SIGTERM the process group led by ``pid``, then SIGKILL what is left after ``grace`` seconds."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+def running_steps() -> set[int]:
+    with _RUNNING_LOCK:
+        return set(_RUNNING)
 
 
 class CommandExecutor:
@@ -65,7 +56,8 @@ class CommandExecutor:
             argv = self.argv(ctx.values)
         except ValueError as exc:
             return StepResult(ok=False, error=f"template error: {exc}")
-        env = {**self.env, **{f"RUNBOOK_{k.upper()}": str(v) for k, v in ctx.values.items()}}
+        token = f"{ctx.run_id}.{ctx.tag}.{uuid.uuid4().hex[:8]}"
+        env = {**self.env, **{f"RUNBOOK_{k.upper()}": str(v) for k, v in ctx.values.items()}, TOKEN: token}
         try:
             proc = subprocess.Popen(
                 argv,
@@ -76,9 +68,19 @@ class CommandExecutor:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - one C call, see runbook.steps.processes
             )
         except OSError as exc:
             return StepResult(ok=False, error=f"cannot start {argv!r}: {exc}")
+        with _RUNNING_LOCK:
+            _RUNNING.add(proc.pid)
+        try:
+            return self._follow(proc, ctx, token)
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(proc.pid)
+
+    def _follow(self, proc: subprocess.Popen[bytes], ctx: StepContext, token: str) -> StepResult:
         ctx.on_pid(proc.pid)
         timed_out = threading.Event()
         timer = None
@@ -87,26 +89,37 @@ class CommandExecutor:
             def expire() -> None:
                 timed_out.set()
                 kill_process_group(proc.pid)
+                end_leftovers(proc.pid, token, spare=running_steps())
 
             timer = threading.Timer(ctx.timeout, expire)
             timer.daemon = True
             timer.start()
         tail: collections.deque[str] = collections.deque(maxlen=ERROR_TAIL_LINES)
         assert proc.stdout is not None
-        with proc.stdout:  # closed here, not left to the garbage collector
-            for raw in proc.stdout:
-                line = raw.decode("utf-8", errors="replace").rstrip("\n")
-                tail.append(line)
-                ctx.log.write(line, ctx.tag)
+        reader = threading.Thread(target=_read, args=(proc.stdout, tail, ctx), daemon=True)
+        reader.start()
+        # The step's own exit decides: a descendant still holding its output is ended, not awaited.
         code = proc.wait()
         if timer is not None:
             timer.cancel()
+        end_leftovers(proc.pid, token, spare=running_steps())
+        reader.join(READER_GRACE_SECONDS)
+        proc.stdout.close()
         if timed_out.is_set():
             tail.append(f"step timed out after {ctx.timeout:g}s: process group killed")
             return StepResult(ok=False, exit_code=code, error="\n".join(tail), timed_out=True)
+        if code == 0:
+            return StepResult(ok=True, exit_code=0)  # finished, even if a stop was asked meanwhile
         if ctx.cancelled.is_set():
             return StepResult(ok=False, exit_code=code, error="stopped", cancelled=True)
-        if code != 0:
-            tail.append(f"exit code {code}")
-            return StepResult(ok=False, exit_code=code, error="\n".join(tail))
-        return StepResult(ok=True, exit_code=0)
+        tail.append(f"exit code {code}")
+        return StepResult(ok=False, exit_code=code, error="\n".join(tail))
+
+
+def _read(stream: Any, tail: collections.deque[str], ctx: StepContext) -> None:
+    """Copy the step's output to the run's log, keeping its last lines for the error."""
+    with contextlib.suppress(ValueError, OSError):  # the stream is closed under us once the step ended
+        for raw in stream:
+            line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            tail.append(line)
+            ctx.log.write(line, ctx.tag)

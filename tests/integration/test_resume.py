@@ -125,19 +125,21 @@ def test_sigkill_in_the_middle_then_resume_runs_only_in_flight_dates_again(make_
     kinds = [
         e["kind"] for e in query(ws.db, "SELECT kind FROM event WHERE run_id = ? ORDER BY id", (run_id,))
     ]
-    assert kinds.count("run_started") == 2 and "run_interrupted" in kinds
+    assert kinds.count("run_started") == 2 and "run_resumed" in kinds
 
 
-def test_sigkill_leaves_steps_running_and_resume_ends_them_first(make_workspace: Any) -> None:
+def test_steps_die_with_a_killed_controller_and_resume_reruns_them(make_workspace: Any) -> None:
     ws = make_workspace(SETTLING)
     run_id, pid = start_detached(ws, *SIX_DAYS, env={"SLOW": "30"})
     wait_for(lambda: settled(ws, run_id), what="two slow steps in flight")
 
-    # While the controller lives, resume refuses to start the run a second time.
-    for args in ((str(run_id),), ()):
-        again = ws.runbook("resume", *args)
-        assert again.code == 0
-        assert f"run {run_id} is still running (PID {pid}" in again.stderr
+    # While the controller lives, resume refuses to start the run a second time: asked for by
+    # id it names the owner and exits 5 (busy); asked for every run, it leaves this one alone.
+    busy = ws.runbook("resume", str(run_id))
+    assert busy.code == 5 and busy.stderr.count("\n") == 1, busy.stderr
+    assert f"run {run_id} is running: its controller is PID {pid} on " in busy.stderr
+    again = ws.runbook("resume")
+    assert again.code == 0 and f"run {run_id} is still running (PID {pid}" in again.stderr
     assert run_row(ws.db, run_id)["pid"] == pid
     started = query(
         ws.db, "SELECT count(*) AS n FROM event WHERE run_id = ? AND kind = 'run_started'", (run_id,)
@@ -150,11 +152,14 @@ def test_sigkill_leaves_steps_running_and_resume_ends_them_first(make_workspace:
     orphans = [int((ws.root / f"pid-{p}-{d}").read_text()) for p, d in IN_FLIGHT]
     recorded = {t["pid"] for t in tasks(ws.db, run_id) if t["status"] == "running"}
     assert recorded == set(orphans), "the state DB knows the PIDs of steps in flight"
-    assert all(group_alive(g) for g in orphans), "steps outlive a killed controller"
+    # A step dies with its controller (a resumed run never runs a date twice at the same time);
+    # what it started in its process group is ended by the resume that takes the run over.
+    wait_for(lambda: not any(process_alive(p) for p in orphans), timeout=10, what="the steps to die with it")
+    assert all(group_alive(g) for g in orphans), "the steps' own children are still in their groups"
 
     result = ws.runbook("resume", str(run_id))  # without SLOW: the reruns are quick
     assert result.code == 0, result.stdout + result.stderr
-    assert not any(group_alive(g) for g in orphans), "resume ended the orphaned steps"
+    assert not any(group_alive(g) for g in orphans), "resume ended what the steps left behind"
     assert_resumed_completely(ws, run_id, IN_FLIGHT, total=12)
 
 

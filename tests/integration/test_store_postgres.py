@@ -7,11 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from core_helpers import wait_for
 
 from runbook.clock import utcnow
 from runbook.errors import StateError
 from runbook.state.connect import redact_url
 from runbook.state.migrate import make_engine
+from runbook.state.queue import Source
+from runbook.state.records import Task
 from runbook.state.store import Store
 
 psycopg = pytest.importorskip("psycopg")
@@ -119,13 +122,17 @@ def test_a_dropped_connection_fails_one_write_in_one_line_then_reconnects(pg_url
     database = pg_url.rsplit("/", 1)[1]
     store = Store.open(pg_url)
     run = store.create_run(processors=["load"], start_date="2024-01-01", end_date="2024-01-02")
-    assert run.id is not None
+    assert store.take_run(run.id, seen_epoch=0, owner="o", pid=1, host="h", log_path="x", now=utcnow()) == 1
     store.add_tasks(
         run.id, [{"processor": "load", "date": d, "end_date": d} for d in ("2024-01-01", "2024-01-02")]
     )
-    first, second = (task.id or 0 for task in store.tasks(run.id))
-    lease = utcnow() + dt.timedelta(seconds=60)
-    assert store.claim_task(first, "a", lease)
+
+    def claim_one() -> list[Task]:
+        now = utcnow()
+        return store.claim("a", [Source(run.id)], limit=1, pools={}, caps={}, now=now,
+                           lease_until=now + dt.timedelta(seconds=60)).tasks  # fmt: skip
+
+    assert len(claim_one()) == 1
 
     with psycopg.connect(admin, autocommit=True) as conn:  # the server drops every session
         conn.execute(
@@ -133,12 +140,12 @@ def test_a_dropped_connection_fails_one_write_in_one_line_then_reconnects(pg_url
             (database,),
         )
     with pytest.raises(StateError) as caught:
-        store.claim_task(second, "a", lease)
+        claim_one()
     assert "\n" not in caught.value.message
     assert "refused a write" in caught.value.message
-    assert store.claim_task(second, "a", lease)  # a fresh connection, and the claim was not applied twice
+    assert len(claim_one()) == 1  # a fresh connection, and the failed claim was not applied
     assert {task.attempt for task in store.tasks(run.id)} == {1}
 
     assert backends(admin, database) > 0
     store.close()
-    assert backends(admin, database) == 0  # held connections go back with the store
+    wait_for(lambda: backends(admin, database) == 0, timeout=10, what="the store's connections to close")

@@ -1,0 +1,374 @@
+"""The work loop: claim ready tasks from the store, run them on threads, record their results.
+
+One loop serves a run's controller (which also owns the run) and ``runbook worker`` processes
+(which only claim): both hold what they claim by lease, extend their leases by heartbeat, and
+record a result only while they still hold the task (``runbook.state.queue``). Nothing about the
+run is kept in memory beyond the tasks running here, so a worker on another machine needs no plan,
+and memory does not grow with the size of a run.
+
+The loop's main thread is the only one that writes to the state store; step threads run steps
+and report through a queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from runbook.clock import utcnow
+from runbook.config import RunbookConfig
+from runbook.engine.seams import Gatekeeper, Observer, Readiness
+from runbook.errors import StateError
+from runbook.kinds import SkipReason, TaskStatus
+from runbook.runlog import RunLog
+from runbook.state.queue import Claimed, Outcome, Source
+from runbook.state.records import Gate, Run, Task
+from runbook.state.store import Store
+from runbook.steps import Executor, StepContext, StepResult
+from runbook.steps.processes import become_subreaper, kill_process_group, reap
+
+HEARTBEAT_SECONDS = 5.0
+LEASE_SECONDS = 60.0
+# How long the loop sleeps when it has nothing to do here (others may be working).
+IDLE_POLL_SECONDS = 0.5
+STOP_GRACE_SECONDS = 10.0
+
+
+@dataclass
+class Running:
+    """A task running here: its cancel flag, its step's PID, when it started."""
+
+    task: Task
+    started: dt.datetime
+    cancel: threading.Event = field(default_factory=threading.Event)
+    pid: int | None = None
+
+
+@dataclass
+class Tally:
+    """What this loop did."""
+
+    done: int = 0
+    failed: int = 0
+    lost: int = 0
+
+
+class StoreFault(Exception):  # noqa: N818 - a condition the caller turns into an exit
+    """The state store stopped accepting this process's writes."""
+
+    def __init__(self, error: StateError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class WorkLoop:
+    """Claims and runs tasks for one process (``threads`` steps at once).
+
+    ``sources()`` says which runs to claim from (and, for an owner, with which epoch); the caller
+    drives :meth:`step` and decides when to stop. ``logs(run_id)`` gives the run's log here.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: RunbookConfig,
+        executors: Callable[[str], Executor],
+        *,
+        worker_id: str,
+        threads: int,
+        logs: Callable[[int], RunLog],
+        runs: Callable[[int], Run | None],
+        gatekeeper: Gatekeeper | None = None,
+        readiness: Readiness | None = None,
+        observer: Observer | None = None,
+        redact: Callable[[str], str] = lambda text: text,
+        lease_seconds: float = LEASE_SECONDS,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.executors = executors
+        self.worker_id = worker_id
+        self.threads = threads
+        self.logs = logs
+        self.runs = runs
+        self.gatekeeper = gatekeeper
+        self.readiness = readiness
+        self.observer = observer
+        self.redact = redact
+        self.lease_seconds = lease_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.running: dict[int, Running] = {}
+        self.gates: dict[int, Gate] = {}
+        self.tally = Tally()
+        self._results: queue.Queue[tuple[str, int, Any]] = queue.Queue()
+        self._work: queue.Queue[tuple[Running, StepContext] | None] = queue.Queue()
+        self._pool = [threading.Thread(target=self._step_thread, daemon=True) for _ in range(threads)]
+        self._next_beat = 0.0
+        self.pools = dict(config.pools)
+        self.caps = {
+            name: proc.workers for name, proc in config.processors.items() if proc.workers is not None
+        }
+        become_subreaper()
+        for thread in self._pool:
+            thread.start()
+
+    # -- one turn of the loop -------------------------------------------------------------------
+
+    def busy(self) -> bool:
+        return bool(self.running or self.gates)
+
+    def heartbeat_due(self) -> bool:
+        return time.monotonic() >= self._next_beat
+
+    def beat(self) -> None:
+        """Extend this process's leases; steps whose task was taken over are stopped here."""
+        now = utcnow()
+        held = self.guarded(
+            lambda: self.store.beat(self.worker_id, now, now + dt.timedelta(seconds=self.lease_seconds))
+        )
+        self._next_beat = time.monotonic() + self.heartbeat_seconds
+        for task_id in [t for t in self.running if t not in held]:
+            lost = self.running.pop(task_id)
+            lost.cancel.set()
+            if lost.pid:
+                threading.Thread(target=kill_process_group, args=(lost.pid,), daemon=True).start()
+            self.tally.lost += 1
+            self._event(
+                lost.task.run_id, "task_lost", f"{_span(lost.task)}: taken over by another process", lost.task
+            )
+
+    def claim(self, sources: Sequence[Source], *, tasks: bool = True) -> Claimed:
+        """Claim what fits in the free threads, and any ready gate; start them."""
+        free = self.threads - len(self.running) if tasks else 0
+        now = utcnow()
+        claimed: Claimed = self.guarded(
+            lambda: self.store.claim(
+                self.worker_id, sources, limit=max(free, 0), pools=self.pools, caps=self.caps, now=now,
+                lease_until=now + dt.timedelta(seconds=self.lease_seconds), gates=self.gatekeeper is not None,
+            )
+        )  # fmt: skip
+        for pid, holder in claimed.orphans:
+            if holder.split(":", 1)[0] == self.worker_id.split(":", 1)[0]:
+                # The step of a holder that stopped beating runs on this machine: end it before
+                # its date runs again, so that no date ever runs twice at the same time.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+        for task in claimed.tasks:
+            self._start(task, now)
+        for gate in claimed.gates:
+            self.gates[gate.id] = gate
+            threading.Thread(target=self._gate_thread, args=(gate,), daemon=True).start()
+        return claimed
+
+    def wait(self, timeout: float) -> list[tuple[str, int, Any]]:
+        """Messages from step and gate threads: wait up to ``timeout`` for the first, then take all."""
+        found: list[tuple[str, int, Any]] = []
+        try:
+            found.append(self._results.get(timeout=max(timeout, 0.01)))
+        except queue.Empty:
+            return found
+        while True:
+            try:
+                found.append(self._results.get_nowait())
+            except queue.Empty:
+                return found
+
+    def settle(self, messages: Sequence[tuple[str, int, Any]], *, stopping: bool = False) -> None:
+        """Record what the threads reported: PIDs, step results (in one transaction), gate verdicts."""
+        outcomes: list[Outcome] = []
+        for kind, key, payload in messages:
+            if kind == "pid" and key in self.running:
+                self.running[key].pid = payload
+                self._set_pid(key, payload)
+            elif kind == "task" and key in self.running:
+                outcomes.append(self._outcome(self.running.pop(key), payload, stopping))
+            elif kind == "gate" and key in self.gates:
+                gate = self.gates.pop(key)
+                self._finish_gate(gate, payload)
+                if payload:
+                    message = f"blocking check failed on {gate.processor}: {payload[0]}"
+                    self._event(gate.run_id, "gate_blocked", message, processor=gate.processor)
+                    self._say(message)
+        if outcomes:
+            held = self.guarded(lambda: self.store.record(self.worker_id, outcomes, utcnow()))
+            for outcome, ok in zip(outcomes, held, strict=True):
+                self._announce(outcome, ok)
+        reap(self._step_pids())
+
+    def stop_running(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Ask every step here to end (SIGTERM, then SIGKILL after ``grace``) and record how each
+        ended: one that finished meanwhile is recorded as succeeded, the others are handed back."""
+        for running in self.running.values():
+            running.cancel.set()
+            if running.pid:
+                threading.Thread(target=kill_process_group, args=(running.pid, grace), daemon=True).start()
+        deadline = time.monotonic() + grace + 2
+        while self.running and time.monotonic() < deadline:
+            messages = self.wait(0.2)
+            for kind, key, payload in messages:
+                if kind == "pid" and key in self.running:  # started after the cancel above: end it too
+                    threading.Thread(target=kill_process_group, args=(payload, grace), daemon=True).start()
+            self.settle(messages, stopping=True)
+
+    def close(self) -> None:
+        """Let the step threads end (they are idle once nothing runs here)."""
+        for _ in self._pool:
+            self._work.put(None)
+
+    # -- what the threads do --------------------------------------------------------------------
+
+    def _start(self, task: Task, now: dt.datetime) -> None:
+        running = Running(task, now)
+        self.running[task.id] = running
+        proc = self.config.processors.get(task.processor)
+        log = self.logs(task.run_id)
+        tag = log.header(task.processor, task.date, task.end_date, task.attempt)
+        ctx = StepContext(
+            processor=task.processor, start=task.date, end=task.end_date, run_id=task.run_id, attempt=task.attempt,
+            log=log, tag=tag, timeout=proc.timeout if proc else None, cancelled=running.cancel,
+            on_pid=self._pid_reporter(task.id),
+        )  # fmt: skip
+        self._work.put((running, ctx))
+
+    def _pid_reporter(self, task_id: int) -> Callable[[int], None]:
+        def report(pid: int) -> None:
+            self._results.put(("pid", task_id, pid))
+
+        return report
+
+    def _step_thread(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            running, ctx = item
+            task = running.task
+            result: StepResult
+            try:
+                if task.processor not in self.config.processors:
+                    result = StepResult(
+                        ok=False, error=f"processor {task.processor!r} is not in this runbook.yaml"
+                    )
+                else:
+                    missing = (
+                        self.readiness.missing(task.processor, task.date, task.end_date)
+                        if self.readiness
+                        else None
+                    )
+                    if missing:
+                        result = StepResult(ok=True, error=missing, skip_reason=SkipReason.UPSTREAM_MISSING)
+                    else:
+                        result = self.executors(task.processor).run(ctx)
+            except Exception as exc:  # noqa: BLE001 - a broken step must not kill the loop
+                result = StepResult(ok=False, error=f"{type(exc).__name__}: {exc}")
+            self._results.put(("task", task.id, result))
+
+    def _gate_thread(self, gate: Gate) -> None:
+        assert self.gatekeeper is not None
+        run = self.runs(gate.run_id)
+        try:
+            if run is None:
+                raise RuntimeError(f"run {gate.run_id} not found")
+            failures = self.gatekeeper.run_checks(
+                gate.processor,
+                gate.run_id,
+                dt.date.fromisoformat(run.start_date),
+                dt.date.fromisoformat(run.end_date),
+            )
+        except Exception as exc:  # noqa: BLE001 - a broken check blocks, it does not crash
+            failures = [f"checks could not run: {exc}"]
+        self._results.put(("gate", gate.id, failures))
+
+    # -- results ----------------------------------------------------------------------------------
+
+    def _outcome(self, running: Running, result: StepResult, stopping: bool) -> Outcome:
+        task = running.task
+        now = utcnow()
+        seconds = (now - running.started).total_seconds()
+        error = self.redact(result.error) if result.error else None
+        if result.cancelled or (stopping and not result.ok):
+            return Outcome(
+                task, TaskStatus.PENDING, exit_code=result.exit_code, seconds=seconds, returned=True
+            )
+        if result.skip_reason:
+            return Outcome(
+                task, TaskStatus.SKIPPED, error=error, skip_reason=result.skip_reason, seconds=seconds
+            )
+        if result.ok:
+            return Outcome(task, TaskStatus.SUCCEEDED, exit_code=result.exit_code, rows_affected=result.rows_affected,
+                           seconds=seconds)  # fmt: skip
+        proc = self.config.processors.get(task.processor)
+        if proc is not None and task.attempt < task.max_attempts:
+            retry_at = now + dt.timedelta(seconds=proc.retries.wait_before(task.attempt))
+            return Outcome(task, TaskStatus.PENDING, exit_code=result.exit_code, error=error, seconds=seconds,
+                           retry_at=retry_at)  # fmt: skip
+        return Outcome(task, TaskStatus.FAILED, exit_code=result.exit_code, error=error, seconds=seconds)
+
+    def _announce(self, outcome: Outcome, held: bool) -> None:
+        """Events, log lines and progress for what was recorded."""
+        task = outcome.task
+        if not held:
+            self.tally.lost += 1
+            return
+        last = ((outcome.error or "").strip().splitlines() or [""])[-1]
+        if outcome.status == TaskStatus.PENDING and not outcome.returned:
+            wait = self.config.processors[task.processor].retries.wait_before(task.attempt)
+            message = f"{_span(task)} attempt {task.attempt} failed ({last[:120]}); retry in {wait:g}s"
+            self._event(task.run_id, "task_retry", message, task)
+        elif outcome.status == TaskStatus.FAILED:
+            self.tally.failed += 1
+            self._event(
+                task.run_id,
+                "task_failed",
+                f"{_span(task)} failed after {task.attempt} attempt(s): {last[:200]}",
+                task,
+            )
+        elif outcome.status == TaskStatus.SKIPPED:
+            self._event(task.run_id, "task_skipped", f"{_span(task)}: {outcome.error}", task, log=False)
+        if outcome.status in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPED):
+            self.tally.done += 1
+            if self.observer is not None:
+                self.observer.task_finished(task.processor, outcome.status)
+
+    def _event(self, run_id: int, kind: str, message: str, task: Task | None = None, *, processor: str | None = None,
+               log: bool = True) -> None:  # fmt: skip
+        name, day = (task.processor, task.date) if task else (processor, None)
+        self.guarded(lambda: self.store.add_event(kind, message, run_id=run_id, processor=name, date=day))
+        if log:
+            self.logs(run_id).event(message)
+
+    def _say(self, text: str) -> None:
+        if self.observer is not None:
+            self.observer.message(text)
+
+    def _set_pid(self, task_id: int, pid: int) -> None:
+        self.guarded(lambda: self.store.set_task_pid(task_id, self.worker_id, pid))
+
+    def _finish_gate(self, gate: Gate, failures: list[str]) -> None:
+        self.guarded(lambda: self.store.finish_gate(self.worker_id, gate, failures, utcnow()))
+
+    def _step_pids(self) -> set[int]:
+        from runbook.steps.command import running_steps
+
+        return running_steps()
+
+    def guarded(self, action: Callable[[], Any]) -> Any:
+        """Run a write of the store; a store that refuses it stops this process (StoreFault)."""
+        try:
+            return action()
+        except StateError as error:
+            raise StoreFault(error) from error
+
+
+def _span(task: Task) -> str:
+    span = task.date if task.date == task.end_date else f"{task.date}..{task.end_date}"
+    return f"{task.processor} {span}"

@@ -1,0 +1,782 @@
+"""The work queue in the state store: ownership, claims, results and their consequences.
+
+Readiness lives here, not in one process's memory, so that a run's controller and any number of
+``runbook worker`` processes on any machine can share it:
+
+- ``task.waits`` counts a task's unsettled dependencies: upstream tasks (``task_dep``) and blocking
+  gates (``gate_dep``). A pending task with ``waits = 0`` (and no retry delay left) is *ready*.
+- Recording a result settles what depends on it in the same transaction: a success releases its
+  dependents, a final failure blocks everything downstream, a skip for missing data skips it.
+- A run's owner holds it by **epoch** (a fencing token): taking a run adds one to it, and every
+  later write of the owner (its claims, the run's status) is conditional on it. A task's holder
+  holds it by **lease**: its result is recorded only while it still holds the task.
+- Claims are serialised (SQLite's write lock, a transaction-scoped advisory lock on PostgreSQL),
+  so pools and per-processor caps hold across every process: a running task counts against its
+  pool while its lease is current.
+
+Every method is one transaction: whatever happens to the process afterwards, the store is
+consistent, and ``runbook resume`` continues from it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from runbook.kinds import RunStatus, SkipReason, TaskStatus
+from runbook.state import latest
+from runbook.state.connect import Database, Json
+from runbook.state.queries import Queries
+from runbook.state.records import Gate, Run, Task, from_rows
+
+if TYPE_CHECKING:
+    from runbook.state.queries import TASK_COLUMNS as TASK_COLUMNS  # noqa: F401
+
+ERROR_TAIL_CHARS = 4000
+CLAIM_LOCK = 0x72756E62_0002  # PostgreSQL advisory lock keys: "runb" + a number
+ADMISSION_LOCK = 0x72756E62_0003
+GATE_COLUMNS = "id, run_id, processor, blocking, status, waits, claimed_by, lease_until, message, finished_at"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one attempt of a task, as the holder records it."""
+
+    task: Task
+    status: str  # succeeded, failed, skipped, or pending (a retry, or an attempt handed back)
+    exit_code: int | None = None
+    error: str | None = None
+    rows_affected: int | None = None
+    seconds: float | None = None
+    retry_at: dt.datetime | None = None
+    skip_reason: str | None = None
+    returned: bool = False  # handed back unfinished (a stop): the attempt does not count
+
+
+@dataclass
+class Claimed:
+    """What one claim got: tasks to run, gates to judge, and runs this owner no longer owns."""
+
+    tasks: list[Task] = field(default_factory=list)
+    gates: list[Gate] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)
+    # (step PID, previous holder) of tasks taken over from a holder whose lease ran out: the
+    # claimant ends such a step if it runs on its machine.
+    orphans: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A run to claim from: its id, the owner's epoch (None for a worker), the processors this
+    process may run (None: all)."""
+
+    run_id: int
+    epoch: int | None = None
+    processors: frozenset[str] | None = None
+
+
+class WorkQueue:
+    """Mixed into :class:`runbook.state.store.Store` (which provides ``db``, ``_write`` and
+    ``transaction``)."""
+
+    db: Database
+
+    def _write(self, action: Callable[[Database], Any]) -> Any:
+        raise NotImplementedError
+
+    # -- admission and ownership ------------------------------------------------------------------
+
+    def admit_run(self, refuse: Callable[[list[Run]], None], **fields: Any) -> Run:
+        """Create a run unless ``refuse`` (shown the active runs) raises: the check and the insert
+        are one transaction under one lock, so of two overlapping runs started together exactly
+        one is created."""
+
+        def admit(db: Database) -> Run:
+            with db.transaction(exclusive=True):
+                db.advisory_lock(ADMISSION_LOCK)
+                refuse(Queries(db).list_runs(statuses=(RunStatus.QUEUED, RunStatus.RUNNING), limit=None))
+                run: Run = self.create_run(db=db, **fields)  # type: ignore[attr-defined]
+                return run
+
+        result: Run = self._write(admit)
+        return result
+
+    def take_run(
+        self,
+        run_id: int,
+        *,
+        seen_epoch: int,
+        owner: str,
+        pid: int,
+        host: str,
+        log_path: str,
+        now: dt.datetime,
+        reopen: bool = False,
+        versions: Mapping[str, str] | None = None,
+    ) -> int | None:
+        """Become the owner of run ``run_id`` if its epoch is still ``seen_epoch`` (compare-and-set);
+        return the new epoch, or None when someone else took it first.
+
+        The caller has judged that the run has no live owner. In the same transaction the tasks
+        its previous owner held are handed back (that attempt does not count), with ``reopen``
+        its failed, blocked and cancelled tasks get fresh retries (``runbook resume``), and the
+        run's waits are recomputed: only the process that won the run changes anything.
+        """
+
+        def take(db: Database) -> int | None:
+            with db.transaction(exclusive=True):
+                previous = db.rows(
+                    "SELECT controller_id FROM run WHERE id = :id AND epoch = :seen",
+                    {"id": run_id, "seen": seen_epoch},
+                )
+                changed = db.execute(
+                    "UPDATE run SET status = 'running', controller_id = :owner, epoch = epoch + 1, pid = :pid, "
+                    "host = :host, log_path = :log, heartbeat_at = :now, started_at = COALESCE(started_at, :now), "
+                    "finished_at = NULL, error = NULL, stop_requested_at = NULL WHERE id = :id AND epoch = :seen",
+                    {"id": run_id, "seen": seen_epoch, "owner": owner, "pid": pid, "host": host, "log": log_path,
+                     "now": now},
+                )  # fmt: skip
+                if changed != 1:
+                    return None
+                if previous and previous[0][0]:
+                    _hand_back(db, run_id, str(previous[0][0]))
+                if versions is not None:
+                    db.execute(
+                        "UPDATE run SET versions = :v WHERE id = :id",
+                        {"id": run_id, "v": Json(dict(versions))},
+                    )
+                if reopen:
+                    _reopen(db, run_id)
+                _recompute_waits(db, run_id)
+                return seen_epoch + 1
+
+        result: int | None = self._write(take)
+        return result
+
+    def owner_beat(
+        self, run_id: int, owner: str, epoch: int, now: dt.datetime
+    ) -> tuple[bool, dt.datetime | None]:
+        """The owner's heartbeat: (still the owner, when a stop was requested if it was)."""
+        rows = self._write(
+            lambda db: db.rows(
+                "UPDATE run SET heartbeat_at = :now WHERE id = :id AND epoch = :epoch AND controller_id = :owner "
+                "RETURNING stop_requested_at",
+                {"id": run_id, "epoch": epoch, "owner": owner, "now": now},
+            )
+        )
+        if not rows:
+            return False, None
+        from runbook.formatting import as_utc
+
+        return True, as_utc(rows[0][0])
+
+    def request_stop(self, run_id: int, now: dt.datetime) -> bool:
+        """Ask a run's processes to stop (they see it at their next heartbeat, on any machine)."""
+        return bool(
+            self._write(
+                lambda db: db.execute(
+                    "UPDATE run SET stop_requested_at = :now WHERE id = :id AND status IN ('queued', 'running')",
+                    {"id": run_id, "now": now},
+                )
+            )
+        )
+
+    def finalize(self, run_id: int, owner: str, epoch: int, now: dt.datetime) -> str | None:
+        """End the run if nothing is pending or running (one conditional write); return its final
+        status, or None when work is left. Raises :class:`LostRun` when this owner lost the run."""
+        sql = (
+            "UPDATE run SET finished_at = :now, heartbeat_at = :now, status = CASE "
+            "WHEN EXISTS (SELECT 1 FROM task WHERE run_id = :id AND status = 'failed') THEN 'failed' "
+            "WHEN EXISTS (SELECT 1 FROM gate WHERE run_id = :id AND status = 'failed' AND blocking) THEN 'blocked' "
+            "ELSE 'succeeded' END "
+            "WHERE id = :id AND epoch = :epoch AND controller_id = :owner "
+            "AND NOT EXISTS (SELECT 1 FROM task WHERE run_id = :id AND status IN ('pending', 'running')) "
+            "AND NOT EXISTS (SELECT 1 FROM gate WHERE run_id = :id AND status IN ('pending', 'running')) "
+            "RETURNING status"
+        )
+
+        def end(db: Database) -> str | None:
+            with db.transaction(exclusive=True):
+                rows = db.rows(sql, {"id": run_id, "epoch": epoch, "owner": owner, "now": now})
+                if rows:
+                    return str(rows[0][0])
+                still = db.scalar(
+                    "SELECT 1 FROM run WHERE id = :id AND epoch = :epoch AND controller_id = :owner",
+                    {"id": run_id, "epoch": epoch, "owner": owner},
+                )
+                if not still:
+                    raise LostRun(run_id)
+                return None
+
+        result: str | None = self._write(end)
+        return result
+
+    def interrupt(self, run_id: int, owner: str, epoch: int, reason: str, now: dt.datetime) -> int:
+        """Mark the run interrupted and hand back the tasks this owner still holds; return how many."""
+
+        def stop(db: Database) -> int:
+            with db.transaction(exclusive=True):
+                returned = _hand_back(db, run_id, owner)
+                changed = db.execute(
+                    "UPDATE run SET status = 'interrupted', error = :reason, finished_at = :now, controller_id = NULL "
+                    "WHERE id = :id AND epoch = :epoch AND controller_id = :owner",
+                    {"id": run_id, "epoch": epoch, "owner": owner, "reason": reason, "now": now},
+                )
+                if changed != 1:
+                    raise LostRun(run_id)
+                return returned
+
+        result: int = self._write(stop)
+        return result
+
+    # -- the graph --------------------------------------------------------------------------------
+
+    def add_graph(
+        self,
+        run_id: int,
+        deps: Iterable[tuple[int, int]],
+        gates: Sequence[tuple[str, bool, Sequence[int]]],
+    ) -> None:
+        """Record what waits for what in run ``run_id``: ``deps`` are (upstream task, task) pairs;
+        ``gates`` are (processor, blocking, the tasks that wait for it), one per gated processor."""
+
+        def add(db: Database) -> None:
+            with db.transaction():
+                batch = [{"up": up, "task": task} for up, task in deps]
+                for start in range(0, len(batch), 5000):
+                    db.executemany(
+                        "INSERT INTO task_dep (upstream_id, task_id) VALUES (:up, :task)",
+                        batch[start : start + 5000],
+                    )
+                for processor, blocking, waiting in gates:
+                    gate_id = db.insert(
+                        "INSERT INTO gate (run_id, processor, blocking, status, waits) "
+                        "VALUES (:run, :processor, :blocking, 'pending', 0) RETURNING id",
+                        {"run": run_id, "processor": processor, "blocking": blocking},
+                    )
+                    rows = [{"gate": gate_id, "task": task} for task in waiting]
+                    for start in range(0, len(rows), 5000):
+                        db.executemany(
+                            "INSERT INTO gate_dep (gate_id, task_id) VALUES (:gate, :task)",
+                            rows[start : start + 5000],
+                        )
+                _recompute_waits(db, run_id)
+
+        self._write(add)
+
+    def has_graph(self, run_id: int) -> bool:
+        """Whether the run's dependencies are recorded (runs made before 0003 lack them)."""
+        found = self.db.scalar(
+            "SELECT 1 FROM task_dep d JOIN task t ON t.id = d.task_id WHERE t.run_id = :run LIMIT 1",
+            {"run": run_id},
+        ) or self.db.scalar("SELECT 1 FROM gate WHERE run_id = :run LIMIT 1", {"run": run_id})
+        return bool(found)
+
+    # -- claims -----------------------------------------------------------------------------------
+
+    def claim(
+        self,
+        worker: str,
+        sources: Sequence[Source],
+        *,
+        limit: int,
+        pools: Mapping[str, int],
+        caps: Mapping[str, int],
+        now: dt.datetime,
+        lease_until: dt.datetime,
+        gates: bool = True,
+    ) -> Claimed:
+        """Claim up to ``limit`` ready tasks (and any ready gates) of ``sources`` for ``worker``.
+
+        One serialised transaction: a run whose owner epoch changed or that is stopping is
+        skipped (and reported ``lost`` to its owner); a pool or a processor's cap counts every
+        running task with a current lease, whoever holds it. A task whose holder's lease ran out
+        is taken over (that attempt does not count against its retries).
+        """
+
+        def claim(db: Database) -> Claimed:
+            with db.transaction(exclusive=True):
+                db.advisory_lock(CLAIM_LOCK)
+                found = Claimed()
+                live: list[Source] = []
+                for source in sources:
+                    row = db.rows(
+                        "SELECT status, epoch, stop_requested_at FROM run WHERE id = :id",
+                        {"id": source.run_id},
+                    )
+                    ok = bool(row) and row[0][0] == RunStatus.RUNNING and row[0][2] is None
+                    if source.epoch is not None and (not row or row[0][1] != source.epoch):
+                        found.lost.append(source.run_id)
+                        continue
+                    if ok:
+                        live.append(source)
+                if not live:
+                    return found
+                by_run = {source.run_id: source for source in live}
+                if limit > 0:
+                    found.tasks = _claim_tasks(
+                        db, worker, by_run, limit, pools, caps, now, lease_until, found.orphans
+                    )
+                if gates:
+                    found.gates = _claim_gates(db, worker, list(by_run), now, lease_until)
+                return found
+
+        result: Claimed = self._write(claim)
+        return result
+
+    def beat(self, worker: str, now: dt.datetime, lease_until: dt.datetime) -> set[int]:
+        """A holder's heartbeat: extend its leases; return the ids of the tasks it still holds."""
+
+        def beat(db: Database) -> set[int]:
+            with db.transaction():
+                db.execute("UPDATE worker SET heartbeat_at = :now WHERE id = :id", {"id": worker, "now": now})
+                rows = db.rows(
+                    "UPDATE task SET lease_until = :lease WHERE claimed_by = :w AND status = 'running' RETURNING id",
+                    {"w": worker, "lease": lease_until},
+                )
+                db.execute(
+                    "UPDATE gate SET lease_until = :lease WHERE claimed_by = :w AND status = 'running'",
+                    {"w": worker, "lease": lease_until},
+                )
+                return {int(row[0]) for row in rows}
+
+        result: set[int] = self._write(beat)
+        return result
+
+    def set_task_pid(self, task_id: int, worker: str, pid: int) -> None:
+        self._write(
+            lambda db: db.execute(
+                "UPDATE task SET pid = :pid WHERE id = :id AND claimed_by = :w",
+                {"id": task_id, "w": worker, "pid": pid},
+            )
+        )
+
+    # -- results ----------------------------------------------------------------------------------
+
+    def record(self, worker: str, outcomes: Sequence[Outcome], now: dt.datetime) -> list[bool]:
+        """Record attempts' outcomes and settle their consequences, all in one transaction.
+
+        Each is recorded only if ``worker`` still holds the task (True); one it lost to a takeover
+        is ignored (False). A success releases its dependents; a final failure blocks its
+        downstream; a skip for missing data skips it; each finished task counts for its gate.
+        """
+
+        def record(db: Database) -> list[bool]:
+            with db.transaction(exclusive=True):
+                held = [_record_one(db, worker, outcome, now) for outcome in outcomes]
+                done = sum(
+                    1 for ok, o in zip(held, outcomes, strict=True) if ok and o.status != TaskStatus.PENDING
+                )
+                if done:
+                    db.execute(
+                        "UPDATE worker SET tasks_done = tasks_done + :n WHERE id = :id",
+                        {"id": worker, "n": done},
+                    )
+                return held
+
+        result: list[bool] = self._write(record)
+        return result
+
+    def finish_gate(self, worker: str, gate: Gate, failures: Sequence[str], now: dt.datetime) -> bool:
+        """Record a gate's verdict (``failures`` empty: passed) and release or block what waits for it."""
+
+        def finish(db: Database) -> bool:
+            with db.transaction(exclusive=True):
+                status = "failed" if failures else "passed"
+                changed = db.execute(
+                    "UPDATE gate SET status = :status, message = :message, finished_at = :now, lease_until = NULL "
+                    "WHERE id = :id AND claimed_by = :w AND status = 'running'",
+                    {"id": gate.id, "w": worker, "status": status, "message": failures[0] if failures else None,
+                     "now": now},
+                )  # fmt: skip
+                if changed != 1:
+                    return False
+                waiting = [
+                    int(r[0])
+                    for r in db.rows("SELECT task_id FROM gate_dep WHERE gate_id = :g", {"g": gate.id})
+                ]
+                if not failures:
+                    _release(db, waiting)
+                elif gate.blocking:
+                    _cascade(
+                        db,
+                        waiting,
+                        TaskStatus.BLOCKED,
+                        f"blocked by gate: {failures[0]}",
+                        now,
+                        include_roots=True,
+                    )
+                return True
+
+        result: bool = self._write(finish)
+        return result
+
+    def stalled(self, run_id: int, now: dt.datetime) -> bool:
+        """Whether pending work of the run can never start: nothing running or ready, no retry due
+        later. Repairs what it can (waits recomputed) before saying so."""
+
+        def check(db: Database) -> bool:
+            with db.transaction(exclusive=True):
+                busy = db.scalar(
+                    "SELECT COUNT(*) FROM task WHERE run_id = :r AND (status = 'running' OR "
+                    "(status = 'pending' AND waits = 0)) ",
+                    {"r": run_id},
+                ) or db.scalar(
+                    "SELECT COUNT(*) FROM gate WHERE run_id = :r AND (status = 'running' OR "
+                    "(status = 'pending' AND waits = 0))",
+                    {"r": run_id},
+                )
+                if busy:
+                    return False
+                _recompute_waits(db, run_id)
+                ready = db.scalar(
+                    "SELECT COUNT(*) FROM task WHERE run_id = :r AND status = 'pending' AND waits = 0",
+                    {"r": run_id},
+                ) or db.scalar(
+                    "SELECT COUNT(*) FROM gate WHERE run_id = :r AND status = 'pending' AND waits = 0",
+                    {"r": run_id},
+                )
+                if ready:
+                    return False
+                stuck = [
+                    int(r[0])
+                    for r in db.rows(
+                        "SELECT id FROM task WHERE run_id = :r AND status = 'pending'", {"r": run_id}
+                    )
+                ]
+                if not stuck:
+                    return False
+                _cascade(
+                    db,
+                    stuck,
+                    TaskStatus.BLOCKED,
+                    "its dependencies can never be met",
+                    now,
+                    include_roots=True,
+                )
+                db.execute(
+                    "UPDATE gate SET status = 'failed', message = 'its tasks never finished', finished_at = :now "
+                    "WHERE run_id = :r AND status = 'pending'",
+                    {"r": run_id, "now": now},
+                )
+                return True
+
+        result: bool = self._write(check)
+        return result
+
+    # -- workers ----------------------------------------------------------------------------------
+
+    def register_worker(
+        self, worker: str, *, host: str, pid: int, kind: str, run_id: int | None, now: dt.datetime
+    ) -> None:
+        def register(db: Database) -> None:
+            with db.transaction():
+                db.execute("DELETE FROM worker WHERE id = :id", {"id": worker})
+                db.execute(
+                    "INSERT INTO worker (id, host, pid, kind, run_id, started_at, heartbeat_at, tasks_done) "
+                    "VALUES (:id, :host, :pid, :kind, :run, :now, :now, 0)",
+                    {"id": worker, "host": host, "pid": pid, "kind": kind, "run": run_id, "now": now},
+                )
+
+        self._write(register)
+
+    def worker_stopped(self, worker: str, now: dt.datetime, note: str | None = None) -> None:
+        self._write(
+            lambda db: db.execute(
+                "UPDATE worker SET stopped_at = :now, note = COALESCE(:note, note) WHERE id = :id",
+                {"id": worker, "now": now, "note": note},
+            )
+        )
+
+    def worker_note(self, worker: str, note: str) -> None:
+        self._write(
+            lambda db: db.execute(
+                "UPDATE worker SET note = :note WHERE id = :id", {"id": worker, "note": note}
+            )
+        )
+
+
+class LostRun(Exception):  # noqa: N818 - a condition, handled by the controller
+    """This controller no longer owns the run: another took it (its epoch changed)."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"run {run_id} was taken over by another controller")
+        self.run_id = run_id
+
+
+# -- the statements behind the methods --------------------------------------------------------------
+
+
+def _claim_tasks(
+    db: Database,
+    worker: str,
+    sources: Mapping[int, Source],
+    limit: int,
+    pools: Mapping[str, int],
+    caps: Mapping[str, int],
+    now: dt.datetime,
+    lease_until: dt.datetime,
+    orphans: list[tuple[int, str]],
+) -> list[Task]:
+    runs = list(sources)
+    in_pool: Counter[str] = Counter()
+    for pool, count in db.rows(
+        "SELECT pool, COUNT(*) FROM task WHERE status = 'running' AND lease_until > :now AND pool IS NOT NULL "
+        "GROUP BY pool",
+        {"now": now},
+    ):
+        in_pool[str(pool)] = int(count)
+    per_processor: Counter[tuple[int, str]] = Counter()
+    if caps:
+        for run_id, processor, count in db.rows(
+            "SELECT run_id, processor, COUNT(*) FROM task WHERE run_id IN :runs AND status = 'running' "
+            "AND lease_until > :now GROUP BY run_id, processor",
+            {"runs": runs, "now": now},
+        ):
+            per_processor[(int(run_id), str(processor))] = int(count)
+    scan = max(limit * 8, 64)
+    candidates = db.rows(
+        "SELECT id, run_id, processor, pool FROM task WHERE run_id IN :runs AND status = 'pending' AND waits = 0 "
+        "AND (not_before IS NULL OR not_before <= :now) ORDER BY seq LIMIT :scan",
+        {"runs": runs, "now": now, "scan": scan},
+    )
+    expired = db.rows(
+        "SELECT id, run_id, processor, pool, pid, claimed_by FROM task WHERE status = 'running' "
+        "AND lease_until < :now AND run_id IN :runs ORDER BY seq LIMIT :scan",
+        {"runs": runs, "now": now, "scan": scan},
+    )
+    candidates += [row[:4] for row in expired]
+    previous = {int(row[0]): (row[4], row[5]) for row in expired}
+    chosen: list[int] = []
+    for task_id, run_id, processor, pool in candidates:
+        if len(chosen) >= limit:
+            break
+        allowed = sources[int(run_id)].processors
+        if allowed is not None and processor not in allowed:
+            continue
+        if pool is not None and in_pool[pool] >= pools.get(pool, 1 << 30):
+            continue
+        cap = caps.get(processor)
+        if cap is not None and per_processor[(int(run_id), processor)] >= cap:
+            continue
+        chosen.append(int(task_id))
+        if pool is not None:
+            in_pool[pool] += 1
+        per_processor[(int(run_id), processor)] += 1
+    if not chosen:
+        return []
+    from runbook.state.queries import TASK_COLUMNS
+
+    rows = db.rows(
+        "UPDATE task SET max_attempts = max_attempts + CASE WHEN status = 'running' THEN 1 ELSE 0 END, "
+        "status = 'running', claimed_by = :w, lease_until = :lease, attempt = attempt + 1, started_at = :now, "
+        "finished_at = NULL, pid = NULL, not_before = NULL "
+        "WHERE id IN :ids AND ((status = 'pending' AND waits = 0) OR (status = 'running' AND lease_until < :now)) "
+        f"RETURNING {TASK_COLUMNS}",
+        {"ids": chosen, "w": worker, "lease": lease_until, "now": now},
+    )
+    tasks = from_rows(Task, rows)
+    orphans += [
+        (int(pid), str(holder))
+        for task in tasks
+        for pid, holder in [previous.get(task.id, (None, None))]
+        if pid
+    ]
+    order = {task_id: position for position, task_id in enumerate(chosen)}
+    return sorted(tasks, key=lambda task: order[task.id])
+
+
+def _claim_gates(
+    db: Database, worker: str, runs: list[int], now: dt.datetime, lease_until: dt.datetime
+) -> list[Gate]:
+    rows = db.rows(
+        f"UPDATE gate SET status = 'running', claimed_by = :w, lease_until = :lease WHERE id IN ("
+        "SELECT id FROM gate WHERE run_id IN :runs AND ((status = 'pending' AND waits = 0) "
+        "OR (status = 'running' AND lease_until < :now))) "
+        f"RETURNING {GATE_COLUMNS}",
+        {"runs": runs, "w": worker, "lease": lease_until, "now": now},
+    )
+    return from_rows(Gate, rows)
+
+
+def _record_one(db: Database, worker: str, outcome: Outcome, now: dt.datetime) -> bool:
+    task = outcome.task
+    values: dict[str, Any] = {
+        "id": task.id, "w": worker, "now": now, "exit_code": outcome.exit_code, "seconds": outcome.seconds,
+        "error": outcome.error[-ERROR_TAIL_CHARS:] if outcome.error else None, "rows": outcome.rows_affected,
+    }  # fmt: skip
+    if outcome.status == TaskStatus.PENDING:
+        # A retry waits until retry_at; an attempt handed back (a stop) does not count.
+        values.update(retry_at=outcome.retry_at, back=1 if outcome.returned else 0)
+        changed = db.execute(
+            "UPDATE task SET status = 'pending', finished_at = :now, duration_seconds = :seconds, "
+            "exit_code = :exit_code, error_tail = COALESCE(:error, error_tail), lease_until = NULL, claimed_by = NULL, "
+            "not_before = :retry_at, max_attempts = max_attempts + :back, pid = NULL "
+            "WHERE id = :id AND claimed_by = :w AND status = 'running'",
+            values,
+        )
+        return changed == 1
+    values.update(status=outcome.status, skip=outcome.skip_reason)
+    changed = db.execute(
+        "UPDATE task SET status = :status, finished_at = :now, duration_seconds = :seconds, exit_code = :exit_code, "
+        "error_tail = :error, rows_affected = :rows, lease_until = NULL, not_before = NULL, "
+        "skip_reason = COALESCE(:skip, skip_reason) WHERE id = :id AND claimed_by = :w AND status = 'running'",
+        values,
+    )
+    if changed != 1:
+        return False
+    span = task.date if task.date == task.end_date else f"{task.date}..{task.end_date}"
+    if outcome.status == TaskStatus.SUCCEEDED:
+        _release(
+            db,
+            [
+                int(r[0])
+                for r in db.rows("SELECT task_id FROM task_dep WHERE upstream_id = :id", {"id": task.id})
+            ],
+        )
+    elif outcome.status == TaskStatus.FAILED:
+        _cascade(db, [task.id], TaskStatus.BLOCKED, f"upstream {task.processor} {span} failed", now)
+    elif outcome.status == TaskStatus.SKIPPED:
+        _cascade(db, [task.id], TaskStatus.SKIPPED, f"upstream {task.processor} {span} skipped", now,
+                 skip_reason=SkipReason.UPSTREAM_MISSING)  # fmt: skip
+    _gates_done(db, [(task.run_id, task.processor)])
+    db.execute(latest.OF_TASKS, {"ids": [task.id]})
+    return True
+
+
+def _release(db: Database, task_ids: Sequence[int]) -> None:
+    """One dependency of each of ``task_ids`` is settled."""
+    for start in range(0, len(task_ids), 500):
+        db.execute(
+            "UPDATE task SET waits = waits - 1 WHERE id IN :ids AND status = 'pending'",
+            {"ids": list(task_ids[start : start + 500])},
+        )
+
+
+_DOWNSTREAM = """
+WITH RECURSIVE down(id) AS (
+    SELECT d.task_id FROM task_dep d WHERE d.upstream_id IN :ids
+    UNION
+    SELECT d.task_id FROM task_dep d JOIN down ON d.upstream_id = down.id
+)
+SELECT task.id FROM down JOIN task ON task.id = down.id WHERE task.status = 'pending'
+"""
+
+
+def _cascade(
+    db: Database,
+    roots: Sequence[int],
+    status: str,
+    reason: str,
+    now: dt.datetime,
+    *,
+    skip_reason: str | None = None,
+    include_roots: bool = False,
+) -> None:
+    """Mark everything pending downstream of ``roots`` (and the roots themselves if asked) blocked
+    or skipped, counting each for its processor's gate."""
+    found = {
+        int(r[0])
+        for start in range(0, len(roots), 500)
+        for r in db.rows(_DOWNSTREAM, {"ids": list(roots[start : start + 500])})
+    }
+    if include_roots:
+        found.update(roots)
+    ids = sorted(found)
+    marked: list[tuple[int, str]] = []
+    for start in range(0, len(ids), 500):
+        rows = db.rows(
+            "UPDATE task SET status = :status, finished_at = :now, lease_until = NULL, error_tail = :reason, "
+            "skip_reason = COALESCE(:skip, skip_reason) WHERE id IN :ids AND status = 'pending' "
+            "RETURNING run_id, processor",
+            {
+                "ids": ids[start : start + 500],
+                "status": status,
+                "now": now,
+                "reason": reason,
+                "skip": skip_reason,
+            },
+        )
+        marked += [(int(r[0]), str(r[1])) for r in rows]
+        db.execute(latest.OF_TASKS, {"ids": ids[start : start + 500]})
+    _gates_done(db, marked)
+
+
+def _gates_done(db: Database, finished: Sequence[tuple[int, str]]) -> None:
+    """Tasks of these (run, processor) pairs are finished: their gates wait for one fewer each."""
+    for (run_id, processor), count in Counter(finished).items():
+        db.execute(
+            "UPDATE gate SET waits = waits - :n WHERE run_id = :run AND processor = :p AND status = 'pending'",
+            {"n": count, "run": run_id, "p": processor},
+        )
+
+
+def _reopen(db: Database, run_id: int) -> int:
+    """Failed, blocked and cancelled tasks back to pending with fresh retries; the gates of the
+    processors that have work again are judged again once it is done."""
+    count = db.execute(
+        "UPDATE task SET status = 'pending', max_attempts = attempt + max_attempts, not_before = NULL, "
+        "lease_until = NULL, claimed_by = NULL WHERE run_id = :run AND status IN :statuses",
+        {"run": run_id, "statuses": [TaskStatus.FAILED, TaskStatus.BLOCKED, TaskStatus.CANCELLED]},
+    )
+    db.execute(
+        "UPDATE gate SET status = 'pending', claimed_by = NULL, lease_until = NULL, message = NULL, finished_at = NULL "
+        "WHERE run_id = :run AND (status = 'failed' OR processor IN "
+        "(SELECT DISTINCT processor FROM task WHERE run_id = :run AND status IN ('pending', 'running')))",
+        {"run": run_id},
+    )
+    return count
+
+
+def _hand_back(db: Database, run_id: int, holder: str) -> int:
+    """Return the tasks ``holder`` holds in the run to pending; that attempt does not count."""
+    db.execute(
+        "UPDATE gate SET status = 'pending', claimed_by = NULL, lease_until = NULL "
+        "WHERE run_id = :run AND claimed_by = :h AND status = 'running'",
+        {"run": run_id, "h": holder},
+    )
+    return db.execute(
+        "UPDATE task SET status = 'pending', claimed_by = NULL, lease_until = NULL, not_before = NULL, pid = NULL, "
+        "max_attempts = max_attempts + 1 WHERE run_id = :run AND claimed_by = :h AND status = 'running'",
+        {"run": run_id, "h": holder},
+    )
+
+
+def _recompute_waits(db: Database, run_id: int) -> None:
+    """Count each pending task's unsettled dependencies (and each pending gate's unfinished tasks)
+    again from what the store says: a repair that makes any interruption harmless."""
+    db.execute(
+        "UPDATE task SET waits = "
+        "(SELECT COUNT(*) FROM task_dep d JOIN task u ON u.id = d.upstream_id "
+        " WHERE d.task_id = task.id AND u.status <> 'succeeded') + "
+        "(SELECT COUNT(*) FROM gate_dep gd JOIN gate g ON g.id = gd.gate_id "
+        " WHERE gd.task_id = task.id AND g.status <> 'passed') "
+        "WHERE run_id = :run AND status = 'pending'",
+        {"run": run_id},
+    )
+    db.execute(
+        "UPDATE gate SET waits = (SELECT COUNT(*) FROM task t WHERE t.run_id = gate.run_id "
+        "AND t.processor = gate.processor AND t.status IN ('pending', 'running')) "
+        "WHERE run_id = :run AND status = 'pending'",
+        {"run": run_id},
+    )
+    # A pending task whose upstream failed, was blocked or skipped can never start: settle it now.
+    settled = db.rows(
+        "SELECT DISTINCT u.id, u.status, u.processor, u.date FROM task t JOIN task_dep d ON d.task_id = t.id "
+        "JOIN task u ON u.id = d.upstream_id WHERE t.run_id = :run AND t.status = 'pending' "
+        "AND u.status IN ('failed', 'blocked', 'skipped', 'cancelled')",
+        {"run": run_id},
+    )
+    now = dt.datetime.now(dt.UTC)
+    for upstream, status, processor, day in settled:
+        if status == TaskStatus.SKIPPED:
+            _cascade(db, [int(upstream)], TaskStatus.SKIPPED, f"upstream {processor} {day} skipped", now,
+                     skip_reason=SkipReason.UPSTREAM_MISSING)  # fmt: skip
+        else:
+            _cascade(db, [int(upstream)], TaskStatus.BLOCKED, f"upstream {processor} {day} {status}", now)
+
+
+__all__ = ["Claimed", "Json", "LostRun", "Outcome", "Queries", "Run", "Source", "WorkQueue"]

@@ -1,0 +1,147 @@
+"""Keeping a step's processes under control: nothing a step starts outlives it.
+
+A command step runs in a session (and process group) of its own, with ``RUNBOOK_STEP_TOKEN`` in
+its environment, which its descendants inherit. On Linux:
+
+- the step's process gets SIGKILL if the thread that started it dies (``PR_SET_PDEATHSIG``): a
+  controller killed with ``kill -9`` takes its steps with it, so a resumed run never executes a
+  date twice at the same time;
+- the controller is a *child subreaper* (``PR_SET_CHILD_SUBREAPER``): a descendant that escaped
+  the group (``setsid``, a double fork) becomes its child when its parent exits, instead of
+  init's, and :func:`end_leftovers` finds it by its token and ends it with the step.
+
+Elsewhere these are no-ops and only the process group is ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+KILL_GRACE_SECONDS = 5.0
+TOKEN = "RUNBOOK_STEP_TOKEN"
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    function: Callable[..., int] = libc.prctl
+    return function
+
+
+_PRCTL = _prctl()
+
+
+def become_subreaper() -> bool:
+    """Adopt this process's orphaned descendants (Linux); True when it worked."""
+    return _PRCTL is not None and _PRCTL(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` of a step: SIGKILL when the thread that started it dies (Linux).
+
+    Only a C call between fork and exec: nothing that could take a lock of the parent.
+    """
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def kill_process_group(pid: int, grace: float = KILL_GRACE_SECONDS) -> None:
+    """SIGTERM the process group led by ``pid``, then SIGKILL what is left after ``grace`` seconds."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _children() -> list[int]:
+    """This process's children (Linux: every thread's ``children`` file)."""
+    found: list[int] = []
+    try:
+        threads = os.listdir("/proc/self/task")
+    except OSError:
+        return found
+    for thread in threads:
+        try:
+            with open(f"/proc/self/task/{thread}/children", encoding="ascii") as handle:
+                found += [int(pid) for pid in handle.read().split()]
+        except OSError:
+            continue
+    return found
+
+
+def token_of(pid: int) -> str | None:
+    """The step token in a process's environment, if it has one."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    marker = TOKEN.encode() + b"="
+    for item in data.split(b"\0"):
+        if item.startswith(marker):
+            return item[len(marker) :].decode(errors="replace")
+    return None
+
+
+def end_leftovers(pgid: int, token: str, *, spare: set[int] = frozenset()) -> int:  # type: ignore[assignment]
+    """End what a finished step left behind: its process group, and adopted orphans carrying its
+    token. Return how many processes were signalled."""
+    ended = 0
+    if group_alive(pgid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+            ended += 1
+    for pid in _children():
+        if pid in spare or token_of(pid) != token:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            ended += 1
+    reap(spare)
+    return ended
+
+
+def reap(spare: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+    """Collect the exit status of adopted orphans that have ended (not the steps' own processes,
+    whose status their Popen objects collect)."""
+    for pid in _children():
+        if pid in spare:
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+                state = handle.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state == "Z":
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
