@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 BQEMU  ?= .venv-bqemu
 
-.PHONY: install demo test check lint typecheck bqemu bench clean
+.PHONY: install demo test chaos check lint typecheck bqemu bench clean
 
 install: $(VENV)/.installed
 
@@ -41,9 +41,14 @@ check: lint typecheck
 test: install bqemu check
 	RUNBOOK_BQEMU_PYTHON=$(abspath $(BQEMU))/bin/python $(BIN)/pytest
 
+# The chaos suite alone (it also runs in `make test`): kill -9 at random moments, races, leases.
+chaos: install
+	$(BIN)/pytest tests/chaos -m chaos
+
 bench: install
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/cli_latency.py
+	$(BIN)/python bench/concurrency.py
 
 clean:
 	rm -rf $(VENV) $(BQEMU) .pytest_cache .mypy_cache .ruff_cache

@@ -146,7 +146,7 @@ def measure_run(folder: Path, step: str, workers: int, dates: int) -> float:
 
 
 def machine() -> str:
-    """CPUs, CPU model, Python and SQLite versions: what the figures depend on."""
+    """CPUs, CPU model, Python and SQLite versions, the load: what the figures depend on."""
     model = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -155,8 +155,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
-        f"{os.cpu_count()} CPUs, {model}; Python {platform.python_version()}; SQLite {sqlite3.sqlite_version}"
+        f"{os.cpu_count()} CPUs, {model}; Python {platform.python_version()}; SQLite {sqlite3.sqlite_version}; "
+        f"load average {load:.1f}"
     )
 
 

@@ -63,6 +63,7 @@ class ConfigError(RunbookError):
 
 class StateError(RunbookError):
     exit_code = EXIT_USAGE
+    transient = False  # a dropped connection: the same write may succeed once it is back
 
 
 class RunConflict(StateError):

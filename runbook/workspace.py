@@ -90,11 +90,23 @@ class Workspace:
     def lease_seconds(self) -> float | None:
         """``RUNBOOK_LEASE_SECONDS``: how long a claimed task stays held without a heartbeat (60 s by
         default; tests shorten it to see a killed worker's tasks taken over quickly)."""
-        value = self.environ.get("RUNBOOK_LEASE_SECONDS")
+        return self._seconds("RUNBOOK_LEASE_SECONDS")
+
+    @property
+    def store_retry_seconds(self) -> float | None:
+        """``RUNBOOK_STORE_RETRY_SECONDS``: how long a controller or worker keeps trying a state
+        store whose connection dropped before it stops (20 s by default)."""
+        return self._seconds("RUNBOOK_STORE_RETRY_SECONDS")
+
+    def _seconds(self, name: str) -> float | None:
+        value = self.environ.get(name)
         try:
-            return float(value) if value else None
+            seconds = float(value) if value else None
         except ValueError:
-            raise ConfigError(f"RUNBOOK_LEASE_SECONDS must be a number of seconds (got {value!r})") from None
+            seconds = -1.0
+        if seconds is not None and not seconds > 0:
+            raise ConfigError(f"{name} must be a positive number of seconds (got {value!r})")
+        return seconds
 
     def resolve(self, relative: str) -> Path:
         path = Path(relative).expanduser()

@@ -162,3 +162,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def update_golden(request: pytest.FixtureRequest) -> bool:
     """Whether golden files are rewritten: only with an explicit --update-golden."""
     return bool(request.config.getoption("--update-golden"))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print what the chaos suite tried (its tests record the counts as a property)."""
+    lines = []
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+        for name, value in getattr(report, "user_properties", []):
+            if name == "chaos" and report.when == "call":
+                counts = ", ".join(f"{k}: {v}" for k, v in value.items() if k not in ("store", "seed"))
+                lines.append(f"{value['store']} (CHAOS_SEED={value['seed']}): {counts}")
+    if lines:
+        terminalreporter.section("chaos suite: what it tried")
+        for line in sorted(lines):
+            terminalreporter.write_line(line)

@@ -11,8 +11,10 @@ import datetime as dt
 import os
 import signal
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -111,3 +113,53 @@ def executions(path: Path) -> dict[tuple[str, str], int]:
         processor, date = line.split()
         found[(processor, date)] = found.get((processor, date), 0) + 1
     return found
+
+
+LEDGER_STEP = Path(__file__).resolve().parent / "ledger_step.py"
+
+
+def ledger_command(ledger: Path) -> str:
+    """A ``command:`` (YAML flow list) that runs tests/ledger_step.py for a step, writing to ``ledger``."""
+    return f'["{sys.executable}", "{LEDGER_STEP}", "{ledger}", "{{{{ processor }}}}", "{{{{ start }}}}", "{{{{ end }}}}"]'
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str  # start, end, fail or overlap
+    processor: str
+    date: str
+    pid: int
+    host: str
+    at: float
+
+
+def read_ledger(path: Path) -> list[Entry]:
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        kind, processor, date, pid, host, at = line.split()
+        found.append(Entry(kind, processor, date, int(pid), host, float(at)))
+    return found
+
+
+def ledger_spans(entries: list[Entry]) -> list[tuple[str, str, float, float | None]]:
+    """(processor, date, start, end or None if it never ended) of each execution."""
+    ends = {(e.pid, e.processor, e.date): e.at for e in entries if e.kind in ("end", "fail")}
+    return [
+        (e.processor, e.date, e.at, ends.get((e.pid, e.processor, e.date)))
+        for e in entries
+        if e.kind == "start"
+    ]
+
+
+def peak_concurrency(spans: list[tuple[str, str, float, float | None]]) -> int:
+    """The most executions that ran at once (only those that ended are counted)."""
+    edges = sorted(
+        [(s, 1) for _, _, s, e in spans if e is not None] + [(e, -1) for _, _, _, e in spans if e is not None]
+    )
+    level = peak = 0
+    for _, step in edges:
+        level += step
+        peak = max(peak, level)
+    return peak

@@ -315,8 +315,10 @@ class Runs(Base):
             if epoch is not None:
                 taken.append((run, epoch))
             elif run_id is not None:
+                now = self.store.get_run(run.id) or run
                 raise RunBusy(
-                    f"run {run.id} was taken by another `runbook resume` just now: not started twice"
+                    f"run {run.id} was just taken by PID {now.pid} on {now.host} (another `runbook resume`): "
+                    "not started twice"
                 )
         if not detach and len(taken) == 1:
             return Resumed([], taken[0][0], found.alive, taken[0][1])

@@ -39,7 +39,7 @@ class Workers(Runs):
             versions=resolve_versions(self.config, list(self.config.processors), str(self.workspace.root)),
             logs=log_of, threads=threads or self.config.workers, gatekeeper=parts.gatekeeper,
             readiness=parts.readiness, redact=self.redactor, say=say if callable(say) else (lambda line: None),
-            lease_seconds=self.workspace.lease_seconds,
+            lease_seconds=self.workspace.lease_seconds, store_retry_seconds=self.workspace.store_retry_seconds,
         )  # fmt: skip
         worker.install_signal_handlers()
         try:

@@ -8,6 +8,7 @@ run failed, 2 bad usage, config or state, 3 blocked by a validation gate, 4 inte
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -15,7 +16,7 @@ import click
 
 from runbook.cli import checks, db, demo, inspect, runs, sessions
 from runbook.cli._context import Context
-from runbook.errors import EXIT_OK, RunbookError, UsageError
+from runbook.errors import EXIT_OK, RunbookError, StoreUnavailable, UsageError
 
 
 def fail(error: RunbookError, verbose: bool) -> NoReturn:
@@ -24,6 +25,12 @@ def fail(error: RunbookError, verbose: bool) -> NoReturn:
 
         traceback.print_exception(error)
     click.echo(f"runbook: error: {error.message}", err=True)
+    if isinstance(error, StoreUnavailable):
+        # The store's files may be unwritable: the normal exit would close its connections,
+        # and SQLite would die writing to them (see Database.ensure_writable).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(error.exit_code)
     sys.exit(error.exit_code)
 
 

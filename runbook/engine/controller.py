@@ -131,7 +131,7 @@ class Controller:
             store, self.config, self.executors, worker_id=self.controller_id, threads=run.workers,
             logs=lambda other: log if other == run_id else log, runs=store.get_run, gatekeeper=self.gatekeeper,
             readiness=self.readiness, observer=self.observer, redact=self.redact, lease_seconds=self.lease_seconds,
-            heartbeat_seconds=self.heartbeat_seconds,
+            heartbeat_seconds=self.heartbeat_seconds, store_retry_seconds=self.workspace.store_retry_seconds,
         )  # fmt: skip
         try:
             return self._drive(run, epoch, loop, log)
@@ -139,10 +139,11 @@ class Controller:
             message = (
                 f"run {run_id}: the state store stopped accepting writes ({fault.error.message}); stopped"
             )
+            self.observer.message(message)
             log.event(message)
-            loop.stop_running(
-                grace=2
-            )  # cannot record them: the run shows as interrupted, resume continues it
+            # Nothing can be recorded: the run shows as interrupted (its owner is gone), and
+            # resume continues it once the store is back.
+            loop.stop_running(grace=2, record=False)
             raise StoreUnavailable(message) from fault
         finally:
             loop.close()
@@ -153,7 +154,7 @@ class Controller:
     def _drive(self, run: Run, epoch: int, loop: WorkLoop, log: RunLog) -> Outcome:
         run_id = run.id
         store = self.store
-        sources = [Source(run_id, epoch)]
+        sources = [Source(run_id, epoch, gated=store.gated_processors(run_id))]
         self.observer.started(run_id, self._totals(run_id))
         next_progress = next_stall = time.monotonic()
         messages: list[tuple[str, int, Any]] = []

@@ -14,7 +14,7 @@ from runbook.clock import utcnow
 from runbook.kinds import ACTIVE_RUN_STATUSES, RunStatus
 from runbook.state.records import Run, Worker
 
-STALE_HEARTBEAT_SECONDS = 60.0
+STALE_HEARTBEAT_SECONDS = 60.0  # the default lease: a process silent for longer is gone
 # Clock ticks and boot time only resolve a process start to about a second.
 START_SLACK_SECONDS = 2.0
 
@@ -23,6 +23,15 @@ def this_host() -> str:
     """This machine's name in the state store: ``RUNBOOK_HOST`` if set (tests give processes on
     one machine distinct identities with it), else the host name."""
     return os.environ.get("RUNBOOK_HOST") or socket.gethostname()
+
+
+def stale_after() -> float:
+    """Seconds without a heartbeat after which a process on another host counts as gone: the
+    lease (``RUNBOOK_LEASE_SECONDS``, the same for every process of a team), 60 s by default."""
+    try:
+        return float(os.environ.get("RUNBOOK_LEASE_SECONDS") or STALE_HEARTBEAT_SECONDS)
+    except ValueError:
+        return STALE_HEARTBEAT_SECONDS
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -62,10 +71,11 @@ def process_started_at(pid: int) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(boot + int(stat[19]) / ticks, dt.UTC)
 
 
-def controller_alive(run: Run, *, stale_seconds: float = STALE_HEARTBEAT_SECONDS) -> bool:
+def controller_alive(run: Run, *, stale_seconds: float | None = None) -> bool:
     """True when the run's controller still runs: its PID on this host, its heartbeat elsewhere."""
     if run.status not in ACTIVE_RUN_STATUSES:
         return False
+    stale_seconds = stale_seconds or stale_after()
     beat = run.heartbeat_at or run.created_at
     fresh = beat is not None and (utcnow() - beat).total_seconds() < stale_seconds
     if run.host != this_host():
@@ -81,13 +91,13 @@ def controller_alive(run: Run, *, stale_seconds: float = STALE_HEARTBEAT_SECONDS
 
 
 def worker_alive(
-    worker: Worker, now: dt.datetime | None = None, *, stale_seconds: float = STALE_HEARTBEAT_SECONDS
+    worker: Worker, now: dt.datetime | None = None, *, stale_seconds: float | None = None
 ) -> bool:
     """A worker is alive until it stopped, while its heartbeat is fresh (and its PID, here)."""
     if worker.stopped_at is not None:
         return False
     beat = worker.heartbeat_at or worker.started_at
-    fresh = beat is not None and ((now or utcnow()) - beat).total_seconds() < stale_seconds
+    fresh = beat is not None and ((now or utcnow()) - beat).total_seconds() < (stale_seconds or stale_after())
     return fresh and (worker.host != this_host() or pid_alive(worker.pid))
 
 

@@ -12,6 +12,7 @@ and report through a queue.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import os
@@ -41,6 +42,17 @@ LEASE_SECONDS = 60.0
 IDLE_POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 10.0
 GATE_POLL_SECONDS = 2.0
+# Tasks claimed beyond the free threads, and results gathered before they are recorded: fast
+# steps then cost one round of the store for several of them.
+LOOKAHEAD = 32
+FLUSH_SECONDS = 0.25
+# Only steps quicker than this (on average) are claimed ahead and recorded in batches: for
+# longer ones the store's cost does not matter, and the order of work by date does.
+FAST_STEP_SECONDS = 0.02
+# How often descendants that escaped their steps and ended are reaped (we are their subreaper).
+REAP_SECONDS = 1.0
+# How long a dropped connection to the store may stay down before this process gives up.
+STORE_RETRY_SECONDS = 20.0
 
 
 @dataclass
@@ -93,8 +105,10 @@ class WorkLoop:
         redact: Callable[[str], str] = lambda text: text,
         lease_seconds: float = LEASE_SECONDS,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        store_retry_seconds: float | None = None,
     ) -> None:
         self.store = store
+        self.store_retry_seconds = store_retry_seconds or STORE_RETRY_SECONDS
         self.config = config
         self.executors = executors
         self.worker_id = worker_id
@@ -109,6 +123,13 @@ class WorkLoop:
         # A lease outlives several heartbeats, however short it is set.
         self.heartbeat_seconds = min(heartbeat_seconds, lease_seconds / 3)
         self.running: dict[int, Running] = {}
+        self.queued: collections.deque[Task] = collections.deque()  # claimed ahead, not started yet
+        self.unrecorded: list[Outcome] = []
+        self.pids: list[tuple[int, int]] = []
+        self._unrecorded_since = 0.0
+        self._pids_since = 0.0
+        self._step_seconds = 1.0  # a running average of how long steps take here
+        self._next_reap = 0.0
         self.gates: dict[int, Gate] = {}
         self.tally = Tally()
         self._results: queue.Queue[tuple[str, int, Any]] = queue.Queue()
@@ -128,7 +149,7 @@ class WorkLoop:
     # -- one turn of the loop -------------------------------------------------------------------
 
     def busy(self) -> bool:
-        return bool(self.running or self.gates)
+        return bool(self.running or self.gates or self.queued or self.unrecorded)
 
     def heartbeat_due(self) -> bool:
         return time.monotonic() >= self._next_beat
@@ -142,6 +163,9 @@ class WorkLoop:
             )
         )
         self._next_beat = time.monotonic() + self.heartbeat_seconds
+        for task in [t for t in self.queued if t.id not in held]:
+            self.queued.remove(task)
+            self.tally.lost += 1
         for task_id in [t for t in self.running if t not in held]:
             lost = self.running.pop(task_id)
             lost.cancel.set()
@@ -155,32 +179,58 @@ class WorkLoop:
     def turn(
         self, sources: Sequence[Source], messages: Sequence[tuple[str, int, Any]] = (), *, tasks: bool = True
     ) -> Claimed:
-        """One turn: record what the threads reported (``messages``) and claim what fits in the
-        free threads, plus any ready gate, in one transaction of the store; start what was claimed."""
-        outcomes, pids = self._digest(messages, stopping=False)
-        free = max(self.threads - len(self.running), 0) if tasks else 0
+        """One turn: take what the threads reported (``messages``), start claimed tasks waiting
+        here, and when it is time, record the results and claim more (and any ready gate) in one
+        transaction of the store.
+
+        Results are recorded at once when a step failed, when threads would otherwise idle, or
+        when a few have gathered (``LOOKAHEAD``, ``FLUSH_SECONDS``); a few tasks beyond the free
+        threads are claimed ahead (never tasks of a pool or a capped processor, which others
+        count), so that fast steps do not pay a round of the store each.
+        """
+        self._digest(messages, stopping=False)
         clock = time.monotonic()
-        gates = self.gatekeeper is not None and (bool(outcomes) or clock >= self._next_gates)
-        expired = clock >= self._next_expired
-        if not outcomes and not pids and not free and not gates:
-            return Claimed()
         now = utcnow()
+        if tasks:
+            while self.queued and len(self.running) < self.threads:
+                self._start(self.queued.popleft(), now)
+        free = max(self.threads - len(self.running), 0) if tasks else 0
+        fast = self._step_seconds < FAST_STEP_SECONDS
+        room = max(LOOKAHEAD - len(self.queued), 0) if tasks and fast else 0
+        gates = self.gatekeeper is not None and clock >= self._next_gates
+        flush = bool(self.unrecorded) and (
+            not tasks
+            or not fast
+            or len(self.unrecorded) >= LOOKAHEAD + self.threads
+            or clock - self._unrecorded_since >= FLUSH_SECONDS
+            or any(o.status != TaskStatus.SUCCEEDED for o in self.unrecorded)
+        )
+        # A step's PID is recorded once it has run for a moment: resume needs it to end its group.
+        flush = flush or bool(self.pids and clock - self._pids_since >= FLUSH_SECONDS)
+        claim = free > 0
+        if not (flush or claim or gates):
+            return Claimed()
+        outcomes, pids = self.unrecorded, self.pids
+        self.unrecorded, self.pids = [], []
+        expired = clock >= self._next_expired
+        limit = free if claim or flush else 0
         exchanged: tuple[list[bool], Claimed] = self.guarded(
             lambda: self.store.exchange(
-                self.worker_id, outcomes, sources if free or gates else [], limit=free, pools=self.pools,
-                caps=self.caps, now=now, lease_until=now + dt.timedelta(seconds=self.lease_seconds), gates=gates,
-                expired=expired, pids=pids,
+                self.worker_id, outcomes, sources, limit=limit, ahead=room if limit else 0,
+                pools=self.pools, caps=self.caps, now=now, lease_until=now + dt.timedelta(seconds=self.lease_seconds),
+                gates=gates, expired=expired, pids=pids,
             )
         )  # fmt: skip
         held, claimed = exchanged
         if gates:
             self._next_gates = clock + GATE_POLL_SECONDS
-        if expired and free:
+        if expired and limit:
             self._next_expired = clock + min(self.heartbeat_seconds, self.lease_seconds / 4)
         for outcome, ok in zip(outcomes, held, strict=True):
             self._announce(outcome, ok)
-        if outcomes:
+        if clock >= self._next_reap:
             reap(self._step_pids())
+            self._next_reap = clock + REAP_SECONDS
         for pid, holder in claimed.orphans:
             if holder.split(":", 1)[0] == self.worker_id.split(":", 1)[0]:
                 # The step of a holder that stopped beating runs on this machine: end it before
@@ -188,7 +238,10 @@ class WorkLoop:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
         for task in claimed.tasks:
-            self._start(task, now)
+            if len(self.running) < self.threads:
+                self._start(task, now)
+            else:
+                self.queued.append(task)
         for gate in claimed.gates:
             self.gates[gate.id] = gate
             threading.Thread(target=self._gate_thread, args=(gate,), daemon=True).start()
@@ -197,6 +250,9 @@ class WorkLoop:
     def wait(self, timeout: float) -> list[tuple[str, int, Any]]:
         """Messages from step and gate threads: wait up to ``timeout`` for the first, then take all."""
         found: list[tuple[str, int, Any]] = []
+        for waiting, since in ((self.unrecorded, self._unrecorded_since), (self.pids, self._pids_since)):
+            if waiting:  # come back in time to record them
+                timeout = min(timeout, max(FLUSH_SECONDS - (time.monotonic() - since), 0.0))
         try:
             found.append(self._results.get(timeout=max(timeout, 0.01)))
         except queue.Empty:
@@ -208,8 +264,14 @@ class WorkLoop:
                 return found
 
     def settle(self, messages: Sequence[tuple[str, int, Any]], *, stopping: bool = False) -> None:
-        """Record what the threads reported, claiming nothing."""
-        outcomes, pids = self._digest(messages, stopping=stopping)
+        """Record what the threads reported and everything not yet recorded, claiming nothing;
+        when ``stopping``, tasks claimed ahead are handed back."""
+        self._digest(messages, stopping=stopping)
+        outcomes, pids = self.unrecorded, self.pids
+        self.unrecorded, self.pids = [], []
+        if stopping:
+            outcomes += [Outcome(task, TaskStatus.PENDING, returned=True) for task in self.queued]
+            self.queued.clear()
         if outcomes or pids:
             held, _ = self.guarded(
                 lambda: self.store.exchange(self.worker_id, outcomes, [], limit=0, pools={}, caps={}, now=utcnow(),
@@ -219,18 +281,21 @@ class WorkLoop:
                 self._announce(outcome, ok)
         reap(self._step_pids())
 
-    def _digest(
-        self, messages: Sequence[tuple[str, int, Any]], *, stopping: bool
-    ) -> tuple[list[Outcome], list[tuple[int, int]]]:
-        """Step results as outcomes to record, step PIDs to note; gate verdicts recorded now."""
-        outcomes: list[Outcome] = []
-        pids: list[tuple[int, int]] = []
+    def _digest(self, messages: Sequence[tuple[str, int, Any]], *, stopping: bool) -> None:
+        """Step results become outcomes to record, step PIDs are noted; gate verdicts are recorded now."""
         for kind, key, payload in messages:
             if kind == "pid" and key in self.running:
                 self.running[key].pid = payload
-                pids.append((key, payload))
+                if not self.pids:
+                    self._pids_since = time.monotonic()
+                self.pids.append((key, payload))
             elif kind == "task" and key in self.running:
-                outcomes.append(self._outcome(self.running.pop(key), payload, stopping))
+                if not self.unrecorded:
+                    self._unrecorded_since = time.monotonic()
+                outcome = self._outcome(self.running.pop(key), payload, stopping)
+                if outcome.seconds is not None:  # how long steps take decides whether to claim ahead
+                    self._step_seconds = 0.8 * self._step_seconds + 0.2 * outcome.seconds
+                self.unrecorded.append(outcome)
             elif kind == "gate" and key in self.gates:
                 gate = self.gates.pop(key)
                 self._finish_gate(gate, payload)
@@ -238,11 +303,12 @@ class WorkLoop:
                     message = f"blocking check failed on {gate.processor}: {payload[0]}"
                     self._event(gate.run_id, "gate_blocked", message, processor=gate.processor)
                     self._say(message)
-        return outcomes, pids
 
-    def stop_running(self, grace: float = STOP_GRACE_SECONDS) -> None:
+    def stop_running(self, grace: float = STOP_GRACE_SECONDS, *, record: bool = True) -> None:
         """Ask every step here to end (SIGTERM, then SIGKILL after ``grace``) and record how each
-        ended: one that finished meanwhile is recorded as succeeded, the others are handed back."""
+        ended: one that finished meanwhile is recorded as succeeded, the others (and tasks claimed
+        ahead) are handed back. Without ``record`` (the store is gone) nothing is written: their
+        leases run out."""
         for running in self.running.values():
             running.cancel.set()
             if running.pid:
@@ -253,7 +319,12 @@ class WorkLoop:
             for kind, key, payload in messages:
                 if kind == "pid" and key in self.running:  # started after the cancel above: end it too
                     threading.Thread(target=kill_process_group, args=(payload, grace), daemon=True).start()
-            self.settle(messages, stopping=True)
+            self._digest(messages, stopping=True)
+        if record:
+            self.settle([], stopping=True)
+        else:
+            self.unrecorded, self.pids = [], []
+            self.queued.clear()
 
     def close(self) -> None:
         """Let the step threads end (they are idle once nothing runs here)."""
@@ -329,25 +400,24 @@ class WorkLoop:
     def _outcome(self, running: Running, result: StepResult, stopping: bool) -> Outcome:
         task = running.task
         now = utcnow()
-        seconds = (now - running.started).total_seconds()
+
+        def outcome(status: str, **fields: Any) -> Outcome:
+            seconds = (now - running.started).total_seconds()
+            return Outcome(task, status, exit_code=result.exit_code, seconds=seconds, started=running.started,
+                           finished=now, **fields)  # fmt: skip
+
         error = self.redact(result.error) if result.error else None
         if result.cancelled or (stopping and not result.ok):
-            return Outcome(
-                task, TaskStatus.PENDING, exit_code=result.exit_code, seconds=seconds, returned=True
-            )
+            return outcome(TaskStatus.PENDING, returned=True)
         if result.skip_reason:
-            return Outcome(
-                task, TaskStatus.SKIPPED, error=error, skip_reason=result.skip_reason, seconds=seconds
-            )
+            return outcome(TaskStatus.SKIPPED, error=error, skip_reason=result.skip_reason)
         if result.ok:
-            return Outcome(task, TaskStatus.SUCCEEDED, exit_code=result.exit_code, rows_affected=result.rows_affected,
-                           seconds=seconds)  # fmt: skip
+            return outcome(TaskStatus.SUCCEEDED, rows_affected=result.rows_affected)
         proc = self.config.processors.get(task.processor)
         if proc is not None and task.attempt < task.max_attempts:
             retry_at = now + dt.timedelta(seconds=proc.retries.wait_before(task.attempt))
-            return Outcome(task, TaskStatus.PENDING, exit_code=result.exit_code, error=error, seconds=seconds,
-                           retry_at=retry_at)  # fmt: skip
-        return Outcome(task, TaskStatus.FAILED, exit_code=result.exit_code, error=error, seconds=seconds)
+            return outcome(TaskStatus.PENDING, error=error, retry_at=retry_at)
+        return outcome(TaskStatus.FAILED, error=error)
 
     def _announce(self, outcome: Outcome, held: bool) -> None:
         """Events, log lines and progress for what was recorded."""
@@ -395,11 +465,22 @@ class WorkLoop:
         return running_steps()
 
     def guarded(self, action: Callable[[], Any]) -> Any:
-        """Run a write of the store; a store that refuses it stops this process (StoreFault)."""
-        try:
-            return action()
-        except StateError as error:
-            raise StoreFault(error) from error
+        """Run a write of the store. A dropped connection is tried again for a while (a database
+        that restarts); a store that keeps refusing, or that became unwritable, stops this process
+        (StoreFault). Writes are conditional, so one that went through before the connection
+        dropped is not done twice: the second finds the task no longer held."""
+        deadline: float | None = None
+        pause = 0.2
+        while True:
+            try:
+                return action()
+            except StateError as error:
+                now = time.monotonic()
+                deadline = deadline if deadline is not None else now + self.store_retry_seconds
+                if not error.transient or now >= deadline:
+                    raise StoreFault(error) from error
+                time.sleep(min(pause, max(deadline - now, 0.0)))
+                pause = min(pause * 2, 5.0)
 
 
 def _span(task: Task) -> str:

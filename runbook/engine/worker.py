@@ -68,6 +68,7 @@ class Worker:
         say: Callable[[str], None] = lambda line: None,
         lease_seconds: float | None = None,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        store_retry_seconds: float | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -80,7 +81,7 @@ class Worker:
         self.loop = WorkLoop(
             store, config, executors, worker_id=self.worker_id, threads=threads, logs=logs, runs=store.get_run,
             gatekeeper=gatekeeper, readiness=readiness, redact=redact, lease_seconds=lease_seconds or LEASE_SECONDS,
-            heartbeat_seconds=heartbeat_seconds,
+            heartbeat_seconds=heartbeat_seconds, store_retry_seconds=store_retry_seconds,
         )  # fmt: skip
 
     def install_signal_handlers(self) -> None:
@@ -138,7 +139,7 @@ class Worker:
                     break
                 messages = loop.wait(0.05 if got else IDLE_POLL_SECONDS)
         except StoreFault as fault:
-            loop.stop_running(grace=2)
+            loop.stop_running(grace=2, record=False)
             raise StoreUnavailable(
                 f"worker {self.worker_id}: the state store stopped accepting writes ({fault.error.message}); stopped"
             ) from fault
@@ -165,7 +166,7 @@ class Worker:
                 self.store.worker_note(self.worker_id, f"run {run.id}: {note}")
                 self.store.add_event("worker_refused", f"worker {self.worker_id}: {note}", run_id=run.id)
             if allowed:
-                found.append(Source(run.id, None, frozenset(allowed)))
+                found.append(Source(run.id, None, frozenset(allowed), self.store.gated_processors(run.id)))
         return found
 
     def _allowed(self, run: Run) -> tuple[list[str], list[str]]:

@@ -152,6 +152,7 @@ class TaskSnapshot(NamedTuple):
     finished_at: str | None
     duration_seconds: float | None
     error_tail: str | None
+    worker: str | None  # the process that ran (or runs) it: a process id of the run
 
 
 class FailureGroup(NamedTuple):

@@ -194,6 +194,7 @@ def task_snapshot(task: Task) -> TaskSnapshot:
         finished_at=iso_utc(task.finished_at),
         duration_seconds=round(task.duration_seconds, 3) if task.duration_seconds is not None else None,
         error_tail=task.error_tail,
+        worker=task.claimed_by,
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -92,6 +93,27 @@ class Database:
         self.url = url
         self._in_transaction = False
         self._sql: dict[str, str] = {}
+        self._files: list[Path] | None = None  # a SQLite file's database, WAL and shared-memory files
+
+    def ensure_writable(self) -> None:
+        """SQLite: refuse (one StateError line) when the database, its WAL or its shared-memory
+        file was made read-only or removed under this process.
+
+        SQLite writes the shared-memory file through a memory map: once that file is read-only,
+        the next write (even a read's lock) kills the process with SIGBUS instead of raising an
+        error, so the writers ask first. A removed WAL file would silently split the database.
+        """
+        if self.dialect != "sqlite":
+            return
+        if self._files is None:
+            path = sqlite_path(self.url)
+            self._files = [] if path is None else [
+                f for f in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if f.exists()
+            ]  # fmt: skip
+        for path in self._files:
+            if not os.access(path, os.W_OK):
+                what = "was removed" if not path.exists() else "is no longer writable (read-only)"
+                raise StateError(f"state DB {redact_url(self.url)}: {path.name} {what}")
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -343,7 +365,9 @@ def _connect_postgres(url: str) -> Database:
     try:
         conn = psycopg.connect(postgres_conninfo(url), connect_timeout=10, autocommit=True)
     except psycopg.Error as exc:
-        raise StateError(f"cannot open state DB {redact_url(url)}: {_one_line(exc)}") from None
+        refused = StateError(f"cannot open state DB {redact_url(url)}: {_one_line(exc)}")
+        refused.transient = True  # a server that restarts, a network that drops: try again later
+        raise refused from None
     return Database(conn, "postgresql", url)
 
 

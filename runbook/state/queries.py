@@ -164,6 +164,12 @@ class Queries:
             row["last_finish"] = as_utc(row["last_finish"])
         return found
 
+    def gated_processors(self, run_id: int) -> frozenset[str]:
+        """The processors of the run whose checks are judged as a gate."""
+        return frozenset(
+            str(r[0]) for r in self.db.rows("SELECT processor FROM gate WHERE run_id = :run", {"run": run_id})
+        )
+
     def task_spans(self, run_id: int) -> dict[str, int]:
         """Per processor of the run whose tasks cover several dates (chunks): the most calendar
         days one of its tasks covers."""

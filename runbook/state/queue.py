@@ -54,6 +54,8 @@ class Outcome:
     retry_at: dt.datetime | None = None
     skip_reason: str | None = None
     returned: bool = False  # handed back unfinished (a stop): the attempt does not count
+    started: dt.datetime | None = None  # when the step started and ended (default: when recorded)
+    finished: dt.datetime | None = None
 
 
 @dataclass
@@ -100,6 +102,7 @@ class Source:
     run_id: int
     epoch: int | None = None
     processors: frozenset[str] | None = None
+    gated: frozenset[str] | None = None  # its processors that have a gate (None: not known)
 
 
 class WorkQueue:
@@ -355,6 +358,7 @@ class WorkQueue:
         gates: bool = True,
         expired: bool = True,
         pids: Sequence[tuple[int, int]] = (),
+        ahead: int = 0,
     ) -> tuple[list[bool], Claimed]:
         """Record ``outcomes`` of ``worker``'s attempts, then claim up to ``limit`` ready tasks (and
         any ready gates) of ``sources``: one serialised transaction, so that a holder pays one
@@ -367,32 +371,54 @@ class WorkQueue:
 
         Claiming: a run whose owner epoch changed or that is stopping is skipped (and reported
         ``lost`` to its owner); a pool or a processor's cap counts every running task with a
-        current lease, whoever holds it. With ``expired``, a task whose holder's lease ran out is
-        taken over (that attempt does not count against its retries).
+        current lease, whoever holds it. Up to ``ahead`` more tasks that are in no pool and under
+        no cap may be claimed beyond ``limit`` (to start as threads free up). With ``expired``, a
+        task whose holder's lease ran out is taken over (that attempt does not count against its
+        retries).
         """
+
+        gated: frozenset[str] | None = frozenset()
+        for source in sources:
+            gated = None if gated is None or source.gated is None else gated | source.gated
+        if not sources:
+            gated = None
 
         def exchange(db: Database) -> tuple[list[bool], Claimed]:
             with db.transaction(exclusive=True):
-                held = _record(db, worker, outcomes, now) if outcomes else []
+                held, ready_gate = _record(db, worker, outcomes, now, gated) if outcomes else ([], False)
                 for task_id, pid in pids:
                     db.execute(
                         "UPDATE task SET pid = :pid WHERE id = :id AND claimed_by = :w AND status = 'running'",
                         {"id": task_id, "w": worker, "pid": pid},
                     )
                 found = Claimed()
-                if not sources or (limit <= 0 and not gates):
+                judge = gates or ready_gate
+                if not sources or (limit <= 0 and not judge):
                     return held, found
-                db.advisory_lock(CLAIM_LOCK)
-                live = _live_sources(db, sources, found.lost)
-                if not live:
-                    return held, found
-                by_run = {source.run_id: source for source in live}
+                if pools or caps:
+                    db.advisory_lock(CLAIM_LOCK)  # the counts below must not change under us
+                by_run = {source.run_id: source for source in sources}
                 if limit > 0:
                     found.tasks = _claim_tasks(
-                        db, worker, by_run, limit, pools, caps, now, lease_until, found.orphans, expired
+                        db,
+                        worker,
+                        by_run,
+                        limit,
+                        pools,
+                        caps,
+                        now,
+                        lease_until,
+                        found.orphans,
+                        expired,
+                        ahead,
                     )
-                if gates:
-                    found.gates = _claim_gates(db, worker, list(by_run), now, lease_until)
+                if found.tasks and not judge:
+                    return held, found  # the claim itself checked that each run is still ours
+                live = _live_sources(db, sources, found.lost)
+                if judge and live:
+                    found.gates = _claim_gates(
+                        db, worker, [source.run_id for source in live], now, lease_until
+                    )
                 return held, found
 
         result: tuple[list[bool], Claimed] = self._write(exchange)
@@ -537,7 +563,9 @@ class WorkQueue:
     def worker_stopped(self, worker: str, now: dt.datetime, note: str | None = None) -> None:
         self._write(
             lambda db: db.execute(
-                "UPDATE worker SET stopped_at = :now, note = COALESCE(:note, note) WHERE id = :id",
+                "UPDATE worker SET stopped_at = :now, note = CASE WHEN note IS NULL THEN CAST(:note AS VARCHAR) "
+                "WHEN CAST(:note AS VARCHAR) IS NULL THEN note ELSE note || '; ' || CAST(:note AS VARCHAR) END "
+                "WHERE id = :id",
                 {"id": worker, "now": now, "note": note},
             )
         )
@@ -590,29 +618,61 @@ def _live_sources(db: Database, sources: Sequence[Source], lost: list[int]) -> l
     return live
 
 
-def _record(db: Database, worker: str, outcomes: Sequence[Outcome], now: dt.datetime) -> list[bool]:
-    """Record each outcome the worker still holds; settle the consequences in a few statements."""
-    held = [_record_one(db, worker, outcome, now) for outcome in outcomes]
-    finished = [o.task for ok, o in zip(held, outcomes, strict=True) if ok and o.status != TaskStatus.PENDING]
-    succeeded = [
-        o.task.id for ok, o in zip(held, outcomes, strict=True) if ok and o.status == TaskStatus.SUCCEEDED
+def _record(
+    db: Database, worker: str, outcomes: Sequence[Outcome], now: dt.datetime, gated: frozenset[str] | None
+) -> tuple[list[bool], bool]:
+    """Record each outcome the worker still holds and settle the consequences: a few statements
+    whatever the number of outcomes. Returns (held, whether a gate became ready)."""
+    successes = [o for o in outcomes if o.status == TaskStatus.SUCCEEDED]
+    held_ids = _record_successes(db, worker, successes, now) if successes else set()
+    held = [
+        o.task.id in held_ids if o.status == TaskStatus.SUCCEEDED else _record_one(db, worker, o, now)
+        for o in outcomes
     ]
-    released: Counter[int] = Counter()
+    finished = [o.task for ok, o in zip(held, outcomes, strict=True) if ok and o.status != TaskStatus.PENDING]
+    succeeded = [task_id for task_id in held_ids]
     for start in range(0, len(succeeded), 500):
-        for (task_id,) in db.rows(
-            "SELECT task_id FROM task_dep WHERE upstream_id IN :ids", {"ids": succeeded[start : start + 500]}
-        ):
-            released[int(task_id)] += 1  # a task may depend on several that succeeded together
-    by_count: dict[int, list[int]] = {}
-    for task_id, count in released.items():
-        by_count.setdefault(count, []).append(task_id)
-    for count, ids in by_count.items():
-        _release(db, ids, count)
+        # A task may depend on several of the tasks that succeeded together: count each.
+        db.execute(
+            "UPDATE task SET waits = task.waits - d.n FROM (SELECT task_id, COUNT(*) AS n FROM task_dep "
+            f"WHERE upstream_id IN :ids GROUP BY task_id) d WHERE task.id = d.task_id AND task.{PENDING_BY_ID}",
+            {"ids": succeeded[start : start + 500]},
+        )
+    ready_gate = False
     if finished:
-        _gates_done(db, [(task.run_id, task.processor) for task in finished])
+        if gated is None or any(task.processor in gated for task in finished):
+            ready_gate = _gates_done(db, [(task.run_id, task.processor) for task in finished])
         ids = [task.id for task in finished]
         for start in range(0, len(ids), 500):
             db.execute(latest.OF_TASKS, {"ids": ids[start : start + 500]})
+    return held, ready_gate
+
+
+def _record_successes(db: Database, worker: str, outcomes: Sequence[Outcome], now: dt.datetime) -> set[int]:
+    """Record successes in one statement; return the ids of those the worker still held."""
+    held: set[int] = set()
+    for start in range(0, len(outcomes), 200):
+        batch = outcomes[start : start + 200]
+        stamp = "TIMESTAMP WITH TIME ZONE" if db.dialect == "postgresql" else "TEXT"
+        rows = ", ".join(
+            f"(CAST(:id_{n} AS INTEGER), CAST(:s_{n} AS FLOAT), CAST(:e_{n} AS INTEGER), CAST(:r_{n} AS INTEGER), "
+            f"CAST(:b_{n} AS {stamp}), CAST(:f_{n} AS {stamp}))"
+            for n in range(len(batch))
+        )
+        params: dict[str, Any] = {"w": worker}
+        for n, outcome in enumerate(batch):
+            params.update({f"id_{n}": outcome.task.id, f"s_{n}": outcome.seconds, f"e_{n}": outcome.exit_code,
+                           f"r_{n}": outcome.rows_affected, f"b_{n}": outcome.started or now,
+                           f"f_{n}": outcome.finished or now})  # fmt: skip
+        found = db.rows(
+            f"WITH v (id, seconds, exit_code, rows_affected, started_at, finished_at) AS (VALUES {rows}) "
+            "UPDATE task SET status = 'succeeded', started_at = v.started_at, finished_at = v.finished_at, "
+            "duration_seconds = v.seconds, exit_code = v.exit_code, error_tail = NULL, "
+            "rows_affected = v.rows_affected, lease_until = NULL, not_before = NULL "
+            f"FROM v WHERE task.id = v.id AND task.claimed_by = :w AND task.{RUNNING_BY_ID} RETURNING task.id",
+            params,
+        )
+        held.update(int(row[0]) for row in found)
     return held
 
 
@@ -627,6 +687,7 @@ def _claim_tasks(
     lease_until: dt.datetime,
     orphans: list[tuple[int, str]],
     expired_too: bool = True,
+    ahead: int = 0,
 ) -> list[Task]:
     runs = list(sources)
     in_pool: Counter[str] = Counter()
@@ -645,20 +706,25 @@ def _claim_tasks(
             {"runs": runs, "now": now},
         ):
             per_processor[(int(run_id), str(processor))] = int(count)
-    scan = max(limit * 8, 64)
-    # Other claimants wait on the claim lock; SKIP LOCKED passes over rows a recording
-    # transaction holds at this moment instead of waiting for it.
-    lock = " FOR UPDATE SKIP LOCKED" if db.dialect == "postgresql" else ""
+    scan = max((limit + ahead) * 8, 64)
+    # Two claimants skip each other's rows (SKIP LOCKED) instead of waiting; with pools or caps
+    # they take turns on the claim lock. The join with the run is the fencing: a run that is no
+    # longer running, is stopping, or (for its owner) was taken over gives nothing.
+    lock = " FOR UPDATE OF t SKIP LOCKED" if db.dialect == "postgresql" else ""
+    fence, params = _fence(sources)
+    params.update(runs=runs, now=now, scan=scan)
     candidates = db.rows(
-        "SELECT id, run_id, processor, pool FROM task WHERE run_id IN :runs AND status = 'pending' AND waits = 0 "
-        f"AND (not_before IS NULL OR not_before <= :now) ORDER BY seq LIMIT :scan{lock}",
-        {"runs": runs, "now": now, "scan": scan},
+        "SELECT t.id, t.run_id, t.processor, t.pool FROM task t JOIN run r ON r.id = t.run_id "
+        "WHERE t.run_id IN :runs AND t.status = 'pending' AND t.waits = 0 "
+        f"AND (t.not_before IS NULL OR t.not_before <= :now){fence} ORDER BY t.seq LIMIT :scan{lock}",
+        params,
     )
     expired = (
         db.rows(
-            "SELECT id, run_id, processor, pool, pid, claimed_by FROM task WHERE status = 'running' "
-            f"AND lease_until < :now AND run_id IN :runs ORDER BY seq LIMIT :scan{lock}",
-            {"runs": runs, "now": now, "scan": scan},
+            "SELECT t.id, t.run_id, t.processor, t.pool, t.pid, t.claimed_by FROM task t JOIN run r ON r.id = t.run_id "
+            f"WHERE t.status = 'running' AND t.lease_until < :now AND t.run_id IN :runs{fence} ORDER BY t.seq "
+            f"LIMIT :scan{lock}",
+            params,
         )
         if expired_too
         else []
@@ -667,14 +733,16 @@ def _claim_tasks(
     previous = {int(row[0]): (row[4], row[5]) for row in expired}
     chosen: list[int] = []
     for task_id, run_id, processor, pool in candidates:
-        if len(chosen) >= limit:
+        if len(chosen) >= limit + ahead:
             break
         allowed = sources[int(run_id)].processors
         if allowed is not None and processor not in allowed:
             continue
+        cap = caps.get(processor)
+        if len(chosen) >= limit and (pool is not None or cap is not None):
+            continue  # only free tasks are claimed ahead: a pool or a cap counts what is held
         if pool is not None and in_pool[pool] >= pools.get(pool, 1 << 30):
             continue
-        cap = caps.get(processor)
         if cap is not None and per_processor[(int(run_id), processor)] >= cap:
             continue
         chosen.append(int(task_id))
@@ -704,6 +772,20 @@ def _claim_tasks(
     return sorted(tasks, key=lambda task: order[task.id])
 
 
+def _fence(sources: Mapping[int, Source]) -> tuple[str, dict[str, Any]]:
+    """SQL (on ``run r``) that keeps the runs open to this claimant, and its parameters."""
+    params: dict[str, Any] = {}
+    parts = []
+    free = [run_id for run_id, source in sources.items() if source.epoch is None]
+    if free:
+        parts.append("t.run_id IN :free")
+        params["free"] = free
+    for n, (run_id, source) in enumerate(sorted((k, v) for k, v in sources.items() if v.epoch is not None)):
+        parts.append(f"(t.run_id = :owned_{n} AND r.epoch = :epoch_{n})")
+        params.update({f"owned_{n}": run_id, f"epoch_{n}": source.epoch})
+    return f" AND r.status = 'running' AND r.stop_requested_at IS NULL AND ({' OR '.join(parts)})", params
+
+
 def _claim_gates(
     db: Database, worker: str, runs: list[int], now: dt.datetime, lease_until: dt.datetime
 ) -> list[Gate]:
@@ -720,14 +802,15 @@ def _claim_gates(
 def _record_one(db: Database, worker: str, outcome: Outcome, now: dt.datetime) -> bool:
     task = outcome.task
     values: dict[str, Any] = {
-        "id": task.id, "w": worker, "now": now, "exit_code": outcome.exit_code, "seconds": outcome.seconds,
-        "error": outcome.error[-ERROR_TAIL_CHARS:] if outcome.error else None, "rows": outcome.rows_affected,
+        "id": task.id, "w": worker, "now": outcome.finished or now, "exit_code": outcome.exit_code,
+        "seconds": outcome.seconds, "error": outcome.error[-ERROR_TAIL_CHARS:] if outcome.error else None,
+        "rows": outcome.rows_affected, "started": outcome.started or now,
     }  # fmt: skip
     if outcome.status == TaskStatus.PENDING:
         # A retry waits until retry_at; an attempt handed back (a stop) does not count.
         values.update(retry_at=outcome.retry_at, back=1 if outcome.returned else 0)
         changed = db.execute(
-            "UPDATE task SET status = 'pending', finished_at = :now, duration_seconds = :seconds, "
+            "UPDATE task SET status = 'pending', started_at = :started, finished_at = :now, duration_seconds = :seconds, "
             "exit_code = :exit_code, error_tail = COALESCE(:error, error_tail), lease_until = NULL, claimed_by = NULL, "
             "not_before = :retry_at, max_attempts = max_attempts + :back, pid = NULL "
             "WHERE id = :id AND claimed_by = :w AND status = 'running'",
@@ -736,7 +819,8 @@ def _record_one(db: Database, worker: str, outcome: Outcome, now: dt.datetime) -
         return changed == 1
     values.update(status=outcome.status, skip=outcome.skip_reason)
     changed = db.execute(
-        "UPDATE task SET status = :status, finished_at = :now, duration_seconds = :seconds, exit_code = :exit_code, "
+        "UPDATE task SET status = :status, started_at = :started, finished_at = :now, duration_seconds = :seconds, "
+        "exit_code = :exit_code, "
         "error_tail = :error, rows_affected = :rows, lease_until = NULL, not_before = NULL, "
         "skip_reason = COALESCE(:skip, skip_reason) WHERE id = :id AND claimed_by = :w AND status = 'running'",
         values,
@@ -755,6 +839,7 @@ def _record_one(db: Database, worker: str, outcome: Outcome, now: dt.datetime) -
 # Rows picked by id test their status through an expression, so that SQLite looks them up by
 # id instead of walking every task of that status (its planner has no statistics to know better).
 PENDING_BY_ID = "status || '' = 'pending'"
+RUNNING_BY_ID = "status || '' = 'running'"
 
 
 def _release(db: Database, task_ids: Sequence[int], settled: int = 1) -> None:
@@ -815,13 +900,18 @@ def _cascade(
     _gates_done(db, marked)
 
 
-def _gates_done(db: Database, finished: Sequence[tuple[int, str]]) -> None:
-    """Tasks of these (run, processor) pairs are finished: their gates wait for one fewer each."""
+def _gates_done(db: Database, finished: Sequence[tuple[int, str]]) -> bool:
+    """Tasks of these (run, processor) pairs are finished: their gates wait for one fewer each.
+    True when one of them has nothing left to wait for (it is ready to be judged)."""
+    ready = False
     for (run_id, processor), count in Counter(finished).items():
-        db.execute(
-            "UPDATE gate SET waits = waits - :n WHERE run_id = :run AND processor = :p AND status = 'pending'",
+        rows = db.rows(
+            "UPDATE gate SET waits = waits - :n WHERE run_id = :run AND processor = :p AND status = 'pending' "
+            "RETURNING waits",
             {"n": count, "run": run_id, "p": processor},
         )
+        ready = ready or any(int(row[0]) <= 0 for row in rows)
+    return ready
 
 
 def _reopen(db: Database, run_id: int) -> int:

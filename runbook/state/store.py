@@ -50,6 +50,7 @@ class Store(Queries, WorkQueue):
         self._local = threading.local()
         self._lock = threading.Lock()
         self._held: list[tuple[threading.Thread, Database]] = []
+        self.broken: str | None = None  # why this process must not touch a SQLite store any more
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -94,7 +95,10 @@ class Store(Queries, WorkQueue):
         return db
 
     def close(self) -> None:
-        """Close every connection this store opened (in any thread)."""
+        """Close every connection this store opened (in any thread); a SQLite store whose files
+        became unwritable is left alone (closing would write to them: see ``ensure_writable``)."""
+        if self.broken:
+            return
         with self._lock:
             held, self._held = self._held, []
         for _, db in held:
@@ -102,16 +106,26 @@ class Store(Queries, WorkQueue):
         self._local = threading.local()
 
     def _write(self, action: Callable[[Database], _T]) -> _T:
-        """Run one write; a failure is one StateError line and a dropped connection is replaced."""
+        """Run one write; a failure is one StateError line and a dropped connection is replaced
+        (such an error is ``transient``: the next write may succeed)."""
+        if self.broken:
+            raise StateError(self.broken)
         db = self.db
+        try:
+            db.ensure_writable()
+        except StateError as unwritable:
+            self.broken = unwritable.message
+            raise
         try:
             return action(db)
         except DatabaseFault as fault:
             if fault.disconnected or db.dialect == "postgresql":
                 self._drop(db)
-            raise StateError(
+            refused = StateError(
                 f"state DB {redact_url(self.url)} refused a write: {fault.message.split(': ', 1)[-1]}"
-            ) from fault
+            )
+            refused.transient = db.dialect == "postgresql" and fault.disconnected
+            raise refused from fault
 
     def _drop(self, db: Database) -> None:
         db.close()

@@ -1,6 +1,7 @@
 """`runbook demo` end to end in a temporary folder: the whole pipeline on the synthetic DuckDB
-warehouse with 2 workers, every check passing, in under two minutes; then a second `runbook demo`
-that resumes, skipping every built date as already_done, in a fraction of the time."""
+warehouse with 2 workers, every check passing; then a second `runbook demo` that resumes,
+skipping every built date as already_done. (How long it takes is printed, not asserted: speed is
+measured in bench/.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from typing import Any
 
 from core_helpers import query
 
-DEMO_SECONDS_LIMIT = 120
 DEMO_CHECKS = {
     ("player_game_summary", "usage_rate_coverage"),
     ("player_game_summary", "minutes_played_coverage"),
@@ -31,7 +31,6 @@ def test_demo_runs_everything_then_resumes_instead_of_redoing(make_workspace: An
     first_seconds = time.monotonic() - began
     print(f"\nfirst `runbook demo`: {first_seconds:.1f}s")
     assert first.code == 0, first.stdout + first.stderr
-    assert first_seconds < DEMO_SECONDS_LIMIT, f"the demo took {first_seconds:.1f}s"
 
     out = first.stdout
     assert "Check results (run 1):" in out
