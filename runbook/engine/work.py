@@ -33,7 +33,8 @@ from runbook.state.queue import Claimed, Outcome, Source
 from runbook.state.records import Gate, Run, Task
 from runbook.state.store import Store
 from runbook.steps import Executor, StepContext, StepResult
-from runbook.steps.processes import become_subreaper, kill_process_group, reap
+from runbook.steps.command import reap_orphans
+from runbook.steps.processes import become_subreaper, kill_process_group
 
 HEARTBEAT_SECONDS = 5.0
 LEASE_SECONDS = 60.0
@@ -202,7 +203,7 @@ class WorkLoop:
             held = self.guarded(lambda: self.store.record(self.worker_id, outcomes, utcnow()))
             for outcome, ok in zip(outcomes, held, strict=True):
                 self._announce(outcome, ok)
-        reap(self._step_pids())
+        reap_orphans()
 
     def stop_running(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """Ask every step here to end (SIGTERM, then SIGKILL after ``grace``) and record how each
@@ -355,11 +356,6 @@ class WorkLoop:
 
     def _finish_gate(self, gate: Gate, failures: list[str]) -> None:
         self.guarded(lambda: self.store.finish_gate(self.worker_id, gate, failures, utcnow()))
-
-    def _step_pids(self) -> set[int]:
-        from runbook.steps.command import running_steps
-
-        return running_steps()
 
     def guarded(self, action: Callable[[], Any]) -> Any:
         """Run a write of the store; a store that refuses it stops this process (StoreFault)."""
