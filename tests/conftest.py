@@ -162,3 +162,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def update_golden(request: pytest.FixtureRequest) -> bool:
     """Whether golden files are rewritten: only with an explicit --update-golden."""
     return bool(request.config.getoption("--update-golden"))
+
+
+@pytest.fixture
+def hooks() -> Iterator[Callable[[Callable[[int], int]], Any]]:
+    """Start real webhook receivers on 127.0.0.1 (tests/webhooks.py): ``hooks(lambda n: 200)``
+    answers every request 200; all are shut down after the test."""
+    from webhooks import start_hook
+
+    started: list[Any] = []
+
+    def make(answers: Callable[[int], int]) -> Any:
+        hook = start_hook(answers)
+        started.append(hook)
+        return hook
+
+    yield make
+    for hook in started:
+        hook.server.shutdown()
+        hook.server.server_close()
