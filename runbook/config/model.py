@@ -38,12 +38,17 @@ def _bad_duration(value: Any) -> float:
     raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 2h)")
 
 
-def _positive_duration(value: Any) -> float | None:
+def _more_than_zero(value: Any, *, hint: str = "") -> float | None:
     """A duration that must be more than zero when given (``timeout: 0s`` is a mistake, not "none")."""
     seconds = parse_duration(value)
     if seconds is not None and seconds <= 0:
-        raise ValueError(f"must be more than 0 seconds (got {value!r}); leave it out for no limit")
+        raise ValueError(f"must be more than 0 seconds (got {value!r}){hint}")
     return seconds
+
+
+def _positive_duration(value: Any) -> float | None:
+    """A limit that leaving out removes."""
+    return _more_than_zero(value, hint="; leave it out for no limit")
 
 
 class RetryPolicy(NamedTuple):
@@ -332,9 +337,9 @@ rules(WarehouseConfig, max_retries=Rule(ge=0))
 rules(
     NotifyTarget,
     on=Rule(before=_notify_events),
-    stalled_after=Rule(before=_positive_duration),
+    stalled_after=Rule(before=_more_than_zero),
     retries=Rule(before=_retries),
-    timeout=Rule(before=_positive_duration),
+    timeout=Rule(before=_more_than_zero),
 )
 rules(
     RunbookConfig,

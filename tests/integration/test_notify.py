@@ -7,6 +7,11 @@ secret token, which must reach the receiver and nothing else: not the state DB, 
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -143,3 +148,90 @@ def test_an_unset_webhook_variable_is_one_line_and_exit_2(make_workspace: Any) -
     assert result.stderr.strip().splitlines() == [
         f"runbook: error: {ws.config}: notify.0.url: environment variable NOT_SET_HOOK is not set"
     ]
+
+
+SLOW_STEPS = """\
+  a:
+    command: [sh, -c, "sleep 60"]
+"""
+
+
+def start_workers(ws: Any, count: int) -> list[subprocess.Popen[bytes]]:
+    """`runbook worker` processes of this workspace, watching for events (they also help the run)."""
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "runbook", "worker", "--threads", "1"],
+            cwd=ws.root,
+            env=ws.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for _ in range(count)
+    ]
+
+
+def end(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        worker.wait(timeout=120)
+
+
+def test_a_killed_controller_is_announced_once_by_the_watching_workers(
+    make_workspace: Any, hooks: Any
+) -> None:
+    hook = hooks(ALWAYS_OK)
+    notify = "notify:\n  - url: ${PLAIN_HOOK}\n    on: [interrupted]\n"
+    ws = workspace(make_workspace, SLOW_STEPS, notify, PLAIN_HOOK=hook.url)
+    info = ws.runbook("run", *DAYS, "--detach", "--json", check=True).json()
+    workers = start_workers(ws, 2)
+    try:
+        wait_for(lambda: query(ws.db, "SELECT id FROM task WHERE status = 'running'"), what="a step running")
+        os.kill(info["pid"], signal.SIGKILL)
+        (doc,) = wait_for(lambda: hook.bodies("interrupted"), timeout=60, what="the interrupted notification")
+        assert doc["run"]["status"] == "interrupted" and doc["run"]["alive"] is False
+        assert doc["details"]["reason"].startswith(f"its controller (PID {info['pid']} on ")
+        assert doc["next_action"]["command"] == "runbook resume 1"
+        assert doc["sender"]["pid"] in {w.pid for w in workers}
+        time.sleep(6)  # three more rounds of both watchers: nothing is sent again
+        assert hook.count() == 1
+        assert query(ws.db, "SELECT event, status FROM notification") == [
+            {"event": "interrupted", "status": "sent"}
+        ]
+    finally:
+        end(workers)
+
+
+def test_a_stopped_run_is_announced_by_its_controller_and_not_again_by_a_worker(
+    make_workspace: Any, hooks: Any
+) -> None:
+    hook = hooks(ALWAYS_OK)
+    notify = "notify:\n  - url: ${PLAIN_HOOK}\n"
+    ws = workspace(make_workspace, SLOW_STEPS, notify, PLAIN_HOOK=hook.url)
+    ws.runbook("run", *DAYS, "--detach", check=True)
+    workers = start_workers(ws, 1)
+    try:
+        wait_for(lambda: query(ws.db, "SELECT id FROM task WHERE status = 'running'"), what="a step running")
+        ws.cli("stop", "1", check=True)
+        (doc,) = wait_for(lambda: hook.bodies("interrupted"), timeout=60, what="the interrupted notification")
+        assert doc["details"]["reason"] == doc["run"]["error"] == "received SIGTERM"  # stop signals it here
+        assert doc["sender"]["pid"] not in {w.pid for w in workers}  # the controller said it
+        time.sleep(6)
+        assert hook.count() == 1
+    finally:
+        end(workers)
+
+
+def test_a_run_that_makes_no_progress_is_announced_as_stalled_by_its_controller(
+    make_workspace: Any, hooks: Any
+) -> None:
+    hook = hooks(ALWAYS_OK)
+    notify = "notify:\n  - url: ${PLAIN_HOOK}\n    on: [stalled]\n    stalled_after: 1s\n"
+    ws = workspace(make_workspace, SLOW_STEPS, notify, PLAIN_HOOK=hook.url)
+    ws.runbook("run", *DAYS, "--detach", "--workers", "1", check=True)
+    (doc,) = wait_for(lambda: hook.bodies("stalled"), timeout=60, what="the stalled notification")
+    assert doc["run"]["status"] == "running" and doc["details"]["idle_seconds"] >= 1
+    assert doc["summary"].startswith("Run 1 (a 2024-01-01..2024-01-03) made no progress for ")
+    assert doc["key"] == f"run:1:stalled:e1:{doc['details']['last_activity_at']}:notify.0"
+    ws.cli("stop", "1", check=True)
