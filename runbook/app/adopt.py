@@ -68,6 +68,7 @@ class Adopt(Resume):
                 handle.read(1)
         except OSError as exc:
             raise UsageError(f"cannot read log {path}: {exc.strerror or exc}") from None
+        self.notifier()  # a webhook whose ${VAR} is unset: one line here, not a watcher that dies
         return self._record_adoption(pid, path, processor, first, last, pattern, date_format, force)
 
     def _record_adoption(

@@ -24,13 +24,10 @@ class Notifications(Base):
         if self._notifier is None:
             from runbook.notify import Notifier, resolve_targets
 
+            targets = resolve_targets(self.workspace)  # before the store: a bad target records nothing
             say = self.observer.message if self.observer is not None else None
             self._notifier = Notifier(
-                self.store,
-                resolve_targets(self.workspace),
-                workspace=self.config.name,
-                redact=self.redactor,
-                say=say,
+                self.store, targets, workspace=self.config.name, redact=self.redactor, say=say
             )
         return self._notifier
 

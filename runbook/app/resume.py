@@ -47,8 +47,6 @@ class Resumed:
 class Resume(Runs):
     """The resume and stop use cases (mixed into :class:`runbook.app.App`)."""
 
-    # -- resuming and stopping ------------------------------------------------------------------
-
     def resumable(self, run_id: int | None) -> Resumable:
         """What ``runbook resume`` would do.
 
@@ -83,6 +81,8 @@ class Resume(Runs):
         the background. A run with a live controller is left to it: named ``run_id``, it is
         :class:`~runbook.errors.RunBusy` (exit 5)."""
         found = self.resumable(run_id)
+        if found.todo or found.rewatch:
+            self.notifier()  # a webhook whose ${VAR} is unset: one line now, not a silent child
         if run_id is not None and found.alive:
             run = found.alive[0]
             if adopted_pid(run) is not None:

@@ -98,6 +98,7 @@ class Runs(Notifications):
         """Record a run, its planned tasks and what waits for what; refuse an overlap with a live run
         unless forced (the check and the creation are one locked transaction)."""
         plan = planned.plan
+        self.notifier()  # a webhook whose ${VAR} is unset stops the run before it is recorded
         store = self.store
         session = store.open_session()
         refuse = overlap_guard(plan.processors, plan.start, plan.end, force=request.force)

@@ -124,6 +124,10 @@ def test_an_adopted_backfill_shows_its_progress_and_ends_with_its_dates_built(jo
     assert run["tasks_per_hour"] is not None and run["eta_seconds"] is not None
     text = ws.cli("status", check=True).stdout
     assert f"adopted PID {script.pid} alive, log at 2024-11-03" in text
+    helper = ws.cli("worker", "--idle-exit", "1", "--json", check=True).json()
+    assert (
+        helper["done"] == 0 and not (ws.root / "built-by-runbook.txt").exists()
+    )  # its dates are the script's
 
     handoff = ws.cli("handoff", "--format", "json", "--out", "-", check=True).json()
     (shown,) = handoff["running"]

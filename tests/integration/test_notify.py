@@ -7,6 +7,7 @@ secret token, which must reach the receiver and nothing else: not the state DB, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -148,6 +149,7 @@ def test_an_unset_webhook_variable_is_one_line_and_exit_2(make_workspace: Any) -
     assert result.stderr.strip().splitlines() == [
         f"runbook: error: {ws.config}: notify.0.url: environment variable NOT_SET_HOOK is not set"
     ]
+    assert not ws.db.exists()  # nothing recorded
 
 
 SLOW_STEPS = """\
@@ -156,9 +158,12 @@ SLOW_STEPS = """\
 """
 
 
-def start_workers(ws: Any, count: int) -> list[subprocess.Popen[bytes]]:
-    """`runbook worker` processes of this workspace, watching for events (they also help the run)."""
-    return [
+@contextlib.contextmanager
+def watched_run(ws: Any, workers: int) -> Iterator[tuple[dict[str, Any], list[subprocess.Popen[bytes]]]]:
+    """A detached run with a step running, and `runbook worker` processes of the workspace watching
+    for events (they also help the run); the workers get SIGTERM at the end."""
+    info = ws.runbook("run", *DAYS, "--detach", "--json", check=True).json()
+    started = [
         subprocess.Popen(
             [sys.executable, "-m", "runbook", "worker", "--threads", "1"],
             cwd=ws.root,
@@ -167,15 +172,16 @@ def start_workers(ws: Any, count: int) -> list[subprocess.Popen[bytes]]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        for _ in range(count)
+        for _ in range(workers)
     ]
-
-
-def end(workers: list[subprocess.Popen[bytes]]) -> None:
-    for worker in workers:
-        worker.send_signal(signal.SIGTERM)
-    for worker in workers:
-        worker.wait(timeout=120)
+    try:
+        wait_for(lambda: query(ws.db, "SELECT id FROM task WHERE status = 'running'"), what="a step running")
+        yield info, started
+    finally:
+        for worker in started:
+            worker.send_signal(signal.SIGTERM)
+        for worker in started:
+            worker.wait(timeout=120)
 
 
 def test_a_killed_controller_is_announced_once_by_the_watching_workers(
@@ -184,10 +190,7 @@ def test_a_killed_controller_is_announced_once_by_the_watching_workers(
     hook = hooks(ALWAYS_OK)
     notify = "notify:\n  - url: ${PLAIN_HOOK}\n    on: [interrupted]\n"
     ws = workspace(make_workspace, SLOW_STEPS, notify, PLAIN_HOOK=hook.url)
-    info = ws.runbook("run", *DAYS, "--detach", "--json", check=True).json()
-    workers = start_workers(ws, 2)
-    try:
-        wait_for(lambda: query(ws.db, "SELECT id FROM task WHERE status = 'running'"), what="a step running")
+    with watched_run(ws, 2) as (info, workers):
         os.kill(info["pid"], signal.SIGKILL)
         (doc,) = wait_for(lambda: hook.bodies("interrupted"), timeout=60, what="the interrupted notification")
         assert doc["run"]["status"] == "interrupted" and doc["run"]["alive"] is False
@@ -199,28 +202,20 @@ def test_a_killed_controller_is_announced_once_by_the_watching_workers(
         assert query(ws.db, "SELECT event, status FROM notification") == [
             {"event": "interrupted", "status": "sent"}
         ]
-    finally:
-        end(workers)
 
 
 def test_a_stopped_run_is_announced_by_its_controller_and_not_again_by_a_worker(
     make_workspace: Any, hooks: Any
 ) -> None:
     hook = hooks(ALWAYS_OK)
-    notify = "notify:\n  - url: ${PLAIN_HOOK}\n"
-    ws = workspace(make_workspace, SLOW_STEPS, notify, PLAIN_HOOK=hook.url)
-    ws.runbook("run", *DAYS, "--detach", check=True)
-    workers = start_workers(ws, 1)
-    try:
-        wait_for(lambda: query(ws.db, "SELECT id FROM task WHERE status = 'running'"), what="a step running")
+    ws = workspace(make_workspace, SLOW_STEPS, "notify:\n  - url: ${PLAIN_HOOK}\n", PLAIN_HOOK=hook.url)
+    with watched_run(ws, 1) as (_, workers):
         ws.cli("stop", "1", check=True)
         (doc,) = wait_for(lambda: hook.bodies("interrupted"), timeout=60, what="the interrupted notification")
         assert doc["details"]["reason"] == doc["run"]["error"] == "received SIGTERM"  # stop signals it here
         assert doc["sender"]["pid"] not in {w.pid for w in workers}  # the controller said it
         time.sleep(6)
         assert hook.count() == 1
-    finally:
-        end(workers)
 
 
 def test_a_run_that_makes_no_progress_is_announced_as_stalled_by_its_controller(
