@@ -304,3 +304,25 @@ def test_a_pid_that_does_not_run_or_a_log_that_cannot_be_read_is_one_line_and_ex
     unknown = ws.cli("adopt", str(os.getpid()), "--log", "job.log", "--processor", "nope", *WEEK)
     assert unknown.code == 2 and "unknown processor 'nope'" in unknown.stderr
     assert not ws.db.exists()  # nothing recorded
+
+
+@pytest.mark.postgres
+def test_adopted_on_postgres(make_workspace: Any, pg_url: str) -> None:
+    ws = make_workspace(YAML, extra_env={"RUNBOOK_DATABASE_URL": pg_url})
+    script = Job(ws.root)
+    try:
+        result = ws.cli("adopt", str(script.pid), "--log", "job.log", "-p", "pgs", *WEEK, "--pattern", PATTERN,
+                        env={"RUNBOOK_DATABASE_URL": pg_url})  # fmt: skip
+        assert result.code == 0, result.stderr
+        status = lambda: ws.cli("status", "--json", env={"RUNBOOK_DATABASE_URL": pg_url}).json()["runs"][0]  # noqa: E731
+        script.go(1, 2)
+        wait_for(lambda: status()["adopted"]["reached"] == "2024-11-02", what="the log at 2024-11-02")
+        script.kill()
+        run = wait_for(lambda: (r := status())["status"] == "failed" and r, what="the run to fail")
+    finally:
+        if script.proc.poll() is None:
+            script.kill()
+    assert (run["progress"]["succeeded"], run["progress"]["failed"]) == (2, 5)
+    resumed = ws.runbook("resume", "1")
+    assert resumed.code == 0, resumed.stderr
+    assert status()["progress"]["succeeded"] == 7 and not ws.db.exists()
