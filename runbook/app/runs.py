@@ -119,6 +119,7 @@ class Runs(Notifications):
         log_path = self.log_path(run.id)
         store.update_run(run.id, log_path=log_path)
         run.log_path = log_path
+        processors = self.config.processors
         store.add_tasks(
             run.id,
             (
@@ -127,13 +128,13 @@ class Runs(Notifications):
                     "date": task.date.isoformat(),
                     "end_date": task.end_date.isoformat(),
                     "seq": task.seq,
-                    "status": TaskStatus.PENDING if task.runnable else TaskStatus.SKIPPED,
+                    "status": TaskStatus.PENDING if task.skip_reason is None else TaskStatus.SKIPPED,
                     "skip_reason": task.skip_reason,
-                    "code_version": plan.versions[task.processor] if task.runnable else None,
-                    "max_attempts": self.config.processors[task.processor].retries.tries,
-                    "pool": self.config.processors[task.processor].pool,
+                    "code_version": plan.versions[task.processor] if task.skip_reason is None else None,
+                    "max_attempts": processors[task.processor].retries.tries,
+                    "pool": processors[task.processor].pool,
                 }
-                for task in plan.tasks
+                for task in plan.stream()
             ),
         )
         self.record_graph(run.id)
@@ -146,19 +147,11 @@ class Runs(Notifications):
 
     def record_graph(self, run_id: int) -> None:
         """Record what waits for what among the run's runnable tasks (and the gates of checks)."""
-        from runbook.engine import graph
+        from runbook.engine.graph import links
 
-        tasks = [
-            t
-            for t in self.store.tasks(run_id)
-            if t.status != TaskStatus.SKIPPED and t.processor in self.config.processors
-        ]
-        deps = ((tasks[up].id, tasks[down].id) for up, down in graph.dependencies(self.config, tasks))
-        gates = [
-            (name, blocking, [tasks[i].id for i in waiting])
-            for name, blocking, waiting in graph.gates(self.config, tasks)
-        ]
-        self.store.add_graph(run_id, deps, gates)
+        run = self.get_run(run_id)
+        processors = [name for name in run.processors if name in self.config.processors]
+        self.store.add_graph(run_id, links(self.config, processors, self.store.task_spans(run_id)))
 
     def log_path(self, run_id: int) -> str:
         """Where run ``run_id`` logs, relative to the workspace."""

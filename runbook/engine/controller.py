@@ -166,6 +166,7 @@ class Controller:
         sources = [Source(run_id, epoch)]
         self.observer.started(run_id, self._totals(run_id))
         next_progress = next_stall = next_watch = time.monotonic()
+        messages: list[tuple[str, int, Any]] = []
         while True:
             if loop.heartbeat_due():
                 still, stop_at = loop.guarded(
@@ -177,8 +178,9 @@ class Controller:
                 if stop_at is not None and self._stop_reason is None:
                     self._stop_reason = "stop requested (runbook stop)"
             if self._stop_reason is not None:
+                loop.settle(messages)
                 return self._interrupt(run_id, epoch, loop, log)
-            claimed = loop.claim(sources)
+            claimed = loop.turn(sources, messages)
             if claimed.lost:
                 return self._lost(run_id, loop, log)
             if time.monotonic() >= next_progress:
@@ -205,7 +207,7 @@ class Controller:
                 timeout = min(timeout, IDLE_POLL_SECONDS)
             else:
                 next_stall = time.monotonic() + STALL_CHECK_SECONDS
-            loop.settle(loop.wait(timeout))
+            messages = loop.wait(timeout)
 
     def _totals(self, run_id: int) -> dict[str, Counter[str]]:
         found: dict[str, Counter[str]] = {}

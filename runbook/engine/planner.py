@@ -9,9 +9,8 @@ it is in a skipped one with its reason (``off_day``, ``bootstrap``, ``already_do
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple, Protocol
 
 from runbook.config import RunbookConfig
 from runbook.engine.calendar import Calendar
@@ -51,31 +50,52 @@ def resolve_range(
     return start, end
 
 
-@dataclass
-class PlannedTask:
+class PlannedTask(NamedTuple):
     processor: str
     date: dt.date
     end_date: dt.date
     skip_reason: str | None = None
-    seq: int = 0
+    seq: int = 0  # the order to run in: by date, then by dependency order; gaps allowed
 
     @property
     def runnable(self) -> bool:
         return self.skip_reason is None
 
 
-@dataclass
 class Plan:
-    processors: list[str]
-    start: dt.date
-    end: dt.date
-    versions: dict[str, str]
-    tasks: list[PlannedTask]
+    """A plan's range, processors and code versions, and its tasks: streamed by :meth:`stream`
+    (what recording a run does, holding a few processors' dates at a time), or listed by
+    :attr:`tasks` (what showing a plan does)."""
+
+    def __init__(
+        self,
+        processors: list[str],
+        start: dt.date,
+        end: dt.date,
+        versions: dict[str, str],
+        stream: Callable[[], Iterator[PlannedTask]],
+    ) -> None:
+        self.processors = processors
+        self.start = start
+        self.end = end
+        self.versions = versions
+        self._stream = stream
+        self._tasks: list[PlannedTask] | None = None
+
+    def stream(self) -> Iterator[PlannedTask]:
+        """The tasks, processor by processor in dependency order."""
+        return iter(self._tasks) if self._tasks is not None else self._stream()
+
+    @property
+    def tasks(self) -> list[PlannedTask]:
+        if self._tasks is None:
+            self._tasks = list(self._stream())
+        return self._tasks
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Per processor: planned (runnable) tasks and skipped dates by reason."""
         found: dict[str, dict[str, int]] = {name: {"planned": 0} for name in self.processors}
-        for task in self.tasks:
+        for task in self.stream():
             key = task.skip_reason or "planned"
             found[task.processor][key] = found[task.processor].get(key, 0) + 1
         return found
@@ -110,22 +130,53 @@ def build_plan(
     resolve_range(config, processors, start, end)
     selected = [name for name in config.order() if name in (processors or config.processors)]
 
+    def stream() -> Iterator[PlannedTask]:
+        return _plan_tasks(
+            config, store, calendar, selected, start, end, versions, resume=resume, only_gaps=only_gaps,
+            only_stale=only_stale,
+        )  # fmt: skip
+
+    return Plan(selected, start, end, {name: versions[name] for name in selected}, stream)
+
+
+def _plan_tasks(
+    config: RunbookConfig,
+    store: BuiltDates,
+    calendar: Calendar,
+    selected: list[str],
+    start: dt.date,
+    end: dt.date,
+    versions: dict[str, str],
+    *,
+    resume: bool,
+    only_gaps: bool,
+    only_stale: bool,
+) -> Iterator[PlannedTask]:
+    """Each processor's tasks in turn. A processor's dates (why each is skipped, which are built)
+    are kept only until the last processor that needs them is planned."""
+    rank = {name: position for position, name in enumerate(selected)}
+    width = len(selected)
+    last_user = {
+        up: max(rank[name] for name in selected if up in config.processors[name].needs)
+        for up in selected
+        if any(up in config.processors[name].needs for name in selected)
+    }
     outside = {
         up: _done_dates(store, up, start, end)
         for name in selected
         for up in config.processors[name].needs
         if up not in selected
     }
-    tasks: list[PlannedTask] = []
-    # processor -> date -> ("task", index) for a runnable task, or ("skip", reason)
-    by_date: dict[str, dict[dt.date, tuple[str, int | str]]] = {}
+    # processor -> date -> None when a task builds it, else why it is skipped
+    by_date: dict[str, dict[dt.date, str | None]] = {}
     built: dict[str, dict[dt.date, str | None]] = {}
     for name in selected:
         proc = config.processors[name]
         bootstrap = config.bootstrap_days(name)
-        done = built[name] = _done_dates(store, name, start, end)
-        slots: dict[dt.date, tuple[str, int | str]] = {}
+        done = _done_dates(store, name, start, end)
+        slots: dict[dt.date, str | None] = {}
         runnable: list[dt.date] = []
+        position = rank[name]
         for day, reason in calendar.dates(start, end, bootstrap):
             if reason is None:
                 reason = _selection_reason(day, done, versions[name], resume, only_gaps, only_stale)
@@ -134,21 +185,17 @@ def build_plan(
             if reason is None:
                 runnable.append(day)
             else:
-                tasks.append(PlannedTask(name, day, day, reason))
-                slots[day] = ("skip", reason)
+                yield PlannedTask(name, day, day, reason, (day - start).days * width + position)
+            slots[day] = reason
         for offset in range(0, len(runnable), proc.batch_days):
             chunk = runnable[offset : offset + proc.batch_days]
-            index = len(tasks)
-            for day in chunk:
-                slots[day] = ("task", index)
-            tasks.append(PlannedTask(name, chunk[0], chunk[-1]))
-        by_date[name] = slots
-
-    rank = {name: position for position, name in enumerate(selected)}
-    order = sorted(range(len(tasks)), key=lambda i: (tasks[i].date, rank[tasks[i].processor]))
-    for seq, index in enumerate(order):
-        tasks[index].seq = seq
-    return Plan(selected, start, end, {name: versions[name] for name in selected}, tasks)
+            yield PlannedTask(name, chunk[0], chunk[-1], None, (chunk[0] - start).days * width + position)
+        if name in last_user:
+            by_date[name] = slots
+            built[name] = done
+        for up in [up for up, last in last_user.items() if last == position]:
+            by_date.pop(up, None)  # nothing planned after this needs them
+            built.pop(up, None)
 
 
 def _selection_reason(
@@ -173,7 +220,7 @@ def _selection_reason(
 def _upstream_reason(
     config: RunbookConfig,
     calendar: Calendar,
-    by_date: dict[str, dict[dt.date, tuple[str, int | str]]],
+    by_date: dict[str, dict[dt.date, str | None]],
     built: dict[str, dict[dt.date, str | None]],
     outside: dict[str, dict[dt.date, str | None]],
     name: str,
@@ -181,8 +228,8 @@ def _upstream_reason(
 ) -> str | None:
     for up in config.processors[name].needs:
         if up in by_date:
-            kind, value = by_date[up].get(day, ("skip", UPSTREAM_MISSING))
-            if kind == "task":
+            value = by_date[up].get(day, UPSTREAM_MISSING)
+            if value is None:  # a task builds it
                 continue
             # Not selected again (done, not a gap, not stale): fine if built, else missing.
             if value in (ALREADY_DONE, NOT_A_GAP, NOT_STALE):

@@ -41,6 +41,7 @@ LEASE_SECONDS = 60.0
 # How long the loop sleeps when it has nothing to do here (others may be working).
 IDLE_POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 10.0
+GATE_POLL_SECONDS = 2.0
 
 
 @dataclass
@@ -106,7 +107,8 @@ class WorkLoop:
         self.observer = observer
         self.redact = redact
         self.lease_seconds = lease_seconds
-        self.heartbeat_seconds = heartbeat_seconds
+        # A lease outlives several heartbeats, however short it is set.
+        self.heartbeat_seconds = min(heartbeat_seconds, lease_seconds / 3)
         self.running: dict[int, Running] = {}
         self.gates: dict[int, Gate] = {}
         self.tally = Tally()
@@ -114,6 +116,8 @@ class WorkLoop:
         self._work: queue.Queue[tuple[Running, StepContext] | None] = queue.Queue()
         self._pool = [threading.Thread(target=self._step_thread, daemon=True) for _ in range(threads)]
         self._next_beat = 0.0
+        self._next_gates = 0.0  # gates become ready when tasks end; others' ends are polled for
+        self._next_expired = 0.0  # leases run out slowly: look for expired ones now and then
         self.pools = dict(config.pools)
         self.caps = {
             name: proc.workers for name, proc in config.processors.items() if proc.workers is not None
@@ -134,7 +138,9 @@ class WorkLoop:
         """Extend this process's leases; steps whose task was taken over are stopped here."""
         now = utcnow()
         held = self.guarded(
-            lambda: self.store.beat(self.worker_id, now, now + dt.timedelta(seconds=self.lease_seconds))
+            lambda: self.store.beat(
+                self.worker_id, now, now + dt.timedelta(seconds=self.lease_seconds), self.tally.done
+            )
         )
         self._next_beat = time.monotonic() + self.heartbeat_seconds
         for task_id in [t for t in self.running if t not in held]:
@@ -147,16 +153,35 @@ class WorkLoop:
                 lost.task.run_id, "task_lost", f"{_span(lost.task)}: taken over by another process", lost.task
             )
 
-    def claim(self, sources: Sequence[Source], *, tasks: bool = True) -> Claimed:
-        """Claim what fits in the free threads, and any ready gate; start them."""
-        free = self.threads - len(self.running) if tasks else 0
+    def turn(
+        self, sources: Sequence[Source], messages: Sequence[tuple[str, int, Any]] = (), *, tasks: bool = True
+    ) -> Claimed:
+        """One turn: record what the threads reported (``messages``) and claim what fits in the
+        free threads, plus any ready gate, in one transaction of the store; start what was claimed."""
+        outcomes, pids = self._digest(messages, stopping=False)
+        free = max(self.threads - len(self.running), 0) if tasks else 0
+        clock = time.monotonic()
+        gates = self.gatekeeper is not None and (bool(outcomes) or clock >= self._next_gates)
+        expired = clock >= self._next_expired
+        if not outcomes and not pids and not free and not gates:
+            return Claimed()
         now = utcnow()
-        claimed: Claimed = self.guarded(
-            lambda: self.store.claim(
-                self.worker_id, sources, limit=max(free, 0), pools=self.pools, caps=self.caps, now=now,
-                lease_until=now + dt.timedelta(seconds=self.lease_seconds), gates=self.gatekeeper is not None,
+        exchanged: tuple[list[bool], Claimed] = self.guarded(
+            lambda: self.store.exchange(
+                self.worker_id, outcomes, sources if free or gates else [], limit=free, pools=self.pools,
+                caps=self.caps, now=now, lease_until=now + dt.timedelta(seconds=self.lease_seconds), gates=gates,
+                expired=expired, pids=pids,
             )
         )  # fmt: skip
+        held, claimed = exchanged
+        if gates:
+            self._next_gates = clock + GATE_POLL_SECONDS
+        if expired and free:
+            self._next_expired = clock + min(self.heartbeat_seconds, self.lease_seconds / 4)
+        for outcome, ok in zip(outcomes, held, strict=True):
+            self._announce(outcome, ok)
+        if outcomes:
+            reap_orphans()
         for pid, holder in claimed.orphans:
             if holder.split(":", 1)[0] == self.worker_id.split(":", 1)[0]:
                 # The step of a holder that stopped beating runs on this machine: end it before
@@ -184,12 +209,27 @@ class WorkLoop:
                 return found
 
     def settle(self, messages: Sequence[tuple[str, int, Any]], *, stopping: bool = False) -> None:
-        """Record what the threads reported: PIDs, step results (in one transaction), gate verdicts."""
+        """Record what the threads reported, claiming nothing."""
+        outcomes, pids = self._digest(messages, stopping=stopping)
+        if outcomes or pids:
+            held, _ = self.guarded(
+                lambda: self.store.exchange(self.worker_id, outcomes, [], limit=0, pools={}, caps={}, now=utcnow(),
+                                            lease_until=utcnow(), gates=False, pids=pids)
+            )  # fmt: skip
+            for outcome, ok in zip(outcomes, held, strict=True):
+                self._announce(outcome, ok)
+        reap_orphans()
+
+    def _digest(
+        self, messages: Sequence[tuple[str, int, Any]], *, stopping: bool
+    ) -> tuple[list[Outcome], list[tuple[int, int]]]:
+        """Step results as outcomes to record, step PIDs to note; gate verdicts recorded now."""
         outcomes: list[Outcome] = []
+        pids: list[tuple[int, int]] = []
         for kind, key, payload in messages:
             if kind == "pid" and key in self.running:
                 self.running[key].pid = payload
-                self._set_pid(key, payload)
+                pids.append((key, payload))
             elif kind == "task" and key in self.running:
                 outcomes.append(self._outcome(self.running.pop(key), payload, stopping))
             elif kind == "gate" and key in self.gates:
@@ -199,11 +239,7 @@ class WorkLoop:
                     message = f"blocking check failed on {gate.processor}: {payload[0]}"
                     self._event(gate.run_id, "gate_blocked", message, processor=gate.processor)
                     self._say(message)
-        if outcomes:
-            held = self.guarded(lambda: self.store.record(self.worker_id, outcomes, utcnow()))
-            for outcome, ok in zip(outcomes, held, strict=True):
-                self._announce(outcome, ok)
-        reap_orphans()
+        return outcomes, pids
 
     def stop_running(self, grace: float = STOP_GRACE_SECONDS) -> None:
         """Ask every step here to end (SIGTERM, then SIGKILL after ``grace``) and record how each
@@ -350,9 +386,6 @@ class WorkLoop:
     def _say(self, text: str) -> None:
         if self.observer is not None:
             self.observer.message(text)
-
-    def _set_pid(self, task_id: int, pid: int) -> None:
-        self.guarded(lambda: self.store.set_task_pid(task_id, self.worker_id, pid))
 
     def _finish_gate(self, gate: Gate, failures: list[str]) -> None:
         self.guarded(lambda: self.store.finish_gate(self.worker_id, gate, failures, utcnow()))

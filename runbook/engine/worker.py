@@ -109,20 +109,23 @@ class Worker:
         next_sources = 0.0
         idle_since: float | None = None
         reason = "stopped"
+        messages: list[tuple[str, int, Any]] = []
         try:
             while True:
                 if loop.heartbeat_due():
                     loop.beat()
                 if self._stop is not None:
                     reason = self._stop
+                    loop.settle(messages)
                     loop.stop_running()
                     break
                 if time.monotonic() >= next_sources:
                     sources = self._sources(run_id, skipped)
                     next_sources = time.monotonic() + SOURCES_SECONDS
                 done_enough = max_tasks is not None and loop.tally.done >= max_tasks
-                claimed = loop.claim(sources, tasks=not done_enough) if sources else None
-                got = claimed is not None and (claimed.tasks or claimed.gates)
+                claimed = loop.turn(sources, messages, tasks=not done_enough)
+                messages = []
+                got = bool(claimed.tasks or claimed.gates)
                 if done_enough and not loop.busy():
                     reason = f"done {loop.tally.done} task(s)"
                     break
@@ -133,7 +136,7 @@ class Worker:
                 elif idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
                     reason = f"idle for {idle_exit:g}s"
                     break
-                loop.settle(loop.wait(0.05 if got else IDLE_POLL_SECONDS))
+                messages = loop.wait(0.05 if got else IDLE_POLL_SECONDS)
         except StoreFault as fault:
             loop.stop_running(grace=2)
             raise StoreUnavailable(

@@ -127,7 +127,7 @@ class Database:
         text, _ = self._prepare(sql, batch[0])
         cursor = self.connection.cursor()
         try:
-            cursor.executemany(text, [self._values(sql, row)[1] for row in batch])
+            cursor.executemany(text, [self._scalars(row) for row in batch])
         except Exception as exc:
             raise self._error(exc) from exc
         finally:
@@ -189,17 +189,35 @@ class Database:
         return DatabaseFault(f"state DB {redact_url(self.url)} failed: {_one_line(exc)}", exc)
 
     def _values(self, sql: str, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-        if any(isinstance(v, list | tuple | set | frozenset) for v in params.values()):
-            text, values = self._prepare(sql, params)
+        sizes = tuple(
+            (name, len(value) or 1)
+            for name, value in params.items()
+            if isinstance(value, list | tuple | set | frozenset)
+        )
+        if sizes:
+            # The text depends only on how many items each list has: prepare it once per shape.
+            key = f"{sql}\0{sizes}"
+            text = self._sql.get(key) or self._sql.setdefault(key, self._prepare(sql, params)[0])
+            values = {}
+            for name, value in params.items():
+                if isinstance(value, list | tuple | set | frozenset):
+                    values.update({f"{name}_{i}": item for i, item in enumerate(list(value) or [None])})
+                else:
+                    values[name] = value
         else:
             text = self._sql.get(sql) or self._sql.setdefault(sql, self._prepare(sql, params)[0])
             values = dict(params)
+        return text, self._scalars(values)
+
+    def _scalars(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` with times and JSON values as the driver takes them (no lists)."""
+        values = dict(params)
         for key, value in values.items():
             if isinstance(value, dt.datetime):
                 values[key] = self._time(value)
             elif isinstance(value, Json):
                 values[key] = json.dumps(value.value, default=str)
-        return text, values
+        return values
 
     def _time(self, value: dt.datetime) -> Any:
         if value.tzinfo is None:

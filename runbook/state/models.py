@@ -84,6 +84,8 @@ class TaskTable(SQLModel, table=True):
         Index("ix_task_status_lease", "status", "lease_until"),
         # Ready tasks of a run in order: what workers claim.
         Index("ix_task_ready", "run_id", "status", "waits", "seq"),
+        # A processor's dates in a run: how a run's links are recorded.
+        Index("ix_task_run_processor_date", "run_id", "processor", "date"),
         # Covers the per-run reads of status, history, show and the handoff: counts by processor,
         # status and skip reason, step windows, rows and the worker that ran each step. Its columns change when the status does,
         # so keeping it costs the writes next to nothing.

@@ -180,6 +180,18 @@ class Queries:
             row["last_finish"] = as_utc(row["last_finish"])
         return found
 
+    def task_spans(self, run_id: int) -> dict[str, int]:
+        """Per processor of the run whose tasks cover several dates (chunks): the most calendar
+        days one of its tasks covers."""
+        spans: dict[str, int] = {}
+        for processor, first, last in self.db.rows(
+            "SELECT processor, date, end_date FROM task WHERE run_id = :run AND end_date <> date",
+            {"run": run_id},
+        ):
+            days = (dt.date.fromisoformat(last) - dt.date.fromisoformat(first)).days + 1
+            spans[processor] = max(spans.get(processor, 1), days)
+        return spans
+
     def run_workers(self, run_ids: Sequence[int]) -> dict[int, list[tuple[Worker, int, int]]]:
         """Per run: the processes that worked on it or were started for it, each with the tasks it
         finished and the tasks it runs now in that run."""

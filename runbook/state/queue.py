@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from runbook.kinds import RunStatus, SkipReason, TaskStatus
 from runbook.state import latest
@@ -66,6 +66,30 @@ class Claimed:
     # (step PID, previous holder) of tasks taken over from a holder whose lease ran out: the
     # claimant ends such a step if it runs on its machine.
     orphans: list[tuple[int, str]] = field(default_factory=list)
+
+
+class Need(NamedTuple):
+    """Tasks of ``processor`` wait for the tasks of ``upstream`` that cover their dates."""
+
+    processor: str
+    upstream: str
+    upstream_span_days: int  # the most calendar days one task of the upstream covers
+
+
+class GateSpec(NamedTuple):
+    """The checks of ``processor``; with ``blocking``, the tasks of ``downstream`` wait for them."""
+
+    processor: str
+    blocking: bool
+    downstream: list[str]
+
+
+class Links(NamedTuple):
+    """What waits for what in one run, by processor (``runbook.engine.graph.links``)."""
+
+    needs: list[Need]
+    past: list[str]  # processors whose tasks wait for their own previous task
+    gates: list[GateSpec]
 
 
 @dataclass(frozen=True)
@@ -234,34 +258,48 @@ class WorkQueue:
 
     # -- the graph --------------------------------------------------------------------------------
 
-    def add_graph(
-        self,
-        run_id: int,
-        deps: Iterable[tuple[int, int]],
-        gates: Sequence[tuple[str, bool, Sequence[int]]],
-    ) -> None:
-        """Record what waits for what in run ``run_id``: ``deps`` are (upstream task, task) pairs;
-        ``gates`` are (processor, blocking, the tasks that wait for it), one per gated processor."""
+    def add_graph(self, run_id: int, links: Links) -> None:
+        """Record what waits for what in run ``run_id`` (tasks that are not skipped), then count
+        each task's waits: a few statements, whatever the size of the run."""
 
         def add(db: Database) -> None:
             with db.transaction():
-                batch = [{"up": up, "task": task} for up, task in deps]
-                for start in range(0, len(batch), 5000):
-                    db.executemany(
-                        "INSERT INTO task_dep (upstream_id, task_id) VALUES (:up, :task)",
-                        batch[start : start + 5000],
+                for need in links.needs:
+                    # Upstream tasks that cover a date of the task: they start at most
+                    # upstream_span_days - 1 days before it (the index then reads a short range).
+                    low = _days_before(db, "d.date", need.upstream_span_days - 1)
+                    db.execute(
+                        "INSERT INTO task_dep (upstream_id, task_id) SELECT u.id, d.id FROM task d "
+                        "JOIN task u ON u.run_id = d.run_id AND u.processor = :up "
+                        f"AND u.date >= {low} AND u.date <= d.end_date AND u.end_date >= d.date "
+                        "WHERE d.run_id = :run AND d.processor = :p AND d.status <> 'skipped' "
+                        "AND u.status <> 'skipped'",
+                        {"run": run_id, "p": need.processor, "up": need.upstream},
                     )
-                for processor, blocking, waiting in gates:
+                for processor in links.past:
+                    db.execute(
+                        "INSERT INTO task_dep (upstream_id, task_id) SELECT previous, id FROM ("
+                        "SELECT id, LAG(id) OVER (ORDER BY date) AS previous FROM task "
+                        "WHERE run_id = :run AND processor = :p AND status <> 'skipped') ordered "
+                        "WHERE previous IS NOT NULL",
+                        {"run": run_id, "p": processor},
+                    )
+                for gate in links.gates:
+                    if not db.scalar(
+                        "SELECT 1 FROM task WHERE run_id = :run AND processor = :p AND status <> 'skipped' LIMIT 1",
+                        {"run": run_id, "p": gate.processor},
+                    ):
+                        continue  # nothing of it runs: its checks are not judged again
                     gate_id = db.insert(
                         "INSERT INTO gate (run_id, processor, blocking, status, waits) "
                         "VALUES (:run, :processor, :blocking, 'pending', 0) RETURNING id",
-                        {"run": run_id, "processor": processor, "blocking": blocking},
+                        {"run": run_id, "processor": gate.processor, "blocking": gate.blocking},
                     )
-                    rows = [{"gate": gate_id, "task": task} for task in waiting]
-                    for start in range(0, len(rows), 5000):
-                        db.executemany(
-                            "INSERT INTO gate_dep (gate_id, task_id) VALUES (:gate, :task)",
-                            rows[start : start + 5000],
+                    if gate.downstream:
+                        db.execute(
+                            "INSERT INTO gate_dep (gate_id, task_id) SELECT :gate, id FROM task "
+                            "WHERE run_id = :run AND processor IN :downstream AND status <> 'skipped'",
+                            {"gate": gate_id, "run": run_id, "downstream": gate.downstream},
                         )
                 _recompute_waits(db, run_id)
 
@@ -288,51 +326,88 @@ class WorkQueue:
         now: dt.datetime,
         lease_until: dt.datetime,
         gates: bool = True,
+        expired: bool = True,
     ) -> Claimed:
-        """Claim up to ``limit`` ready tasks (and any ready gates) of ``sources`` for ``worker``.
+        """Claim up to ``limit`` ready tasks (and any ready gates) of ``sources`` for ``worker``
+        (see :meth:`exchange`)."""
+        return self.exchange(
+            worker, [], sources, limit=limit, pools=pools, caps=caps, now=now, lease_until=lease_until,
+            gates=gates, expired=expired,
+        )[1]  # fmt: skip
 
-        One serialised transaction: a run whose owner epoch changed or that is stopping is
-        skipped (and reported ``lost`` to its owner); a pool or a processor's cap counts every
-        running task with a current lease, whoever holds it. A task whose holder's lease ran out
-        is taken over (that attempt does not count against its retries).
+    def record(self, worker: str, outcomes: Sequence[Outcome], now: dt.datetime) -> list[bool]:
+        """Record attempts' outcomes and settle their consequences, all in one transaction (see
+        :meth:`exchange`)."""
+        return self.exchange(worker, outcomes, [], limit=0, pools={}, caps={}, now=now, lease_until=now,
+                             gates=False)[0]  # fmt: skip
+
+    def exchange(
+        self,
+        worker: str,
+        outcomes: Sequence[Outcome],
+        sources: Sequence[Source],
+        *,
+        limit: int,
+        pools: Mapping[str, int],
+        caps: Mapping[str, int],
+        now: dt.datetime,
+        lease_until: dt.datetime,
+        gates: bool = True,
+        expired: bool = True,
+        pids: Sequence[tuple[int, int]] = (),
+    ) -> tuple[list[bool], Claimed]:
+        """Record ``outcomes`` of ``worker``'s attempts, then claim up to ``limit`` ready tasks (and
+        any ready gates) of ``sources``: one serialised transaction, so that a holder pays one
+        round of the store per turn of its loop.
+
+        Recording: each outcome is recorded only if ``worker`` still holds the task (True); one it
+        lost to a takeover is ignored (False). A success releases its dependents; a final failure
+        blocks its downstream; a skip for missing data skips it; each finished task counts for its
+        gate. ``pids`` are the step PIDs of tasks it holds.
+
+        Claiming: a run whose owner epoch changed or that is stopping is skipped (and reported
+        ``lost`` to its owner); a pool or a processor's cap counts every running task with a
+        current lease, whoever holds it. With ``expired``, a task whose holder's lease ran out is
+        taken over (that attempt does not count against its retries).
         """
 
-        def claim(db: Database) -> Claimed:
+        def exchange(db: Database) -> tuple[list[bool], Claimed]:
             with db.transaction(exclusive=True):
-                db.advisory_lock(CLAIM_LOCK)
-                found = Claimed()
-                live: list[Source] = []
-                for source in sources:
-                    row = db.rows(
-                        "SELECT status, epoch, stop_requested_at FROM run WHERE id = :id",
-                        {"id": source.run_id},
+                held = _record(db, worker, outcomes, now) if outcomes else []
+                for task_id, pid in pids:
+                    db.execute(
+                        "UPDATE task SET pid = :pid WHERE id = :id AND claimed_by = :w AND status = 'running'",
+                        {"id": task_id, "w": worker, "pid": pid},
                     )
-                    ok = bool(row) and row[0][0] == RunStatus.RUNNING and row[0][2] is None
-                    if source.epoch is not None and (not row or row[0][1] != source.epoch):
-                        found.lost.append(source.run_id)
-                        continue
-                    if ok:
-                        live.append(source)
+                found = Claimed()
+                if not sources or (limit <= 0 and not gates):
+                    return held, found
+                db.advisory_lock(CLAIM_LOCK)
+                live = _live_sources(db, sources, found.lost)
                 if not live:
-                    return found
+                    return held, found
                 by_run = {source.run_id: source for source in live}
                 if limit > 0:
                     found.tasks = _claim_tasks(
-                        db, worker, by_run, limit, pools, caps, now, lease_until, found.orphans
+                        db, worker, by_run, limit, pools, caps, now, lease_until, found.orphans, expired
                     )
                 if gates:
                     found.gates = _claim_gates(db, worker, list(by_run), now, lease_until)
-                return found
+                return held, found
 
-        result: Claimed = self._write(claim)
+        result: tuple[list[bool], Claimed] = self._write(exchange)
         return result
 
-    def beat(self, worker: str, now: dt.datetime, lease_until: dt.datetime) -> set[int]:
-        """A holder's heartbeat: extend its leases; return the ids of the tasks it still holds."""
+    def beat(self, worker: str, now: dt.datetime, lease_until: dt.datetime, tasks_done: int = 0) -> set[int]:
+        """A holder's heartbeat: extend its leases, note how many tasks it finished so far; return
+        the ids of the tasks it still holds."""
 
         def beat(db: Database) -> set[int]:
             with db.transaction():
-                db.execute("UPDATE worker SET heartbeat_at = :now WHERE id = :id", {"id": worker, "now": now})
+                db.execute(
+                    "UPDATE worker SET heartbeat_at = :now, tasks_done = :done WHERE id = :id",
+                    {"id": worker, "now": now, "done": tasks_done},
+                )
                 rows = db.rows(
                     "UPDATE task SET lease_until = :lease WHERE claimed_by = :w AND status = 'running' RETURNING id",
                     {"w": worker, "lease": lease_until},
@@ -355,30 +430,6 @@ class WorkQueue:
         )
 
     # -- results ----------------------------------------------------------------------------------
-
-    def record(self, worker: str, outcomes: Sequence[Outcome], now: dt.datetime) -> list[bool]:
-        """Record attempts' outcomes and settle their consequences, all in one transaction.
-
-        Each is recorded only if ``worker`` still holds the task (True); one it lost to a takeover
-        is ignored (False). A success releases its dependents; a final failure blocks its
-        downstream; a skip for missing data skips it; each finished task counts for its gate.
-        """
-
-        def record(db: Database) -> list[bool]:
-            with db.transaction(exclusive=True):
-                held = [_record_one(db, worker, outcome, now) for outcome in outcomes]
-                done = sum(
-                    1 for ok, o in zip(held, outcomes, strict=True) if ok and o.status != TaskStatus.PENDING
-                )
-                if done:
-                    db.execute(
-                        "UPDATE worker SET tasks_done = tasks_done + :n WHERE id = :id",
-                        {"id": worker, "n": done},
-                    )
-                return held
-
-        result: list[bool] = self._write(record)
-        return result
 
     def finish_gate(self, worker: str, gate: Gate, failures: Sequence[str], now: dt.datetime) -> bool:
         """Record a gate's verdict (``failures`` empty: passed) and release or block what waits for it."""
@@ -510,6 +561,61 @@ class LostRun(Exception):  # noqa: N818 - a condition, handled by the controller
 # -- the statements behind the methods --------------------------------------------------------------
 
 
+def _days_before(db: Database, column: str, days: int) -> str:
+    """SQL for the ISO date ``days`` days before the ISO date in ``column``."""
+    if days <= 0:
+        return column
+    if db.dialect == "sqlite":
+        return f"date({column}, '-{int(days)} days')"
+    return f"to_char(CAST({column} AS date) - {int(days)}, 'YYYY-MM-DD')"
+
+
+def _live_sources(db: Database, sources: Sequence[Source], lost: list[int]) -> list[Source]:
+    """The sources still open to claims: running, not stopping, and (for an owner) still at its
+    epoch; an owner's run taken by another is added to ``lost``."""
+    rows = {
+        int(r[0]): r[1:]
+        for r in db.rows(
+            "SELECT id, status, epoch, stop_requested_at FROM run WHERE id IN :ids",
+            {"ids": [source.run_id for source in sources]},
+        )
+    }
+    live: list[Source] = []
+    for source in sources:
+        row = rows.get(source.run_id)
+        if source.epoch is not None and (row is None or row[1] != source.epoch):
+            lost.append(source.run_id)
+        elif row is not None and row[0] == RunStatus.RUNNING and row[2] is None:
+            live.append(source)
+    return live
+
+
+def _record(db: Database, worker: str, outcomes: Sequence[Outcome], now: dt.datetime) -> list[bool]:
+    """Record each outcome the worker still holds; settle the consequences in a few statements."""
+    held = [_record_one(db, worker, outcome, now) for outcome in outcomes]
+    finished = [o.task for ok, o in zip(held, outcomes, strict=True) if ok and o.status != TaskStatus.PENDING]
+    succeeded = [
+        o.task.id for ok, o in zip(held, outcomes, strict=True) if ok and o.status == TaskStatus.SUCCEEDED
+    ]
+    released: Counter[int] = Counter()
+    for start in range(0, len(succeeded), 500):
+        for (task_id,) in db.rows(
+            "SELECT task_id FROM task_dep WHERE upstream_id IN :ids", {"ids": succeeded[start : start + 500]}
+        ):
+            released[int(task_id)] += 1  # a task may depend on several that succeeded together
+    by_count: dict[int, list[int]] = {}
+    for task_id, count in released.items():
+        by_count.setdefault(count, []).append(task_id)
+    for count, ids in by_count.items():
+        _release(db, ids, count)
+    if finished:
+        _gates_done(db, [(task.run_id, task.processor) for task in finished])
+        ids = [task.id for task in finished]
+        for start in range(0, len(ids), 500):
+            db.execute(latest.OF_TASKS, {"ids": ids[start : start + 500]})
+    return held
+
+
 def _claim_tasks(
     db: Database,
     worker: str,
@@ -520,15 +626,17 @@ def _claim_tasks(
     now: dt.datetime,
     lease_until: dt.datetime,
     orphans: list[tuple[int, str]],
+    expired_too: bool = True,
 ) -> list[Task]:
     runs = list(sources)
     in_pool: Counter[str] = Counter()
-    for pool, count in db.rows(
-        "SELECT pool, COUNT(*) FROM task WHERE status = 'running' AND lease_until > :now AND pool IS NOT NULL "
-        "GROUP BY pool",
-        {"now": now},
-    ):
-        in_pool[str(pool)] = int(count)
+    if pools:
+        for pool, count in db.rows(
+            "SELECT pool, COUNT(*) FROM task WHERE status = 'running' AND lease_until > :now AND pool IS NOT NULL "
+            "GROUP BY pool",
+            {"now": now},
+        ):
+            in_pool[str(pool)] = int(count)
     per_processor: Counter[tuple[int, str]] = Counter()
     if caps:
         for run_id, processor, count in db.rows(
@@ -538,15 +646,22 @@ def _claim_tasks(
         ):
             per_processor[(int(run_id), str(processor))] = int(count)
     scan = max(limit * 8, 64)
+    # Other claimants wait on the claim lock; SKIP LOCKED passes over rows a recording
+    # transaction holds at this moment instead of waiting for it.
+    lock = " FOR UPDATE SKIP LOCKED" if db.dialect == "postgresql" else ""
     candidates = db.rows(
         "SELECT id, run_id, processor, pool FROM task WHERE run_id IN :runs AND status = 'pending' AND waits = 0 "
-        "AND (not_before IS NULL OR not_before <= :now) ORDER BY seq LIMIT :scan",
+        f"AND (not_before IS NULL OR not_before <= :now) ORDER BY seq LIMIT :scan{lock}",
         {"runs": runs, "now": now, "scan": scan},
     )
-    expired = db.rows(
-        "SELECT id, run_id, processor, pool, pid, claimed_by FROM task WHERE status = 'running' "
-        "AND lease_until < :now AND run_id IN :runs ORDER BY seq LIMIT :scan",
-        {"runs": runs, "now": now, "scan": scan},
+    expired = (
+        db.rows(
+            "SELECT id, run_id, processor, pool, pid, claimed_by FROM task WHERE status = 'running' "
+            f"AND lease_until < :now AND run_id IN :runs ORDER BY seq LIMIT :scan{lock}",
+            {"runs": runs, "now": now, "scan": scan},
+        )
+        if expired_too
+        else []
     )
     candidates += [row[:4] for row in expired]
     previous = {int(row[0]): (row[4], row[5]) for row in expired}
@@ -629,30 +744,25 @@ def _record_one(db: Database, worker: str, outcome: Outcome, now: dt.datetime) -
     if changed != 1:
         return False
     span = task.date if task.date == task.end_date else f"{task.date}..{task.end_date}"
-    if outcome.status == TaskStatus.SUCCEEDED:
-        _release(
-            db,
-            [
-                int(r[0])
-                for r in db.rows("SELECT task_id FROM task_dep WHERE upstream_id = :id", {"id": task.id})
-            ],
-        )
-    elif outcome.status == TaskStatus.FAILED:
+    if outcome.status == TaskStatus.FAILED:
         _cascade(db, [task.id], TaskStatus.BLOCKED, f"upstream {task.processor} {span} failed", now)
     elif outcome.status == TaskStatus.SKIPPED:
         _cascade(db, [task.id], TaskStatus.SKIPPED, f"upstream {task.processor} {span} skipped", now,
                  skip_reason=SkipReason.UPSTREAM_MISSING)  # fmt: skip
-    _gates_done(db, [(task.run_id, task.processor)])
-    db.execute(latest.OF_TASKS, {"ids": [task.id]})
     return True
 
 
-def _release(db: Database, task_ids: Sequence[int]) -> None:
-    """One dependency of each of ``task_ids`` is settled."""
+# Rows picked by id test their status through an expression, so that SQLite looks them up by
+# id instead of walking every task of that status (its planner has no statistics to know better).
+PENDING_BY_ID = "status || '' = 'pending'"
+
+
+def _release(db: Database, task_ids: Sequence[int], settled: int = 1) -> None:
+    """``settled`` dependencies of each of ``task_ids`` are settled."""
     for start in range(0, len(task_ids), 500):
         db.execute(
-            "UPDATE task SET waits = waits - 1 WHERE id IN :ids AND status = 'pending'",
-            {"ids": list(task_ids[start : start + 500])},
+            f"UPDATE task SET waits = waits - :n WHERE id IN :ids AND {PENDING_BY_ID}",
+            {"ids": list(task_ids[start : start + 500]), "n": settled},
         )
 
 
@@ -690,7 +800,7 @@ def _cascade(
     for start in range(0, len(ids), 500):
         rows = db.rows(
             "UPDATE task SET status = :status, finished_at = :now, lease_until = NULL, error_tail = :reason, "
-            "skip_reason = COALESCE(:skip, skip_reason) WHERE id IN :ids AND status = 'pending' "
+            f"skip_reason = COALESCE(:skip, skip_reason) WHERE id IN :ids AND {PENDING_BY_ID} "
             "RETURNING run_id, processor",
             {
                 "ids": ids[start : start + 500],
@@ -779,4 +889,16 @@ def _recompute_waits(db: Database, run_id: int) -> None:
             _cascade(db, [int(upstream)], TaskStatus.BLOCKED, f"upstream {processor} {day} {status}", now)
 
 
-__all__ = ["Claimed", "Json", "LostRun", "Outcome", "Queries", "Run", "Source", "WorkQueue"]
+__all__ = [
+    "Claimed",
+    "GateSpec",
+    "Json",
+    "Links",
+    "LostRun",
+    "Need",
+    "Outcome",
+    "Queries",
+    "Run",
+    "Source",
+    "WorkQueue",
+]

@@ -14,6 +14,7 @@ import datetime as dt
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import islice
 from typing import Any, TypeVar
 
 from runbook.clock import utcnow
@@ -196,18 +197,21 @@ class Store(Queries, WorkQueue, Outbox, Adoptions):
     # -- tasks ------------------------------------------------------------------------------------
 
     def add_tasks(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Insert planned tasks in bulk (one statement, many parameter sets)."""
+        """Insert planned tasks in bulk: one transaction, many parameter sets per statement,
+        ``rows`` read a batch at a time."""
         defaults = {"seq": 0, "status": TaskStatus.PENDING, "attempt": 0, "max_attempts": 1, "skip_reason": None,
                     "code_version": None}  # fmt: skip
-        batch = [{**defaults, **row, "run_id": run_id} for row in rows]
-        if not batch:
-            return
-        names = list(batch[0])
-        sql = f"INSERT INTO task ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})"
+        names = [*defaults, "run_id"]
+        stream = iter(rows)
 
         def insert(db: Database) -> None:
+            sql = ""
             with db.transaction():
-                db.executemany(sql, batch)
+                while batch := [{**defaults, **row, "run_id": run_id} for row in islice(stream, 5000)]:
+                    if not sql:
+                        names.extend(name for name in batch[0] if name not in names)
+                        sql = f"INSERT INTO task ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})"
+                    db.executemany(sql, batch)
                 db.execute(latest.OF_RUN, {"run": run_id})  # dates skipped at planning
 
         self._write(insert)

@@ -1,5 +1,5 @@
 """A real pipeline through the real CLI: planning over a calendar, pipelined execution by date,
-chunks, depends_on_past, a shared pool, retries with backoff and timeouts that end process groups.
+chunks (and dates downstream of chunks), depends_on_past, a shared pool, retries with backoff and timeouts that end process groups.
 
 Expectations are computed here from the dates themselves, never with runbook's calendar; the
 order of execution is judged from the times the controller recorded in the SQLite state DB.
@@ -20,8 +20,8 @@ START, END = dt.date(2024, 3, 1), dt.date(2024, 4, 29)  # 60 dates
 OFF_DAYS = {dt.date(2024, 3, 13), dt.date(2024, 4, 2), dt.date(2024, 4, 17)}
 SUNDAY = 6
 SEASONS = [dt.date(2024, 2, 28), dt.date(2024, 4, 1)]
-BOOTSTRAP = {"a": 4, "b": 2, "c": 0, "d": 4}
-NEEDS = {"a": [], "b": ["a"], "c": ["a", "b"], "d": ["a"]}
+BOOTSTRAP = {"a": 4, "b": 2, "c": 0, "d": 4, "e": 4}
+NEEDS = {"a": [], "b": ["a"], "c": ["a", "b"], "d": ["a"], "e": ["d"]}
 
 PIPELINE = """
 workers: 2
@@ -56,6 +56,9 @@ processors:
         echo {{ processor }} {{ start }} >> runs.txt
         echo {{ start }} {{ end }} $RUNBOOK_START $RUNBOOK_END >> chunks.txt
         sleep 0.05
+  e:
+    needs: [d]  # each date waits for the chunk of d that covers it (chunks span off-days)
+    command: [sh, -c, "echo {{ processor }} {{ start }} >> runs.txt"]
 """
 
 

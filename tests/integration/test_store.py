@@ -16,7 +16,7 @@ import pytest
 
 from runbook.clock import utcnow
 from runbook.errors import RunConflict
-from runbook.state.queue import LostRun, Outcome, Source
+from runbook.state.queue import Links, LostRun, Need, Outcome, Source
 from runbook.state.records import Task
 from runbook.state.store import Store
 
@@ -58,15 +58,9 @@ def new_run(store: Store, dates: int, *, processors: tuple[str, ...] = ("load",)
             rows.append({"processor": name, "date": date, "end_date": date, "seq": offset * 10 + position,
                          "max_attempts": max_attempts, "pool": pool})  # fmt: skip
     store.add_tasks(run.id, rows)
+    needs = [Need(processors[p], processors[p - 1], 1) for p in range(1, len(processors))]
+    store.add_graph(run.id, Links(needs, [], []))
     tasks = store.tasks(run.id)
-    ids = {(t.processor, t.date): t.id for t in tasks}
-    deps = [
-        (ids[(processors[p - 1], t.date)], t.id)
-        for t in tasks
-        for p in range(1, len(processors))
-        if t.processor == processors[p]
-    ]
-    store.add_graph(run.id, deps, [])
     return run.id, [t.id for t in tasks]
 
 

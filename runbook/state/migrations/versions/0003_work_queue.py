@@ -30,6 +30,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("waits", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("pool", sa.String(length=64), nullable=True))
     op.create_index("ix_task_ready", "task", ["run_id", "status", "waits", "seq"])
+    op.create_index("ix_task_run_processor_date", "task", ["run_id", "processor", "date"])
     # The run's counts now also tell which worker did what.
     op.drop_index("ix_task_run_outcome", table_name="task")
     op.create_index(
@@ -108,6 +109,7 @@ def downgrade() -> None:
     for table in ("pool", "worker", "gate_dep", "gate", "task_dep"):
         op.drop_table(table)
     op.drop_index("ix_task_ready", table_name="task")
+    op.drop_index("ix_task_run_processor_date", table_name="task")
     op.drop_index("ix_task_run_outcome", table_name="task")
     op.create_index(
         "ix_task_run_outcome",
