@@ -1,6 +1,6 @@
 """A real webhook receiver for the notification tests: a threaded HTTP server on 127.0.0.1.
 
-It records every request it gets (path, headers, JSON body) and answers each with the status its
+It records every request it gets (path, headers, JSON body, answer) and answers each with the status its
 ``answers`` function gives for the request's number (1, 2, ...): always 200, 500 then 200, always
 500. Nothing is mocked: runbook's notifier talks to it over a real socket.
 """
@@ -20,6 +20,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: Any
+    status: int | None = None  # what it was answered (None while the receiver still thinks)
 
 
 @dataclass
@@ -29,8 +30,13 @@ class Hook:
     server: ThreadingHTTPServer
     answers: Callable[[int], int]
     requests: list[Received] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def statuses(self) -> list[int | None]:
+        """What each request was answered, in the order they came."""
+        with self.lock:
+            return [r.status for r in self.requests]
 
     @property
     def url(self) -> str:
@@ -40,8 +46,7 @@ class Hook:
     def bodies(self, event: str | None = None) -> list[Any]:
         """JSON bodies answered 2xx (the deliveries that counted), optionally of one event."""
         with self.lock:
-            pairs = list(zip(self.requests, self.statuses, strict=False))
-        found = [r.body for r, status in pairs if 200 <= status < 300]
+            found = [r.body for r in self.requests if r.status is not None and 200 <= r.status < 300]
         return [b for b in found if event is None or _event_of(b) == event]
 
     def count(self) -> int:
@@ -69,14 +74,20 @@ def start_hook(answers: Callable[[int], int]) -> Hook:
                 body = json.loads(raw)
             except ValueError:
                 body = raw.decode("utf-8", "replace")
+            received = Received(self.path, dict(self.headers), body)
             with hook.lock:
-                hook.requests.append(Received(self.path, dict(self.headers), body))
-                status = hook.answers(len(hook.requests))
-                hook.statuses.append(status)
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
-            self.end_headers()
-            self.wfile.write(b"ok" if status < 300 else b"receiver says no")
+                hook.requests.append(received)
+                number = len(hook.requests)
+            status = hook.answers(number)  # outside the lock: a receiver that hangs hangs alone
+            with hook.lock:
+                received.status = status
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"ok" if status < 300 else b"receiver says no")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the sender gave up waiting
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
             pass

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from runbook.workspace import Workspace
 
 LEASE_SECONDS = 120.0  # a delivery is held this long without news before a watcher may take it
-FLUSH_SECONDS = 10.0  # the longest a finishing controller waits for its deliveries
+FLUSH_SECONDS = 5.0  # the longest a finishing controller waits for its deliveries
 
 
 @dataclass(frozen=True)

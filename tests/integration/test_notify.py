@@ -8,6 +8,7 @@ secret token, which must reach the receiver and nothing else: not the state DB, 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from core_helpers import query, stop_leftovers, wait_for
+from core_helpers import query, stop_leftovers, wait_for, when
 from webhooks import ALWAYS_FAIL, ALWAYS_OK, FAIL_FIRST
 
 TOKEN = "T0KEN-s3cr3t-9f8e7d6c"
@@ -140,6 +141,21 @@ def test_a_receiver_that_always_fails_is_recorded_and_the_run_is_unharmed(
     shown = cli(ws, "show", "1").stdout
     assert "notify_failed" in shown
     secrets_absent(ws)
+
+
+def test_a_receiver_that_hangs_does_not_hold_the_run_and_is_left_to_the_next_watcher(
+    make_workspace: Any, hooks: Any
+) -> None:
+    hook = hooks(lambda n: time.sleep(25) or 200)
+    notify = "notify:\n  - url: ${PLAIN_HOOK}\n    timeout: 20s\n"
+    ws = workspace(make_workspace, OK_STEPS, notify, PLAIN_HOOK=hook.url)
+    assert cli(ws, "run", *DAYS).code == 0  # the controller waited a bounded time, then ended
+    assert hook.count() == 1
+    (row,) = query(ws.db, "SELECT status, attempts, lease_until FROM notification")
+    assert row["status"] == "pending" and row["attempts"] == 1
+    assert when(row["lease_until"]) < dt.datetime.now(dt.UTC).replace(
+        tzinfo=None
+    )  # released: any watcher takes it
 
 
 def test_an_unset_webhook_variable_is_one_line_and_exit_2(make_workspace: Any) -> None:
