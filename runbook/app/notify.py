@@ -1,4 +1,5 @@
-"""Notifications: the workspace's notifier, and the watcher long-lived processes run."""
+"""Notifications: the workspace's notifier, and the watcher long-lived processes run
+(``runbook worker`` in-process; ``runbook serve`` as a background service)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from runbook.app.base import Base
 
 if TYPE_CHECKING:
     from runbook.notify import Notifier, NotifyWatcher
+    from runbook.workspace import Workspace
 
 
 class Notifications(Base):
@@ -42,3 +44,36 @@ class Notifications(Base):
         from runbook.notify import WATCH_SECONDS, NotifyWatcher
 
         return NotifyWatcher(notifier, interval=interval or WATCH_SECONDS).start()
+
+
+class NotificationService:
+    """The notification watcher as a background service of a long-lived process (``runbook
+    serve``): :meth:`start` opens an application of its own and starts watching on a thread,
+    returning at once; :meth:`stop` ends it (bounded) and closes what it opened."""
+
+    name = "notifications"
+
+    def __init__(self, workspace: Workspace, *, interval: float | None = None) -> None:
+        self.workspace = workspace
+        self.interval = interval
+        self._app: Notifications | None = None
+        self._watcher: NotifyWatcher | None = None
+
+    def start(self) -> None:
+        from runbook.app import App
+
+        self._app = App(self.workspace)
+        self._watcher = self._app.watch_notifications(interval=self.interval)
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self._app is not None:
+            self._app.close()
+        self._watcher = self._app = None
+
+
+def notification_services(workspace: Workspace) -> list[NotificationService]:
+    """What a long-lived process runs to send the events no controller is alive to send: the
+    watcher, when runbook.yaml has ``notify:`` targets (nothing otherwise)."""
+    return [NotificationService(workspace)] if workspace.config.notify else []

@@ -246,3 +246,32 @@ def test_a_run_that_makes_no_progress_is_announced_as_stalled_by_its_controller(
     assert doc["summary"].startswith("Run 1 (a 2024-01-01..2024-01-03) made no progress for ")
     assert doc["key"] == f"run:1:stalled:e1:{doc['details']['last_activity_at']}:notify.0"
     ws.cli("stop", "1", check=True)
+
+
+def test_the_watcher_runs_as_a_background_service_of_a_long_lived_process(
+    make_workspace: Any, hooks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `runbook serve` starts beside its dashboard: start returns at once, stop ends it."""
+    from runbook.app.notify import notification_services
+    from runbook.workspace import Workspace
+
+    hook = hooks(ALWAYS_OK)
+    ws = workspace(make_workspace, SLOW_STEPS, "notify:\n  - url: ${PLAIN_HOOK}\n", PLAIN_HOOK=hook.url)
+    assert (
+        notification_services(
+            Workspace.load(str(make_workspace(OK_STEPS.join(["processors:\n", ""]), name="quiet").config))
+        )
+        == []
+    )
+    info = ws.runbook("run", *DAYS, "--detach", "--json", check=True).json()
+    wait_for(lambda: query(ws.db, "SELECT id FROM task WHERE status = 'running'"), what="a step running")
+    os.kill(info["pid"], signal.SIGKILL)
+    monkeypatch.setenv("PLAIN_HOOK", ws.env["PLAIN_HOOK"])
+    (service,) = notification_services(Workspace.load(str(ws.config)))
+    assert service.name == "notifications"
+    service.start()
+    try:
+        (doc,) = wait_for(lambda: hook.bodies("interrupted"), timeout=60, what="the interrupted notification")
+        assert doc["sender"]["pid"] == os.getpid()
+    finally:
+        service.stop()
