@@ -257,12 +257,8 @@ def test_the_watcher_runs_as_a_background_service_of_a_long_lived_process(
 
     hook = hooks(ALWAYS_OK)
     ws = workspace(make_workspace, SLOW_STEPS, "notify:\n  - url: ${PLAIN_HOOK}\n", PLAIN_HOOK=hook.url)
-    assert (
-        notification_services(
-            Workspace.load(str(make_workspace(OK_STEPS.join(["processors:\n", ""]), name="quiet").config))
-        )
-        == []
-    )
+    quiet = make_workspace("processors:\n" + OK_STEPS, name="quiet")
+    assert notification_services(Workspace.load(str(quiet.config))) == []  # no notify: nothing to run
     info = ws.runbook("run", *DAYS, "--detach", "--json", check=True).json()
     wait_for(lambda: query(ws.db, "SELECT id FROM task WHERE status = 'running'"), what="a step running")
     os.kill(info["pid"], signal.SIGKILL)
