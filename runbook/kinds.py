@@ -30,6 +30,25 @@ class TaskStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class RunOrigin(StrEnum):
+    """How a run came to be recorded: planned and run by runbook, or a process started outside it
+    and adopted (``runbook adopt``)."""
+
+    RUN = "run"
+    ADOPTED = "adopted"
+
+
+class NotifyEvent(StrEnum):
+    """What a ``notify:`` webhook can be sent for (docs/json-notify.md)."""
+
+    FINISHED = "finished"  # the run succeeded
+    FAILED = "failed"
+    BLOCKED = "blocked"
+    INTERRUPTED = "interrupted"
+    STALLED = "stalled"  # no task started or finished for the target's ``stalled_after``
+    THROTTLED = "throttled"  # the warehouse slowed the run down (a pool's effective size went down)
+
+
 class SkipReason(StrEnum):
     """Why a date of a processor is not run: every date of a range is run or has one of these."""
 
@@ -53,6 +72,10 @@ class Severity(StrEnum):
     BLOCK = "block"
     WARN = "warn"
 
+
+# The kinds of process that work on a run (the worker table): its controller, `runbook worker`
+# helpers, and the watcher that follows an adopted process.
+CONTROLLER, WORKER, WATCHER = "controller", "worker", "watcher"
 
 ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 FINISHED_RUN_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.BLOCKED, RunStatus.CANCELLED)

@@ -133,6 +133,7 @@ class Workspace:
             texts += list(proc.env.values())
             if proc.http is not None:
                 texts += [proc.http.url, *proc.http.headers.values()]
+        texts += [target.url for target in self.config.notify]
         for text in texts:
             names.update(_ENV_REF.findall(text))
         if self.config.warehouse.credentials_env:

@@ -176,3 +176,22 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("chaos suite: what it tried")
         for line in sorted(lines):
             terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def hooks() -> Iterator[Callable[[Callable[[int], int]], Any]]:
+    """Start real webhook receivers on 127.0.0.1 (tests/webhooks.py): ``hooks(lambda n: 200)``
+    answers every request 200; all are shut down after the test."""
+    from webhooks import start_hook
+
+    started: list[Any] = []
+
+    def make(answers: Callable[[int], int]) -> Any:
+        hook = start_hook(answers)
+        started.append(hook)
+        return hook
+
+    yield make
+    for hook in started:
+        hook.server.shutdown()
+        hook.server.server_close()

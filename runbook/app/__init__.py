@@ -4,23 +4,26 @@ The CLI parses options, calls one method of :class:`App`, and prints what it ret
 dashboard and the MCP server do the same. Nothing below this layer prints or exits.
 
 The use cases are grouped by subject in small modules, each a part of ``App``: runs (plan,
-submit, execute, resume, stop), inspect (status, history, show, coverage, logs), checks
+submit, execute), resume (resume, stop), adopt (a process started outside runbook), notify
+(webhooks), workers, inspect (status, history, show, coverage, logs), checks
 (validate, check history), sessions (sessions, notes, handoffs) and the demo.
 """
 
 from __future__ import annotations
 
+from runbook.app.adopt import Adopt, Adopted
 from runbook.app.checks import Checks, Validation
 from runbook.app.demo import Demo, DemoResult, prepare_demo_folder
-from runbook.app.runs import Planned, Resumable, Resumed, RunRequest
+from runbook.app.resume import Resumable, Resumed
+from runbook.app.runs import Planned, RunRequest
 from runbook.app.sessions import NOTE_KINDS, Report
 from runbook.app.workers import Workers
 
 __all__ = [
-    "NOTE_KINDS", "App", "DemoResult", "Planned", "Report", "Resumable", "Resumed", "RunRequest", "Validation",
+    "NOTE_KINDS", "Adopted", "App", "DemoResult", "Planned", "Report", "Resumable", "Resumed", "RunRequest", "Validation",
     "prepare_demo_folder",
 ]  # fmt: skip
 
 
-class App(Demo, Workers, Checks):
+class App(Demo, Workers, Adopt, Checks):
     """Plans, runs, resumes, stops, inspects, validates and hands off the runs of one workspace."""

@@ -16,6 +16,7 @@ from runbook.workspace import Workspace
 
 if TYPE_CHECKING:
     from runbook.engine.seams import Observer
+    from runbook.notify import Notifier
     from runbook.state.store import Store
     from runbook.warehouse import Warehouse
 
@@ -37,6 +38,7 @@ class Base:
         self._reader_opened = False
         self._warehouse: Warehouse | None = None
         self._warehouse_lock = threading.Lock()
+        self._notifier: Notifier | None = None
 
     @property
     def store(self) -> Store:
@@ -87,6 +89,8 @@ class Base:
         return Calendar(self.config.calendar, active)
 
     def close(self) -> None:
+        if self._notifier is not None:
+            self._notifier.close()
         if self._store is not None:
             self._store.close()
         if self._reader is not None:

@@ -1,16 +1,14 @@
-"""Runs: plan, submit, execute (here or detached), resume and stop.
+"""Runs: plan, submit, and execute (here or detached); resuming and stopping are in ``resume``.
 
 A run is first recorded (planned tasks, status ``queued``), then executed by a controller, in
-the foreground or in a detached process. Whether a run's controller is alive is judged from its
-PID on this host and from its heartbeat elsewhere, so ``resume`` never starts a run twice.
+the foreground or in a detached process.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
-import signal
+import shlex
 import subprocess
 import sys
 import threading
@@ -18,18 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from runbook.app.base import Base
-from runbook.clock import utcnow
+from runbook.app.notify import Notifications
 from runbook.engine.liveness import controller_alive, this_host
 from runbook.engine.versions import resolve_versions
-from runbook.errors import RunBusy, RunConflict, UsageError
-from runbook.kinds import ACTIVE_RUN_STATUSES, RunStatus, TaskStatus
+from runbook.errors import RunConflict
+from runbook.kinds import TaskStatus
 from runbook.state.records import Run
 
 if TYPE_CHECKING:
     from runbook.checks.extent import ExtentWarning
     from runbook.engine.controller import Controller, Outcome
     from runbook.engine.planner import Plan
+    from runbook.engine.seams import Gatekeeper
     from runbook.steps import Executor
 
 
@@ -57,27 +55,7 @@ class Planned:
     warnings: list[ExtentWarning]
 
 
-@dataclass
-class Resumable:
-    """What ``runbook resume`` found: runs to resume, and runs whose controller is still alive."""
-
-    todo: list[Run]
-    alive: list[Run]
-
-
-@dataclass
-class Resumed:
-    """What ``runbook resume`` did: runs continued in the background (with their PIDs), the one
-    to continue in this process (``here``, taken at ``epoch``), and the runs left alone because
-    their controller is alive."""
-
-    detached: list[tuple[Run, int]]
-    here: Run | None
-    alive: list[Run]
-    epoch: int | None = None
-
-
-class Runs(Base):
+class Runs(Notifications):
     """The run use cases (mixed into :class:`runbook.app.App`)."""
 
     def check_request(self, request: RunRequest) -> tuple[dt.date, dt.date]:
@@ -120,26 +98,10 @@ class Runs(Base):
         """Record a run, its planned tasks and what waits for what; refuse an overlap with a live run
         unless forced (the check and the creation are one locked transaction)."""
         plan = planned.plan
+        self.notifier()  # a webhook whose ${VAR} is unset stops the run before it is recorded
         store = self.store
         session = store.open_session()
-
-        def refuse(active: list[Run]) -> None:
-            if request.force:
-                return
-            for other in active:
-                overlap = sorted(set(other.processors) & set(plan.processors))
-                if (
-                    overlap
-                    and other.start_date <= plan.end.isoformat()
-                    and other.end_date >= plan.start.isoformat()
-                    and controller_alive(other)
-                ):
-                    raise RunConflict(
-                        f"run {other.id} (PID {other.pid} on {other.host}, {other.status}) already covers "
-                        f"{', '.join(overlap)} {other.start_date}..{other.end_date}: wait for it, "
-                        f"`runbook stop {other.id}`, or pass --force"
-                    )
-
+        refuse = overlap_guard(plan.processors, plan.start, plan.end, force=request.force)
         run = store.admit_run(
             refuse,
             processors=plan.processors,
@@ -215,24 +177,30 @@ class Runs(Base):
 
         return make
 
+    def gatekeeper(self) -> Gatekeeper | None:
+        """What runs the processors' checks as gates (None when no processor has checks)."""
+        if not any(proc.checks for proc in self.config.processors.values()):
+            return None
+        from runbook.checks.runner import CheckRunner
+
+        announce = self.observer.message if self.observer is not None else None
+        return CheckRunner(self.workspace, self.store, self.warehouse, self.calendar, announce=announce)
+
     def controller(self, **kwargs: Any) -> Controller:
         """A controller for this workspace, with checks as gates and ``ready:`` tables consulted."""
         from runbook.engine.controller import Controller
 
         processors = self.config.processors.values()
-        if "gatekeeper" not in kwargs and any(proc.checks for proc in processors):
-            from runbook.checks.runner import CheckRunner
-
-            announce = self.observer.message if self.observer is not None else None
-            kwargs["gatekeeper"] = CheckRunner(
-                self.workspace, self.store, self.warehouse, self.calendar, announce=announce
-            )
+        if "gatekeeper" not in kwargs:
+            kwargs["gatekeeper"] = self.gatekeeper()
         if "readiness" not in kwargs and any(proc.ready for proc in processors):
             from runbook.checks.readiness import TableReadiness
 
             kwargs["readiness"] = TableReadiness(
                 self.config, self.warehouse, file=str(self.workspace.config_path)
             )
+        if "notices" not in kwargs:
+            kwargs["notices"] = self.notifier()
         return Controller(
             self.workspace, self.store, self.executor_factory(), observer=self.observer,
             redactor=self.redactor, **kwargs,
@@ -277,96 +245,46 @@ class Runs(Base):
         self.store.update_run(run_id, pid=child.pid, host=this_host())
         return child.pid
 
-    # -- resuming and stopping ------------------------------------------------------------------
-
-    def resumable(self, run_id: int | None) -> Resumable:
-        """What ``runbook resume`` would do.
-
-        Without a run id: every interrupted run and every active run whose controller is gone.
-        With one: that run, also when it failed or was blocked (its failed tasks are retried).
-        """
-        if run_id is not None:
-            run = self.get_run(run_id)
-            if controller_alive(run):
-                return Resumable([], [run])
-            done = run.status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED)
-            return Resumable([] if done else [run], [])
-        q = self.reader()
-        if q is None:
-            return Resumable([], [])
-        candidates = q.list_runs(statuses=(*ACTIVE_RUN_STATUSES, RunStatus.INTERRUPTED), limit=None)
-        alive = [run for run in candidates if controller_alive(run)]
-        return Resumable([run for run in reversed(candidates) if run not in alive], alive)
-
-    def resume(self, run_id: int | None, *, detach: bool) -> Resumed:
-        """Take every run to resume (one compare-and-set each), then continue one here or each in
-        the background. A run with a live controller is left to it: named ``run_id``, it is
-        :class:`~runbook.errors.RunBusy` (exit 5)."""
-        found = self.resumable(run_id)
-        if run_id is not None and found.alive:
-            run = found.alive[0]
-            raise RunBusy(
-                f"run {run.id} is running: its controller is PID {run.pid} on {run.host} (alive); "
-                f"not started twice (`runbook worker --run {run.id}` helps it)"
-            )
-        taken: list[tuple[Run, int]] = []
-        for run in found.todo:
-            epoch = self.take_over(run)
-            if epoch is not None:
-                taken.append((run, epoch))
-            elif run_id is not None:
-                now = self.store.get_run(run.id) or run
-                raise RunBusy(
-                    f"run {run.id} was just taken by PID {now.pid} on {now.host} (another `runbook resume`): "
-                    "not started twice"
-                )
-        if not detach and len(taken) == 1:
-            return Resumed([], taken[0][0], found.alive, taken[0][1])
-        detached = [(run, self.spawn(run.id, epoch=epoch)) for run, epoch in taken]
-        return Resumed(detached, None, found.alive)
-
-    def take_over(self, run: Run) -> int | None:
-        """Win the run for this process (compare-and-set on its epoch): end its previous owner's
-        steps on this host, reopen failed and blocked tasks, re-read the code versions. None when
-        another process won it."""
-        from runbook.steps.command import kill_process_group
-
-        store = self.store
-        for task in store.tasks(run.id, statuses=[TaskStatus.RUNNING]):
-            # Steps run in their own process group and may outlive a killed controller.
-            if task.pid and run.host == this_host() and task.claimed_by == run.controller_id:
-                kill_process_group(task.pid)
-        versions = resolve_versions(self.config, list(run.processors), str(self.workspace.root))
-        owner = f"{this_host()[:40]}:{os.getpid()}:resume"
-        epoch = store.take_run(
-            run.id, seen_epoch=run.epoch, owner=owner, pid=os.getpid(), host=this_host(),
-            log_path=run.log_path or self.log_path(run.id), now=utcnow(), reopen=True, versions=versions,
+    def spawn_watcher(self, run_id: int, *, epoch: int) -> int:
+        """Follow an adopted run in a process of its own, as ``nohup ... &`` would start it: a new
+        session, nothing on its stdin, its output appended to ``run-N.watch.log``, and the child of
+        no runbook process (it outlives this one and the terminal); return its PID."""
+        log = self.workspace.resolve(self.log_path(run_id)).with_suffix(".watch.log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "runbook", "--config", str(self.workspace.config_path), "_follow", str(run_id),
+                "--epoch", str(epoch)]  # fmt: skip
+        line = f"{shlex.join(argv)} </dev/null >>{shlex.quote(str(log))} 2>&1 & echo $!"
+        started = subprocess.run(
+            ["/bin/sh", "-c", line], capture_output=True, text=True, start_new_session=True, check=True,
+            cwd=self.workspace.root, env=dict(self.workspace.environ),
         )  # fmt: skip
-        if epoch is not None:
-            store.add_event(
-                "run_resumed", f"taken over (epoch {epoch}); failed and blocked tasks reopened", run_id=run.id
-            )
-        return epoch
+        return int(started.stdout.strip())
 
-    def stop(self, run_id: int) -> Run:
-        """Ask a run to stop: in-flight steps end, the run is interrupted and stays resumable.
 
-        The request is recorded in the store (its processes see it at their next heartbeat, on
-        any machine); on this host the controller also gets SIGTERM at once.
-        """
-        run = self.get_run(run_id)
-        if run.status not in ACTIVE_RUN_STATUSES:
-            raise UsageError(f"run {run_id} is {run.status}, not running")
-        store = self.store
-        if not controller_alive(run):
-            store.mark_interrupted(run_id, "controller gone")
-            return run
-        store.request_stop(run_id, utcnow())
-        if run.host == this_host() and run.pid:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(run.pid, signal.SIGTERM)
-        store.add_event("stop_requested", f"stop requested for PID {run.pid} on {run.host}", run_id=run_id)
-        return run
+def overlap_guard(
+    processors: list[str], start: dt.date, end: dt.date, *, force: bool = False
+) -> Callable[[list[Run]], None]:
+    """What refuses a new run over ``processors`` and [start, end] when a live run covers some of
+    it (checked with the new run's creation in one locked transaction), unless ``force``."""
+
+    def refuse(active: list[Run]) -> None:
+        if force:
+            return
+        for other in active:
+            overlap = sorted(set(other.processors) & set(processors))
+            if (
+                overlap
+                and other.start_date <= end.isoformat()
+                and other.end_date >= start.isoformat()
+                and controller_alive(other)
+            ):
+                raise RunConflict(
+                    f"run {other.id} (PID {other.pid} on {other.host}, {other.status}) already covers "
+                    f"{', '.join(overlap)} {other.start_date}..{other.end_date}: wait for it, "
+                    f"`runbook stop {other.id}`, or pass --force"
+                )
+
+    return refuse
 
 
 class _NothingBuilt:
@@ -376,4 +294,4 @@ class _NothingBuilt:
         return []
 
 
-__all__ = ["Planned", "Resumable", "Resumed", "RunRequest", "Runs"]
+__all__ = ["Planned", "RunRequest", "Runs", "overlap_guard"]

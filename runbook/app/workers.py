@@ -41,10 +41,13 @@ class Workers(Runs):
             readiness=parts.readiness, redact=self.redactor, say=say if callable(say) else (lambda line: None),
             lease_seconds=self.workspace.lease_seconds, store_retry_seconds=self.workspace.store_retry_seconds,
         )  # fmt: skip
+        watcher = self.watch_notifications()  # interrupted and stalled runs, once each
         worker.install_signal_handlers()
         try:
             return worker.work(run_id=run_id, max_tasks=max_tasks, idle_exit=idle_exit)
         finally:
             worker.restore_signal_handlers()
+            if watcher is not None:
+                watcher.stop()
             for log in logs.values():
                 log.close()

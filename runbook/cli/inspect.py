@@ -40,6 +40,10 @@ def status(obj: Context, recent: int, json_out: bool) -> None:
     for run in runs:
         if run.status == RunStatus.INTERRUPTED:
             click.echo(f"run {run.id} is interrupted: runbook resume {run.id}")
+        elif run.adopted is not None and run.adopted.watcher_alive is False and run.adopted.process_alive:
+            click.echo(
+                f"run {run.id}: nothing records PID {run.adopted.pid}'s progress: runbook resume {run.id}"
+            )
 
 
 @click.command()

@@ -94,6 +94,14 @@ def liveness_text(run: dict[str, Any]) -> str | None:
     pid = run["owner"]["pid"]
     if run["status"] not in LIVE:
         return None
+    adopted = run.get("adopted")
+    if adopted and adopted["following"]:
+        known = adopted["process_alive"]
+        state = ("alive" if run["alive"] else "gone") if known is None else "alive" if known else "ended"
+        watcher = " (watcher gone)" if adopted["watcher_alive"] is False and known else ""
+        return f"adopted PID {adopted['pid']} {state}{watcher}" + (
+            f", log at {adopted['reached']}" if adopted["reached"] else ""
+        )
     if run["alive"] is None or not pid:
         return "not started" if run["status"] == RunStatus.QUEUED else "no controller"
     state = "alive" if run["alive"] else "gone"

@@ -160,15 +160,18 @@ def resume(obj: Context, run_id: int | None, detach: bool, join: bool, json_out:
         click.echo(
             f"run {run.id} is still running (PID {run.pid} on {run.host}): not started twice", err=True
         )
+    for run, pid in resumed.watchers:
+        click.echo(f"run {run.id}: PID {run.pid} runs on; its new watcher is PID {pid}", err=json_out)
     if resumed.here is not None:
         execute_here(obj, resumed.here.id, json_out, epoch=resumed.epoch)
     if json_out:
         started = [{"run_id": run.id, "pid": pid, "log_path": run.log_path} for run, pid in resumed.detached]
-        emit_document(resumed=started, alive=[r.id for r in resumed.alive])
+        watched = [{"run_id": run.id, "pid": run.pid, "watcher_pid": pid} for run, pid in resumed.watchers]
+        emit_document(resumed=started, alive=[r.id for r in resumed.alive], watchers=watched)
         return
     for run, pid in resumed.detached:
         click.echo(f"run {run.id} resumed in the background: PID {pid}, log {run.log_path}")
-    if not resumed.detached and not resumed.alive:
+    if not resumed.detached and not resumed.alive and not resumed.watchers:
         click.echo("nothing to resume")
 
 
@@ -178,9 +181,19 @@ def resume(obj: Context, run_id: int | None, detach: bool, join: bool, json_out:
 def stop(obj: Context, run_id: int) -> None:
     """Stop a run gracefully: in-flight steps end, the run is interrupted and stays resumable.
 
+    An adopted run's process gets SIGTERM; its watcher records the dates it reached, and `runbook
+    resume` builds the rest with the processor's own step.
+
     Example: runbook stop 12 && runbook resume 12
     """
+    from runbook.kinds import RunOrigin
+
     run = obj.app.stop(run_id)
+    if run.origin == RunOrigin.ADOPTED and run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+        click.echo(
+            f"run {run_id}: SIGTERM sent to the adopted process PID {run.pid}; runbook resume {run_id} builds the rest"
+        )
+        return
     click.echo(f"run {run_id}: stop requested (PID {run.pid}); resume later with: runbook resume {run_id}")
 
 
@@ -233,4 +246,60 @@ def worker(obj: Context, run_id: int | None, threads: int | None, max_tasks: int
     )
 
 
-COMMANDS = [run, execute, resume, stop, plan, worker]
+@click.command()
+@click.argument("pid", type=int)
+@click.option(
+    "--log", "log", required=True, metavar="FILE", help="The log the process writes (its progress)."
+)
+@click.option("--processor", "-p", required=True, help="The processor whose dates it builds.")
+@date_option("--start", "First date it builds (YYYY-MM-DD).")
+@date_option("--end", "Last date it builds (YYYY-MM-DD).")
+@click.option(
+    "--pattern",
+    metavar="REGEX",
+    help="Picks the date out of a log line: group 'date', else group 1, else the match "
+    r"(default: an ISO date, \d{4}-\d{2}-\d{2}).",
+)
+@click.option("--date-format", metavar="FORMAT", help="strptime format of that date (default: %Y-%m-%d).")
+@click.option("--force", is_flag=True, help="Record it even if a live run covers the same dates.")
+@json_option
+@pass_ctx
+def adopt(obj: Context, pid: int, log: str, processor: str, start: Any, end: Any, pattern: str | None,
+          date_format: str | None, force: bool, json_out: bool) -> None:  # fmt: skip
+    r"""Record a process started outside runbook (nohup, a notebook) as a run, and follow it.
+
+    Returns at once and leaves a small watcher in the background (its own session: closing the
+    terminal does not end it). Liveness comes from its PID; progress, rate and ETA from the highest
+    date of --start..--end the log shows. When the process ends, the dates its log reached are
+    built (and the processor's checks run); `runbook stop` signals it; `runbook resume` restarts a
+    lost watcher, or builds what the process never reached.
+
+    Example: runbook adopt 48213 --log /tmp/pgs.log --processor player_game_summary --start 2024-11-01 --end 2024-11-30 --pattern 'Processing game date (\d{4}-\d{2}-\d{2})'
+    """
+    adopted = obj.app.adopt(pid, log, processor, as_date(start), as_date(end), pattern=pattern,
+                            date_format=date_format, force=force)  # fmt: skip
+    run = adopted.run
+    if json_out:
+        emit_document(run_id=run.id, pid=pid, watcher_pid=adopted.watcher_pid, log_path=run.log_path)
+        return
+    click.echo(
+        f"run {run.id} adopted PID {pid} ({processor} {run.start_date}..{run.end_date}); watcher PID {adopted.watcher_pid}"
+    )
+    click.echo(f"watch: runbook status   runbook logs {run.id} -f   stop: runbook stop {run.id}")
+
+
+@click.command(name="_follow", hidden=True)
+@click.argument("run_id", type=int)
+@click.option("--epoch", type=int, required=True, help="Take the run only if it is still at this epoch.")
+@pass_ctx
+def follow(obj: Context, run_id: int, epoch: int) -> None:
+    """Follow an adopted run until its process ends (the watcher `runbook adopt` leaves)."""
+    import datetime as dt
+
+    def say(line: str) -> None:
+        click.echo(f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ} {line}")
+
+    say(f"run {run_id}: {obj.app.follow_adopted(run_id, epoch=epoch, say=say)}")
+
+
+COMMANDS = [run, execute, resume, stop, plan, worker, adopt, follow]

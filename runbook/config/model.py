@@ -13,6 +13,7 @@ import re
 from typing import Any, Literal, NamedTuple
 
 from runbook.config.schema import Invalid, Rule, dump, rules
+from runbook.kinds import NotifyEvent
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -37,12 +38,17 @@ def _bad_duration(value: Any) -> float:
     raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 2h)")
 
 
-def _positive_duration(value: Any) -> float | None:
+def _more_than_zero(value: Any, *, hint: str = "") -> float | None:
     """A duration that must be more than zero when given (``timeout: 0s`` is a mistake, not "none")."""
     seconds = parse_duration(value)
     if seconds is not None and seconds <= 0:
-        raise ValueError(f"must be more than 0 seconds (got {value!r}); leave it out for no limit")
+        raise ValueError(f"must be more than 0 seconds (got {value!r}){hint}")
     return seconds
+
+
+def _positive_duration(value: Any) -> float | None:
+    """A limit that leaving out removes."""
+    return _more_than_zero(value, hint="; leave it out for no limit")
 
 
 class RetryPolicy(NamedTuple):
@@ -217,6 +223,48 @@ class WarehouseConfig(NamedTuple):
             raise ValueError("kind bigquery needs project")
 
 
+_ENV_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+NOTIFY_EVENTS = [event.value for event in NotifyEvent]
+
+
+def _notify_events(value: Any) -> Any:
+    if isinstance(value, list):
+        for entry in value:
+            if entry not in NOTIFY_EVENTS:
+                raise ValueError(f"unknown event {entry!r} (use {', '.join(NOTIFY_EVENTS)})")
+    return value
+
+
+def _notify_entries(value: Any) -> Any:
+    """YAML 1.1 reads a bare ``on:`` key as the boolean true: give it back its name."""
+    if not isinstance(value, list):
+        return value
+    return [
+        {("on" if key is True else key): item for key, item in entry.items()}
+        if isinstance(entry, dict)
+        else entry
+        for entry in value
+    ]
+
+
+class NotifyTarget(NamedTuple):
+    """A webhook that hears about runs: finished, failed, blocked, interrupted, stalled, throttled."""
+
+    url: str
+    on: list[str] = NOTIFY_EVENTS
+    format: Literal["json", "slack"] = "json"
+    stalled_after: float = 1800.0
+    retries: RetryPolicy = RetryPolicy(attempts=3, delay=2.0)
+    timeout: float = 10.0
+
+    def check(self) -> None:
+        if not _ENV_REF.search(self.url):
+            raise Invalid(
+                "a webhook URL is a secret: take it from the environment, e.g. url: ${SLACK_WEBHOOK_URL}",
+                ("url",),
+            )
+
+
 class StateConfig(NamedTuple):
     database_url: str | None = None
 
@@ -229,6 +277,7 @@ class RunbookConfig(NamedTuple):
     warehouse: WarehouseConfig = WarehouseConfig()
     calendar: CalendarConfig = CalendarConfig()
     pools: dict[str, int] = {}
+    notify: list[NotifyTarget] = []
 
     def check(self) -> None:
         for name, slots in self.pools.items():
@@ -285,4 +334,16 @@ rules(
 )
 rules(CalendarConfig, off_weekdays=Rule(before=_weekdays), bootstrap_days=Rule(ge=0))
 rules(WarehouseConfig, max_retries=Rule(ge=0))
-rules(RunbookConfig, processors=Rule(min_items=1), workers=Rule(ge=1, le=256))
+rules(
+    NotifyTarget,
+    on=Rule(before=_notify_events),
+    stalled_after=Rule(before=_more_than_zero),
+    retries=Rule(before=_retries),
+    timeout=Rule(before=_more_than_zero),
+)
+rules(
+    RunbookConfig,
+    processors=Rule(min_items=1),
+    workers=Rule(ge=1, le=256),
+    notify=Rule(before=_notify_entries),
+)

@@ -23,10 +23,10 @@ from typing import Any
 
 from runbook.clock import utcnow
 from runbook.engine.liveness import this_host
-from runbook.engine.seams import Gatekeeper, Observer, QuietObserver, Readiness
+from runbook.engine.seams import Gatekeeper, Notices, Observer, QuietObserver, Readiness
 from runbook.engine.work import HEARTBEAT_SECONDS, IDLE_POLL_SECONDS, LEASE_SECONDS, StoreFault, WorkLoop
 from runbook.errors import RunBusy, StoreUnavailable
-from runbook.kinds import RunStatus, TaskStatus
+from runbook.kinds import NotifyEvent, RunStatus, TaskStatus
 from runbook.runlog import RunLog
 from runbook.state.queue import LostRun, Source
 from runbook.state.records import Run
@@ -38,6 +38,12 @@ from runbook.workspace import Workspace
 STOP_POLL_SECONDS = 0.5
 PROGRESS_SECONDS = 1.0
 STALL_CHECK_SECONDS = 5.0
+NOTIFY_WATCH_SECONDS = 10.0  # how often a controller looks whether its own run is stalled
+RUN_END_EVENTS = {
+    RunStatus.SUCCEEDED: NotifyEvent.FINISHED,
+    RunStatus.FAILED: NotifyEvent.FAILED,
+    RunStatus.BLOCKED: NotifyEvent.BLOCKED,
+}
 
 
 @dataclass
@@ -60,6 +66,7 @@ class Controller:
         observer: Observer | None = None,
         gatekeeper: Gatekeeper | None = None,
         readiness: Readiness | None = None,
+        notices: Notices | None = None,
         redactor: Callable[[str], str] = lambda text: text,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         lease_seconds: float | None = None,
@@ -71,6 +78,7 @@ class Controller:
         self.observer = observer or QuietObserver()
         self.gatekeeper = gatekeeper
         self.readiness = readiness
+        self.notices = notices
         self.redact = redactor
         self.heartbeat_seconds = heartbeat_seconds
         self.lease_seconds = lease_seconds or workspace.lease_seconds or LEASE_SECONDS
@@ -146,6 +154,8 @@ class Controller:
             loop.stop_running(grace=2, record=False)
             raise StoreUnavailable(message) from fault
         finally:
+            if self.notices is not None:
+                self.notices.flush()  # bounded: what is left goes to the next watcher
             loop.close()
             with contextlib.suppress(Exception):  # the store may be what failed
                 store.worker_stopped(self.controller_id, utcnow())
@@ -156,7 +166,7 @@ class Controller:
         store = self.store
         sources = [Source(run_id, epoch, gated=store.gated_processors(run_id))]
         self.observer.started(run_id, self._totals(run_id))
-        next_progress = next_stall = time.monotonic()
+        next_progress = next_stall = next_watch = time.monotonic()
         messages: list[tuple[str, int, Any]] = []
         while True:
             if loop.heartbeat_due():
@@ -177,6 +187,9 @@ class Controller:
             if time.monotonic() >= next_progress:
                 self.observer.progress(self._totals(run_id))
                 next_progress = time.monotonic() + PROGRESS_SECONDS
+            if self.notices is not None and time.monotonic() >= next_watch:
+                self.notices.watch([run_id])
+                next_watch = time.monotonic() + NOTIFY_WATCH_SECONDS
             timeout = min(self.heartbeat_seconds, STOP_POLL_SECONDS)
             if not loop.busy() and not claimed.tasks and not claimed.gates:
                 try:
@@ -184,7 +197,7 @@ class Controller:
                 except LostRun:
                     return self._lost(run_id, loop, log)
                 if status is not None:
-                    return self._finished(run_id, status, log)
+                    return self._finished(run_id, epoch, status, log)
                 if time.monotonic() >= next_stall:
                     # Nothing runs anywhere and nothing is ready: settle what can never start.
                     if loop.guarded(lambda: store.stalled(run_id, utcnow())):
@@ -205,12 +218,14 @@ class Controller:
             name: counts for name, counts in found.items() if name not in self.config.processors
         }
 
-    def _finished(self, run_id: int, status: str, log: RunLog) -> Outcome:
+    def _finished(self, run_id: int, epoch: int, status: str, log: RunLog) -> Outcome:
         counts = self.store.progress([run_id])[run_id]
         summary = _summary(counts)
         self.observer.progress(self._totals(run_id))
         self.store.add_event(f"run_{status}", summary, run_id=run_id, data=dict(counts))
         log.event(f"run {run_id} {status}: {summary}")
+        if self.notices is not None and status in RUN_END_EVENTS:
+            self.notices.emit(RUN_END_EVENTS[RunStatus(status)], run_id, epoch=epoch)
         self.observer.finished()
         return Outcome(run_id, status, counts)
 
@@ -229,6 +244,8 @@ class Controller:
         message = f"run {run_id} interrupted ({reason}): {returned} in-flight task(s) returned to pending"
         self.store.add_event("run_interrupted", message, run_id=run_id, data=dict(counts))
         log.event(message)
+        if self.notices is not None:
+            self.notices.emit(NotifyEvent.INTERRUPTED, run_id, epoch=epoch, details={"reason": reason})
         self.observer.finished()
         return Outcome(run_id, RunStatus.INTERRUPTED, counts, message)
 

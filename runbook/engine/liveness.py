@@ -11,7 +11,8 @@ import os
 import socket
 
 from runbook.clock import utcnow
-from runbook.kinds import ACTIVE_RUN_STATUSES, RunStatus
+from runbook.formatting import as_utc
+from runbook.kinds import ACTIVE_RUN_STATUSES, RunOrigin, RunStatus
 from runbook.state.records import Run, Worker
 
 STALE_HEARTBEAT_SECONDS = 60.0  # the default lease: a process silent for longer is gone
@@ -71,11 +72,49 @@ def process_started_at(pid: int) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(boot + int(stat[19]) / ticks, dt.UTC)
 
 
+def adopted_pid(run: Run) -> int | None:
+    """The PID of the process an adopted run follows (``runbook adopt``), while it is followed;
+    None for other runs, and once a controller took the run over (``runbook resume``)."""
+    if run.origin != RunOrigin.ADOPTED:
+        return None
+    pid = (run.options.get("adopted") or {}).get("pid")
+    return pid if isinstance(pid, int) and pid == run.pid else None
+
+
+def adopted_alive(run: Run) -> bool:
+    """Whether the adopted process still runs: its PID, unless a later process now has it."""
+    pid = adopted_pid(run)
+    if pid is None or not pid_alive(pid):
+        return False
+    recorded = as_utc((run.options.get("adopted") or {}).get("process_started_at"))
+    started = process_started_at(pid)
+    if recorded is not None and started is not None:
+        return abs((started - recorded).total_seconds()) <= START_SLACK_SECONDS
+    return True
+
+
+def _watcher_settling(run: Run, stale_seconds: float) -> bool:
+    """The adopted process is gone, and its watcher (``host:pid:token`` in ``controller_id``)
+    still runs, beating: it is recording the end (checks included)."""
+    beat = run.heartbeat_at
+    if not run.controller_id or beat is None or (utcnow() - beat).total_seconds() >= stale_seconds:
+        return False
+    parts = run.controller_id.split(":")
+    return len(parts) == 3 and parts[1].isdigit() and pid_alive(int(parts[1]))
+
+
 def controller_alive(run: Run, *, stale_seconds: float | None = None) -> bool:
-    """True when the run's controller still runs: its PID on this host, its heartbeat elsewhere."""
+    """True when the run's controller still runs: its PID on this host, its heartbeat elsewhere.
+
+    An adopted run is alive while the process it follows is: its PID on this host (whether or not
+    its watcher still records progress), its watcher's heartbeat elsewhere; and while its watcher
+    records how the process ended.
+    """
     if run.status not in ACTIVE_RUN_STATUSES:
         return False
     stale_seconds = stale_seconds or stale_after()
+    if run.host == this_host() and adopted_pid(run) is not None:
+        return adopted_alive(run) or _watcher_settling(run, stale_seconds)
     beat = run.heartbeat_at or run.created_at
     fresh = beat is not None and (utcnow() - beat).total_seconds() < stale_seconds
     if run.host != this_host():

@@ -34,7 +34,8 @@ from runbook.state.queue import Claimed, Outcome, Source
 from runbook.state.records import Gate, Run, Task
 from runbook.state.store import Store
 from runbook.steps import Executor, StepContext, StepResult
-from runbook.steps.processes import become_subreaper, kill_process_group, reap
+from runbook.steps.command import reap_orphans
+from runbook.steps.processes import become_subreaper, kill_process_group
 
 HEARTBEAT_SECONDS = 5.0
 LEASE_SECONDS = 60.0
@@ -229,7 +230,7 @@ class WorkLoop:
         for outcome, ok in zip(outcomes, held, strict=True):
             self._announce(outcome, ok)
         if clock >= self._next_reap:
-            reap(self._step_pids())
+            reap_orphans()
             self._next_reap = clock + REAP_SECONDS
         for pid, holder in claimed.orphans:
             if holder.split(":", 1)[0] == self.worker_id.split(":", 1)[0]:
@@ -279,7 +280,7 @@ class WorkLoop:
             )  # fmt: skip
             for outcome, ok in zip(outcomes, held, strict=True):
                 self._announce(outcome, ok)
-        reap(self._step_pids())
+        reap_orphans()
 
     def _digest(self, messages: Sequence[tuple[str, int, Any]], *, stopping: bool) -> None:
         """Step results become outcomes to record, step PIDs are noted; gate verdicts are recorded now."""
@@ -458,11 +459,6 @@ class WorkLoop:
 
     def _finish_gate(self, gate: Gate, failures: list[str]) -> None:
         self.guarded(lambda: self.store.finish_gate(self.worker_id, gate, failures, utcnow()))
-
-    def _step_pids(self) -> set[int]:
-        from runbook.steps.command import running_steps
-
-        return running_steps()
 
     def guarded(self, action: Callable[[], Any]) -> Any:
         """Run a write of the store. A dropped connection is tried again for a while (a database

@@ -21,7 +21,7 @@ from typing import Any
 
 from runbook.clock import utcnow
 from runbook.config import RunbookConfig
-from runbook.engine.liveness import this_host
+from runbook.engine.liveness import adopted_pid, this_host
 from runbook.engine.seams import Gatekeeper, Readiness
 from runbook.engine.work import (
     HEARTBEAT_SECONDS,
@@ -158,6 +158,8 @@ class Worker:
             runs = self.store.list_runs(statuses=[RunStatus.RUNNING], limit=None)
         found = []
         for run in runs:
+            if adopted_pid(run) is not None:
+                continue  # its dates are the adopted process's to build, not this worker's
             allowed, refused = self._allowed(run)
             if refused and run.id not in skipped:
                 skipped[run.id] = refused

@@ -97,6 +97,21 @@ class WorkerSnapshot(NamedTuple):
     note: str | None
 
 
+class AdoptedSnapshot(NamedTuple):
+    """The process an adopted run follows (``runbook adopt``): started outside runbook, its
+    liveness from its PID, its progress from its log."""
+
+    pid: int
+    log_path: str  # the log followed
+    pattern: str  # picks the date out of a line
+    date_format: str
+    reached: str | None  # the highest date of the run's range seen in the log so far
+    process_started_at: str | None
+    following: bool  # still followed (false once `runbook resume` took the run over)
+    process_alive: bool | None  # its PID (null once not following, or on another host)
+    watcher_alive: bool | None  # the watcher that records its progress (null once not following)
+
+
 class RunSnapshot(NamedTuple):
     """One run, as status, history, show, the handoff, the dashboard and MCP all show it."""
 
@@ -128,6 +143,8 @@ class RunSnapshot(NamedTuple):
     epoch: int  # the owner's fencing token; grows each time the run is taken
     processes: list[WorkerSnapshot]  # its controller and the workers that helped it
     commands: dict[str, str]
+    origin: str = "run"  # "run", or "adopted" (a process started outside runbook, followed)
+    adopted: AdoptedSnapshot | None = None
 
 
 class DateRange(NamedTuple):

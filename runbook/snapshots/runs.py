@@ -15,10 +15,27 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from runbook.clock import utcnow
-from runbook.engine.liveness import effective_status, liveness, rate_and_eta, worker_alive
+from runbook.engine.liveness import (
+    adopted_alive,
+    adopted_pid,
+    effective_status,
+    liveness,
+    rate_and_eta,
+    this_host,
+    worker_alive,
+)
 from runbook.formatting import iso_utc, rate
-from runbook.kinds import ACTIVE_RUN_STATUSES, FINISHED_RUN_STATUSES, STEP_FINISHED, RunStatus, TaskStatus
+from runbook.kinds import (
+    ACTIVE_RUN_STATUSES,
+    FINISHED_RUN_STATUSES,
+    STEP_FINISHED,
+    WATCHER,
+    RunOrigin,
+    RunStatus,
+    TaskStatus,
+)
 from runbook.snapshots.model import (
+    AdoptedSnapshot,
     BlockedGroup,
     CheckSummary,
     DateRange,
@@ -94,6 +111,11 @@ def run_snapshot(
     order = [*run.processors, *sorted(set(per) - set(run.processors))]
     failing = [f"{processor}.{name}" for processor, name, passed in checks if not passed]
     end = run.finished_at or (now if status == RunStatus.RUNNING else None)
+    processes = [worker_snapshot(worker, done, running, now) for worker, done, running in workers]
+    adopted = adopted_snapshot(run, processes)
+    commands = run_commands(run.id, status)
+    if adopted is not None and adopted.watcher_alive is False and status in ACTIVE_RUN_STATUSES:
+        commands["resume"] = f"runbook resume {run.id}"  # starts a new watcher
     return RunSnapshot(
         id=run.id,
         status=status,
@@ -130,8 +152,30 @@ def run_snapshot(
         error=run.error,
         checks=CheckSummary(passed=len(checks) - len(failing), failed=len(failing), failing=failing),
         epoch=run.epoch,
-        processes=[worker_snapshot(worker, done, running, now) for worker, done, running in workers],
-        commands=run_commands(run.id, status),
+        processes=processes,
+        commands=commands,
+        origin=run.origin,
+        adopted=adopted,
+    )
+
+
+def adopted_snapshot(run: Run, processes: Sequence[WorkerSnapshot]) -> AdoptedSnapshot | None:
+    """What an adopted run follows (None for other runs)."""
+    info = run.options.get("adopted") if run.origin == RunOrigin.ADOPTED else None
+    if not info:
+        return None
+    following = adopted_pid(run) is not None
+    watchers = [p for p in processes if p.kind == WATCHER]
+    return AdoptedSnapshot(
+        pid=int(info["pid"]),
+        log_path=str(info.get("log_path") or ""),
+        pattern=str(info.get("pattern") or ""),
+        date_format=str(info.get("date_format") or ""),
+        reached=info.get("reached"),
+        process_started_at=info.get("process_started_at"),
+        following=following,
+        process_alive=adopted_alive(run) if following and run.host == this_host() else None,
+        watcher_alive=any(p.alive for p in watchers) if following else None,
     )
 
 

@@ -60,6 +60,8 @@ class RunTable(SQLModel, table=True):
     controller_id: str | None = Field(default=None, max_length=64)
     # The fencing token: taking a run adds one, and every write of its owner is conditional on it.
     epoch: int = 0
+    # "run" (planned and run by runbook) or "adopted" (a process started outside it, followed).
+    origin: str = Field(default="run", max_length=16)
     log_path: str | None = Field(default=None, sa_column=Column(Text))
     command_line: str | None = Field(default=None, sa_column=Column(Text))
     config_path: str | None = Field(default=None, sa_column=Column(Text))
@@ -241,6 +243,33 @@ class EventTable(SQLModel, table=True):
     date: str | None = Field(default=None, max_length=10)
     message: str = Field(default="", sa_column=Column(Text, nullable=False))
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class NotificationTable(SQLModel, table=True):
+    """One webhook delivery of one event of a run to one ``notify:`` target (an outbox row).
+
+    Inserting the row is the claim: ``key`` is unique (run, event, occurrence, target), so of
+    every process that notices the same event exactly one sends it. The holder keeps it by lease;
+    a holder that died leaves it to any watcher once the lease runs out. The URL is never stored:
+    ``target`` names the entry of runbook.yaml (``notify.0``).
+    """
+
+    __tablename__ = "notification"
+    __table_args__ = (Index("ix_notification_status_lease", "status", "lease_until"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=255, unique=True)
+    run_id: int | None = Field(default=None, foreign_key="run.id", index=True)
+    event: str = Field(max_length=16)
+    target: str = Field(max_length=64)
+    status: str = Field(default="pending", max_length=16)  # pending, sent, failed
+    attempts: int = 0
+    claimed_by: str | None = Field(default=None, max_length=64)
+    lease_until: dt.datetime | None = _when()
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: dt.datetime | None = _when(nullable=False)
+    sent_at: dt.datetime | None = _when()
 
 
 class CheckResultTable(SQLModel, table=True):

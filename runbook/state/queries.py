@@ -146,6 +146,22 @@ class Queries:
                 found[run_id] = (int(count), max((end - start).total_seconds(), 0.0))
         return found
 
+    def last_activity(self, run_ids: Sequence[int]) -> dict[int, dt.datetime | None]:
+        """Per run: when a task of it last started or finished (None when none ever did)."""
+        found: dict[int, dt.datetime | None] = {run_id: None for run_id in run_ids}
+        if not run_ids:
+            return found
+        from runbook.formatting import as_utc
+
+        rows = self.db.rows(
+            "SELECT run_id, MAX(started_at), MAX(finished_at) FROM task WHERE run_id IN :ids GROUP BY run_id",
+            {"ids": list(run_ids)},
+        )
+        for run_id, started, finished in rows:
+            moments = [m for m in (as_utc(started), as_utc(finished)) if m is not None]
+            found[int(run_id)] = max(moments) if moments else None
+        return found
+
     def run_processor_stats(self, run_ids: Sequence[int]) -> list[dict[str, Any]]:
         """Per run, processor and status: tasks, first start, last finish, rows affected."""
         if not run_ids:

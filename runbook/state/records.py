@@ -45,6 +45,7 @@ class Run:
     heartbeat_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     stop_requested_at: dt.datetime | None = None
+    origin: str = "run"  # "run", or "adopted" (runbook adopt)
 
 
 @dataclass(slots=True)
@@ -154,6 +155,25 @@ class Worker:
 
 
 @dataclass(slots=True)
+class Notification:
+    """One delivery of one event of a run to one ``notify:`` target (the URL is never stored)."""
+
+    id: int
+    key: str
+    run_id: int | None
+    event: str
+    target: str
+    status: str = "pending"
+    attempts: int = 0
+    claimed_by: str | None = None
+    lease_until: dt.datetime | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    created_at: dt.datetime | None = None
+    sent_at: dt.datetime | None = None
+
+
+@dataclass(slots=True)
 class Note:
     """Something a person or agent learned: a fix, an issue, a decision, a next step."""
 
@@ -178,8 +198,9 @@ _TIMES = {
     "not_before",
     "at",
     "ended_at",
+    "sent_at",
 }
-_JSON = {"processors", "options", "versions", "data", "metrics", "conditions", "params"}
+_JSON = {"processors", "options", "versions", "data", "metrics", "conditions", "params", "payload"}
 
 
 def _converters(record: type) -> list[Any]:

@@ -21,6 +21,7 @@ from runbook.clock import utcnow
 from runbook.errors import StateError
 from runbook.kinds import RunStatus, TaskStatus
 from runbook.state import latest
+from runbook.state.adoption import Adoptions
 from runbook.state.connect import (
     Database,
     DatabaseFault,
@@ -30,6 +31,7 @@ from runbook.state.connect import (
     redact_url,
     require_head,
 )
+from runbook.state.outbox import Outbox
 from runbook.state.queries import Queries
 from runbook.state.queue import WorkQueue
 from runbook.state.records import CheckResult, Note, Run, Task, WorkSession
@@ -38,7 +40,7 @@ ERROR_TAIL_CHARS = 4000
 _T = TypeVar("_T")
 
 
-class Store(Queries, WorkQueue):
+class Store(Queries, WorkQueue, Outbox, Adoptions):
     """Reads (inherited from :class:`Queries`) and writes of one workspace's state store.
 
     Each thread gets its own connection (SQLite connections must not be shared, and a write

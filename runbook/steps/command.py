@@ -18,10 +18,10 @@ from typing import Any
 
 from runbook.config import ProcessorConfig
 from runbook.steps import ERROR_TAIL_LINES, StepContext, StepResult
-from runbook.steps.processes import TOKEN, die_with_parent, end_leftovers, kill_process_group
+from runbook.steps.processes import TOKEN, die_with_parent, end_leftovers, kill_process_group, reap
 from runbook.steps.templating import render
 
-__all__ = ["CommandExecutor", "kill_process_group", "running_steps"]
+__all__ = ["CommandExecutor", "kill_process_group", "reap_orphans", "running_steps"]
 
 READER_GRACE_SECONDS = 2.0
 _RUNNING: set[int] = set()  # the PIDs of steps running now: never reaped by the leftover sweep
@@ -31,6 +31,13 @@ _RUNNING_LOCK = threading.Lock()
 def running_steps() -> set[int]:
     with _RUNNING_LOCK:
         return set(_RUNNING)
+
+
+def reap_orphans() -> None:
+    """Collect the exit status of ended orphans, never that of a step's own process: the steps
+    running are read, and their processes reaped, under the lock a step is started under."""
+    with _RUNNING_LOCK:
+        reap(set(_RUNNING))
 
 
 class CommandExecutor:
@@ -58,21 +65,23 @@ class CommandExecutor:
             return StepResult(ok=False, error=f"template error: {exc}")
         token = f"{ctx.run_id}.{ctx.tag}.{uuid.uuid4().hex[:8]}"
         env = {**self.env, **{f"RUNBOOK_{k.upper()}": str(v) for k, v in ctx.values.items()}, TOKEN: token}
-        try:
-            proc = subprocess.Popen(
-                argv,
-                shell=self.proc.shell,
-                cwd=self.cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - one C call, see runbook.steps.processes
-            )
-        except OSError as exc:
-            return StepResult(ok=False, error=f"cannot start {argv!r}: {exc}")
+        # Started and registered under the lock the orphan sweep holds: a step that ends at once
+        # must not have its exit status collected by the sweep (its Popen would then read 0).
         with _RUNNING_LOCK:
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    shell=self.proc.shell,
+                    cwd=self.cwd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=die_with_parent,  # noqa: PLW1509 - one C call, see runbook.steps.processes
+                )
+            except OSError as exc:
+                return StepResult(ok=False, error=f"cannot start {argv!r}: {exc}")
             _RUNNING.add(proc.pid)
         try:
             return self._follow(proc, ctx, token)
@@ -90,6 +99,7 @@ class CommandExecutor:
                 timed_out.set()
                 kill_process_group(proc.pid)
                 end_leftovers(proc.pid, token, spare=running_steps())
+                reap_orphans()
 
             timer = threading.Timer(ctx.timeout, expire)
             timer.daemon = True
@@ -103,6 +113,7 @@ class CommandExecutor:
         if timer is not None:
             timer.cancel()
         end_leftovers(proc.pid, token, spare=running_steps())
+        reap_orphans()
         reader.join(READER_GRACE_SECONDS)
         proc.stdout.close()
         if timed_out.is_set():

@@ -115,7 +115,8 @@ def token_of(pid: int) -> str | None:
 
 def end_leftovers(pgid: int, token: str, *, spare: set[int] = frozenset()) -> int:  # type: ignore[assignment]
     """End what a finished step left behind: its process group, and adopted orphans carrying its
-    token. Return how many processes were signalled."""
+    token. Return how many processes were signalled (the caller reaps them: see
+    ``runbook.steps.command.reap_orphans``)."""
     ended = 0
     if group_alive(pgid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -127,7 +128,6 @@ def end_leftovers(pgid: int, token: str, *, spare: set[int] = frozenset()) -> in
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
             ended += 1
-    reap(spare)
     return ended
 
 

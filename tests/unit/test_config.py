@@ -229,3 +229,42 @@ def test_definition_hash_is_stable_across_releases() -> None:
     )  # fmt: skip
     hashes = {name: proc.definition_hash() for name, proc in parsed.processors.items()}
     assert hashes == {"a": "8e263a5abf", "b": "dd6673e1bc", "c": "3a548e5b50"}
+
+
+def test_notify_targets_read_on_from_yaml_and_take_their_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "runbook.yaml"
+    path.write_text(
+        "notify:\n"
+        "  - url: ${SLACK_HOOK}\n"
+        "    on: [failed, stalled]\n"  # YAML 1.1 reads a bare `on` key as true
+        "    format: slack\n"
+        "    stalled_after: 45m\n"
+        "    retries: 5\n"
+        "  - url: https://ops.example.com/hooks/${OPS_TOKEN}\n"
+        "processors:\n  a:\n    command: echo\n",
+        encoding="utf-8",
+    )
+    slack, ops = load_config(path).notify
+    assert (slack.on, slack.format, slack.stalled_after, slack.retries.attempts) == (
+        ["failed", "stalled"], "slack", 2700.0, 5,
+    )  # fmt: skip
+    assert ops.on == ["finished", "failed", "blocked", "interrupted", "stalled", "throttled"]
+    assert (ops.format, ops.stalled_after, ops.timeout) == ("json", 1800.0, 10.0)
+    assert ops.retries == RetryPolicy(attempts=3, delay=2.0)
+
+
+@pytest.mark.parametrize(
+    ("notify", "expected"),
+    [
+        ([{"url": "https://hooks.slack.com/services/T0/B0/abc"}],
+         "notify.0.url: a webhook URL is a secret: take it from the environment, e.g. url: ${SLACK_WEBHOOK_URL}"),
+        ([{"url": "${H}", "on": ["failed", "done"]}],
+         "notify.0.on: unknown event 'done' (use finished, failed, blocked, interrupted, stalled, throttled)"),
+        ([{"url": "${H}", "format": "xml"}], "notify.0.format: expected one of json, slack (got 'xml')"),
+        ([{"url": "${H}", "stalled_after": "0s"}], "notify.0.stalled_after: must be more than 0 seconds (got '0s')"),
+        ([{"url": "${H}", "retry": 3}], "notify.0.retry: unknown key"),
+        ({"url": "${H}"}, "notify: expected a list (got a mapping)"),
+    ],
+)  # fmt: skip
+def test_notify_mistakes_are_one_line(notify: Any, expected: str) -> None:
+    assert error_of({**config(), "notify": notify}).endswith(expected)

@@ -174,3 +174,27 @@ def test_python_errors_fail_the_step_with_the_traceback_tail(
     assert not missing.ok and "cannot load python step 'no_such_module_xyz:run'" in (missing.error or "")
     no_function = PythonExecutor(f"{steps_module}:nope", tmp_path).run(context(log))
     assert not no_function.ok and "cannot load python step" in (no_function.error or "")
+
+
+def test_a_step_that_fails_at_once_keeps_its_exit_code_while_orphans_are_reaped(
+    tmp_path: Path, log: RunLog
+) -> None:
+    """The orphan sweep (every turn of the work loop) never collects a step's own exit status:
+    if it did, the step's Popen would read 0 and a failed date would be recorded as built."""
+    from runbook.steps.command import reap_orphans
+
+    step = command(tmp_path, ["sh", "-c", "exit 3"])
+    done = threading.Event()
+
+    def sweep() -> None:
+        while not done.is_set():
+            reap_orphans()
+
+    sweeper = threading.Thread(target=sweep, daemon=True)
+    sweeper.start()
+    try:
+        codes = [step.run(context(log)).exit_code for _ in range(40)]
+    finally:
+        done.set()
+        sweeper.join()
+    assert codes == [3] * 40

@@ -1,0 +1,179 @@
+"""Resuming and stopping runs, including adopted ones whose process or watcher is gone.
+
+Whether a run's controller is alive is judged from its PID on this host and from its heartbeat
+elsewhere (for an adopted run: the PID of the process it follows), so ``resume`` never starts a
+run twice: it takes each run with one compare-and-set on its epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from dataclasses import dataclass, field
+
+from runbook.app.runs import Runs
+from runbook.clock import utcnow
+from runbook.engine.liveness import adopted_pid, controller_alive, this_host, worker_alive
+from runbook.engine.versions import resolve_versions
+from runbook.errors import RunBusy, UsageError
+from runbook.kinds import ACTIVE_RUN_STATUSES, WATCHER, RunStatus, TaskStatus
+from runbook.state.records import Run
+
+
+@dataclass
+class Resumable:
+    """What ``runbook resume`` found: runs to resume, runs whose controller is still alive, and
+    adopted runs whose process runs but whose watcher is gone (``rewatch``)."""
+
+    todo: list[Run]
+    alive: list[Run]
+    rewatch: list[Run] = field(default_factory=list)
+
+
+@dataclass
+class Resumed:
+    """What ``runbook resume`` did: runs continued in the background (with their PIDs), the one
+    to continue in this process (``here``, taken at ``epoch``), and the runs left alone because
+    their controller is alive."""
+
+    detached: list[tuple[Run, int]]
+    here: Run | None
+    alive: list[Run]
+    epoch: int | None = None
+    watchers: list[tuple[Run, int]] = field(default_factory=list)  # adopted runs followed again: PIDs
+
+
+class Resume(Runs):
+    """The resume and stop use cases (mixed into :class:`runbook.app.App`)."""
+
+    def resumable(self, run_id: int | None) -> Resumable:
+        """What ``runbook resume`` would do.
+
+        Without a run id: every interrupted run and every active run whose controller is gone.
+        With one: that run, also when it failed or was blocked (its failed tasks are retried).
+        """
+        if run_id is not None:
+            run = self.get_run(run_id)
+            if controller_alive(run):
+                return Resumable([], [], [run]) if self.watcher_gone(run) else Resumable([], [run])
+            done = run.status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED)
+            return Resumable([] if done else [run], [])
+        q = self.reader()
+        if q is None:
+            return Resumable([], [])
+        candidates = q.list_runs(statuses=(*ACTIVE_RUN_STATUSES, RunStatus.INTERRUPTED), limit=None)
+        alive = [run for run in candidates if controller_alive(run)]
+        rewatch = [run for run in alive if self.watcher_gone(run)]
+        todo = [run for run in reversed(candidates) if run not in alive]
+        return Resumable(todo, [run for run in alive if run not in rewatch], rewatch)
+
+    def watcher_gone(self, run: Run) -> bool:
+        """Whether ``run`` follows an adopted process that runs while no watcher records it."""
+        if adopted_pid(run) is None:
+            return False
+        q = self.reader()
+        helpers = q.run_workers([run.id])[run.id] if q is not None else []
+        return not any(w.kind == WATCHER and worker_alive(w) for w, _, _ in helpers)
+
+    def resume(self, run_id: int | None, *, detach: bool) -> Resumed:
+        """Take every run to resume (one compare-and-set each), then continue one here or each in
+        the background. A run with a live controller is left to it: named ``run_id``, it is
+        :class:`~runbook.errors.RunBusy` (exit 5)."""
+        found = self.resumable(run_id)
+        if found.todo or found.rewatch:
+            self.notifier()  # a webhook whose ${VAR} is unset: one line now, not a silent child
+        if run_id is not None and found.alive:
+            run = found.alive[0]
+            if adopted_pid(run) is not None:
+                raise RunBusy(
+                    f"run {run.id} follows PID {run.pid} on {run.host}, which runs, and its watcher records it: "
+                    "nothing to resume"
+                )
+            raise RunBusy(
+                f"run {run.id} is running: its controller is PID {run.pid} on {run.host} (alive); "
+                f"not started twice (`runbook worker --run {run.id}` helps it)"
+            )
+        watchers = [(run, self.spawn_watcher(run.id, epoch=run.epoch)) for run in found.rewatch]
+        taken: list[tuple[Run, int]] = []
+        for run in found.todo:
+            epoch = self.take_over(run)
+            if epoch is not None:
+                taken.append((run, epoch))
+            elif run_id is not None:
+                now = self.store.get_run(run.id) or run
+                raise RunBusy(
+                    f"run {run.id} was just taken by PID {now.pid} on {now.host} (another `runbook resume`): "
+                    "not started twice"
+                )
+        if not detach and len(taken) == 1:
+            return Resumed([], taken[0][0], found.alive, taken[0][1], watchers)
+        detached = [(run, self.spawn(run.id, epoch=epoch)) for run, epoch in taken]
+        return Resumed(detached, None, found.alive, None, watchers)
+
+    def take_over(self, run: Run) -> int | None:
+        """Win the run for this process (compare-and-set on its epoch): end its previous owner's
+        steps on this host, reopen failed and blocked tasks, re-read the code versions. None when
+        another process won it."""
+        from runbook.steps.command import kill_process_group
+
+        store = self.store
+        for task in store.tasks(run.id, statuses=[TaskStatus.RUNNING]):
+            # Steps run in their own process group and may outlive a killed controller.
+            if task.pid and run.host == this_host() and task.claimed_by == run.controller_id:
+                kill_process_group(task.pid)
+        versions = resolve_versions(self.config, list(run.processors), str(self.workspace.root))
+        owner = f"{this_host()[:40]}:{os.getpid()}:resume"
+        adopted = adopted_pid(run) is not None  # its steps now log to the run's own log
+        epoch = store.take_run(
+            run.id, seen_epoch=run.epoch, owner=owner, pid=os.getpid(), host=this_host(),
+            log_path=self.log_path(run.id) if adopted else run.log_path or self.log_path(run.id), now=utcnow(),
+            reopen=True, versions=versions,
+        )  # fmt: skip
+        if epoch is None:
+            return None
+        if adopted:
+            self.settle_adopted(run, owner, epoch)
+        store.add_event(
+            "run_resumed", f"taken over (epoch {epoch}); failed and blocked tasks reopened", run_id=run.id
+        )
+        return epoch
+
+    def settle_adopted(self, run: Run, owner: str, epoch: int) -> None:
+        """An adopted run whose process and watcher are gone: record the dates its log reached as
+        built; the dates it never reached stay for this run's controller to build."""
+        from runbook.engine.adopt import reached_of
+
+        now = utcnow()
+        reached = reached_of(run)
+        since = run.heartbeat_at or now
+        self.store.record_reached(run.id, owner, epoch, reached, since=since, now=now, settle="pending")
+        self.store.add_event(
+            "adopted_settled",
+            f"PID {run.pid} is gone with its log at {reached or 'no date of the range'}: the dates up to it are "
+            f"built; the rest are built by {', '.join(run.processors)}'s own step",
+            run_id=run.id,
+        )
+
+    def stop(self, run_id: int) -> Run:
+        """Ask a run to stop: in-flight steps end, the run is interrupted and stays resumable.
+
+        The request is recorded in the store (its processes see it at their next heartbeat, on
+        any machine); on this host the controller also gets SIGTERM at once.
+        """
+        run = self.get_run(run_id)
+        if run.status not in ACTIVE_RUN_STATUSES:
+            raise UsageError(f"run {run_id} is {run.status}, not running")
+        store = self.store
+        if not controller_alive(run):
+            store.mark_interrupted(run_id, "controller gone")
+            return run
+        store.request_stop(run_id, utcnow())
+        if run.host == this_host() and run.pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(run.pid, signal.SIGTERM)
+        store.add_event("stop_requested", f"stop requested for PID {run.pid} on {run.host}", run_id=run_id)
+        return run
+
+
+__all__ = ["Resumable", "Resume", "Resumed"]
