@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 BQEMU  ?= .venv-bqemu
 
-.PHONY: install demo test chaos check lint typecheck bqemu bench clean
+.PHONY: install demo test chaos check lint typecheck bqemu browser bench clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,13 @@ $(BQEMU)/.installed:
 	$(BQEMU)/bin/uv pip install -q --python $(BQEMU)/bin/python --compile-bytecode bqemulator numpy duckdb-extension-spatial
 	touch $@
 
+# The dashboard's browser tests drive Debian's chromium through Playwright (executable_path):
+# installed from the system's packages where missing; Playwright's own browser downloads are not used.
+CHROMIUM ?= /usr/bin/chromium
+
+browser:
+	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 # The repository root is the demo workspace: state/ (git-ignored) and handoffs/ are written here.
 demo: install
 	$(BIN)/runbook demo --dir .
@@ -38,7 +45,7 @@ typecheck: install
 
 check: lint typecheck
 
-test: install bqemu check
+test: install bqemu browser check
 	RUNBOOK_BQEMU_PYTHON=$(abspath $(BQEMU))/bin/python $(BIN)/pytest
 
 # The chaos suite alone (it also runs in `make test`): kill -9 at random moments, races, leases.

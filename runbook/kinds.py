@@ -115,3 +115,16 @@ class OverallStatus(StrEnum):
     INCOMPLETE = "incomplete"
     COMPLETE = "complete"
     IDLE = "idle"
+
+
+class CellState(StrEnum):
+    """One processor on one date in the heat map, first that applies; a date that is none of these
+    shows the reason it was skipped (a :class:`SkipReason`)."""
+
+    RUNNING = "running"  # a live run's task covering it runs now
+    QUEUED = "queued"  # a live run will run it
+    FAILED = "failed"  # its newest attempt failed
+    BLOCKED = "blocked"  # its newest attempt was blocked
+    STALE = "stale"  # built, by another code version than the current one
+    SUCCEEDED = "succeeded"  # built by the current code version
+    NEVER_BUILT = "never_built"  # expected, and no run built it

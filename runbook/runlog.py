@@ -76,3 +76,21 @@ def read_log(
                 yield from (rest.rstrip("\n") for rest in handle.readlines())
                 return
             time.sleep(FOLLOW_POLL_SECONDS)
+
+
+def task_lines(path: Path, processor: str, start: str, end: str, *, limit: int) -> tuple[list[str], int]:
+    """(the last ``limit`` lines of the log written by ``processor`` over start..end, its
+    attempts' opening lines included; how many earlier ones were left out). One pass over the
+    file, whatever its size."""
+    span = start if start == end else f"{start}..{end}"
+    tag, opening = f"{processor} {span} #", f" {processor} {span} attempt "
+    kept: collections.deque[str] = collections.deque(maxlen=limit)
+    seen = 0
+    if not path.exists():
+        return [], 0
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if line.startswith(tag) or (line.startswith("==> ") and opening in line):
+                kept.append(line.rstrip("\n"))
+                seen += 1
+    return list(kept), seen - len(kept)

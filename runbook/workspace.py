@@ -17,6 +17,7 @@ from runbook.errors import ConfigError
 
 ENV_CONFIG = "RUNBOOK_CONFIG"
 ENV_DATABASE_URL = "RUNBOOK_DATABASE_URL"
+ENV_SERVE_TOKEN = "RUNBOOK_SERVE_TOKEN"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -108,6 +109,11 @@ class Workspace:
             raise ConfigError(f"{name} must be a positive number of seconds (got {value!r})")
         return seconds
 
+    @property
+    def serve_token(self) -> str | None:
+        """``RUNBOOK_SERVE_TOKEN``: the secret every request to ``runbook serve`` must carry."""
+        return self.environ.get(ENV_SERVE_TOKEN) or None
+
     def resolve(self, relative: str) -> Path:
         path = Path(relative).expanduser()
         return path if path.is_absolute() else self.root / path
@@ -138,4 +144,5 @@ class Workspace:
             names.update(_ENV_REF.findall(text))
         if self.config.warehouse.credentials_env:
             names.add(self.config.warehouse.credentials_env)
+        names.add(ENV_SERVE_TOKEN)
         return sorted({self.environ[n] for n in names if len(self.environ.get(n, "")) >= 4})

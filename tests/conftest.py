@@ -195,3 +195,17 @@ def hooks() -> Iterator[Callable[[Callable[[int], int]], Any]]:
     for hook in started:
         hook.server.shutdown()
         hook.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WorkspaceFixture, Any]]:
+    """A workspace with every kind of heat-map cell and a live run (tests/serve_helpers.py), served by
+    a real `runbook serve` on 127.0.0.1 with the token serve_helpers.TOKEN: one per test worker."""
+    from serve_helpers import TOKEN, build_workspace, start_server, teardown
+
+    ws = build_workspace(tmp_path_factory.mktemp("served") / "ws")
+    server = start_server(ws, token=TOKEN)
+    try:
+        yield ws, server
+    finally:
+        teardown(ws, server)

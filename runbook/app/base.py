@@ -88,6 +88,14 @@ class Base:
             active = [day for day in found if day is not None]
         return Calendar(self.config.calendar, active)
 
+    def close_warehouse(self) -> None:
+        """Close the warehouse until its next use (a long-lived reader must not hold a DuckDB file
+        that a run needs to write)."""
+        with self._warehouse_lock:
+            if self._warehouse is not None:
+                self._warehouse.close()
+                self._warehouse = None
+
     def close(self) -> None:
         if self._notifier is not None:
             self._notifier.close()

@@ -63,8 +63,11 @@ class Sessions(Base):
         tz_name: str | None = None,
         now: dt.datetime | None = None,
         scope: Any = None,
+        calendar_for: Any = None,
+        versions: dict[str, str] | None = None,
     ) -> tuple[dict[str, Any], dt.tzinfo]:
-        """The handoff report as data (what ``--format json`` prints) and the report's time zone."""
+        """The handoff report as data (what ``--format json`` prints) and the report's time zone
+        (``calendar_for``, ``versions``: as :meth:`heatmap` takes them)."""
         from runbook.reports import build_context, resolve_scope, resolve_timezone
 
         now = now or utcnow()
@@ -72,7 +75,13 @@ class Sessions(Base):
         q = self.reader()
         scope = scope or resolve_scope(q, now, session_id)
         context = build_context(
-            self.workspace, q, now=now, timezone=zone, scope=scope, calendar_for=self.calendar
+            self.workspace,
+            q,
+            now=now,
+            timezone=zone,
+            scope=scope,
+            calendar_for=calendar_for or self.calendar,
+            versions=versions,
         )
         return context, tz
 
@@ -93,18 +102,29 @@ class Sessions(Base):
 
         now = now or utcnow()
         context, tz = self.handoff_context(session_id=session_id, tz_name=tz_name, now=now, scope=scope)
-        text = report_text(
-            context, format=format, template=template, templates_dir=self.workspace.templates_dir, tz=tz
-        )
         session = context["session"]
         number = session["id"] if session else None
         if out is None and format != "markdown":
             out = "-"
-        if out == "-":
+        path = picture = None
+        if out != "-":
+            until = dt.datetime.fromisoformat(context["scope"]["until"].replace("Z", "+00:00"))
+            path = Path(out) if out else default_path(self.workspace.handoffs_dir, until, tz, number)
+            if format == "markdown" and context["heatmap"] is not None:
+                # The picture goes beside the report, which links it by its file name.
+                picture = path.with_name(f"{path.stem}-heatmap.svg")
+                context["heatmap_image"] = picture.name
+        text = report_text(
+            context, format=format, template=template, templates_dir=self.workspace.templates_dir, tz=tz
+        )
+        if path is None:
             return Report(text, "-", number)
-        until = dt.datetime.fromisoformat(context["scope"]["until"].replace("Z", "+00:00"))
-        path = Path(out) if out else default_path(self.workspace.handoffs_dir, until, tz, number)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if picture is not None:
+            from runbook.reports.heatmap import heatmap_svg
+
+            svg = heatmap_svg(context["heatmap"], title=f"{self.config.name}: every processor by date")
+            picture.write_bytes(svg.encode("utf-8"))
         path.write_bytes(text.encode("utf-8"))
         try:
             shown = str(path.resolve().relative_to(self.workspace.root))

@@ -3,7 +3,7 @@
 Each command parses its options, calls one application method and prints the result (a table for
 people, JSON with ``--json``). Only this package prints or exits. Exit codes: 0 ok, 1 a step or
 run failed, 2 bad usage, config or state, 3 blocked by a validation gate, 4 interrupted
-(resumable).
+(resumable), 5 busy (the run has a live owner), 6 the state store stopped taking writes mid-run.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
-from runbook.cli import checks, db, demo, inspect, runs, sessions
+from runbook.cli import checks, db, demo, inspect, runs, serve, sessions
 from runbook.cli._context import Context
 from runbook.errors import EXIT_OK, RunbookError, StoreUnavailable, UsageError
 
@@ -62,12 +62,13 @@ def cli(ctx: click.Context, config: str | None, verbose: bool) -> None:
     """runbook: plan, run, resume, validate and hand off date-partitioned backfills.
 
     Environment: RUNBOOK_CONFIG (path of runbook.yaml), RUNBOOK_DATABASE_URL (state store URL).
-    Exit codes: 0 ok, 1 failed, 2 bad usage/config/state, 3 blocked by a gate, 4 interrupted.
+    Exit codes: 0 ok, 1 failed, 2 bad usage/config/state, 3 blocked by a gate, 4 interrupted,
+    5 busy (the run has a live owner), 6 the state store stopped taking writes.
     """
     ctx.obj = Context(config, verbose)
 
 
-for module in (runs, inspect, checks, sessions, db, demo):
+for module in (runs, inspect, checks, sessions, db, demo, serve):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from runbook.formatting import span as date_span
 from runbook.kinds import OverallStatus, ProcessorStatus, Severity
-from runbook.snapshots.coverage import ProcessorState
 from runbook.snapshots.model import BlockedGroup, CheckSnapshot, DateRange, NoteSnapshot, RunSnapshot
+from runbook.snapshots.processors import ProcessorState
 
 OVERALL_EMOJI = {
     OverallStatus.RUNNING: "🔄",

@@ -14,21 +14,20 @@ prints; checks, failures, events and notes are the snapshots ``show`` and ``vali
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from runbook.engine.calendar import Calendar
 from runbook.engine.liveness import liveness
-from runbook.engine.versions import resolve_versions
-from runbook.errors import RunbookError, UsageError
+from runbook.errors import UsageError
 from runbook.formatting import iso_utc
 from runbook.kinds import ACTIVE_RUN_STATUSES, RunStatus, Severity, TaskStatus
 from runbook.redact import Redactor, redact_tree
 from runbook.reports import actions, phases, sections
 from runbook.snapshots import JSON_SCHEMA_VERSION, to_data
 from runbook.snapshots.checks import check_snapshot
-from runbook.snapshots.coverage import ProcessorCoverage, coverage_range, processor_coverage, processor_state
+from runbook.snapshots.coverage import ProcessorCoverage, coverage_range
+from runbook.snapshots.heatmap import heat_map, live_states
+from runbook.snapshots.processors import CalendarFor, processor_state, workspace_coverages
 from runbook.snapshots.runs import (
     Liveness,
     blocked_groups,
@@ -47,8 +46,6 @@ MAX_RUNS = 30  # runs of the scope shown (newest); the report says how many ther
 MAX_FAILURE_GROUPS = 20
 MAX_EVENTS = 60
 QUIET_EVENT_KINDS = ("task_retry", "task_skipped")  # per-date noise; failures are listed apart
-
-CalendarFor = Callable[[dt.date, dt.date], Calendar]
 
 
 @dataclass(frozen=True)
@@ -129,6 +126,10 @@ def build_context(
         )
         for name in config.processors
     ]  # fmt: skip
+    heatmap = None
+    if span is not None:
+        live = q.live_task_dates([s.id for s in running], *(day.isoformat() for day in span)) if q else []
+        heatmap = heat_map(config, coverages, *span, live=live_states(live, *span), warnings=warnings)
     failures, failed_dates = _failures(q, config.processors, coverages)
     blocked = _blocked(q, coverages)
 
@@ -176,6 +177,8 @@ def build_context(
             "next": next_actions[:3],
         },
         "phases": phases.phase_tables(states),
+        "heatmap": heatmap,
+        "heatmap_image": None,
         "runs": scoped_runs,
         "running": running,
         "interrupted": interrupted,
@@ -192,7 +195,10 @@ def build_context(
         "notes": notes,
         "next_actions": next_actions,
     }
+    context["heatmap"] = None  # dates, states and names: nothing to mask in it but its warnings
     redacted: dict[str, Any] = redact_tree(to_data(context), Redactor(workspace.secret_values()))
+    if heatmap is not None:
+        redacted["heatmap"] = to_data(heatmap._replace(warnings=redacted["warnings"]))
     return redacted
 
 
@@ -204,54 +210,14 @@ def _rank(config: Any, processor: str) -> int:
 def _coverages(
     workspace: Workspace, q: Queries | None, calendar_for: CalendarFor | None, versions: dict[str, str] | None
 ) -> tuple[tuple[dt.date, dt.date] | None, list[str], dict[str, ProcessorCoverage]]:
-    """(the range reported on, what could not be read, coverage per processor).
-
-    A calendar query that fails or a version command that fails does not stop the report: it
-    says what it could not count instead.
-    """
-    config = workspace.config
+    """(the range reported on, what could not be read, coverage per processor)."""
     try:
-        span = coverage_range(config, q, None, None)
+        span = coverage_range(workspace.config, q, None, None)
     except UsageError:
         return None, [], {}
-    warnings = []
-    calendar = Calendar(config.calendar)
-    if calendar_for is not None:
-        try:
-            calendar = calendar_for(*span)
-        except RunbookError as error:
-            warnings.append(f"calendar query failed, off-days from runbook.yaml only: {error.message}")
-    if versions is None:
-        versions = {}
-        for name in config.processors:
-            try:
-                versions.update(resolve_versions(config, [name], str(workspace.root)))
-            except RunbookError as error:
-                warnings.append(
-                    f"code version of {name} unknown, its stale dates are not counted: {error.message}"
-                )
-    if q is None:
-        empty = {}
-        for name in config.processors:
-            dates = [(d.isoformat(), why) for d, why in calendar.dates(*span, config.bootstrap_days(name))]
-            empty[name] = ProcessorCoverage(name, span[0], span[1], versions.get(name), dates, {})
-        return span, warnings, empty
-    calendar_dates: dict[int, list[tuple[str, str | None]]] = {}  # per bootstrap window
-    coverages = {}
-    for name in config.processors:
-        bootstrap = config.bootstrap_days(name)
-        if bootstrap not in calendar_dates:
-            calendar_dates[bootstrap] = [(d.isoformat(), why) for d, why in calendar.dates(*span, bootstrap)]
-        coverages[name] = processor_coverage(
-            q,
-            config,
-            calendar,
-            name,
-            span[0],
-            span[1],
-            versions.get(name),
-            calendar_dates=calendar_dates[bootstrap],
-        )
+    warnings, coverages = workspace_coverages(
+        workspace, q, span, calendar_for=calendar_for, versions=versions
+    )
     return span, warnings, coverages
 
 

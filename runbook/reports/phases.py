@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from runbook.kinds import ProcessorStatus
+from runbook.reports.heatmap import phase_title
 from runbook.snapshots import to_data
-from runbook.snapshots.coverage import ProcessorState
+from runbook.snapshots.processors import ProcessorState
 
 # In order of precedence: a processor that is running shows as running even if it has gaps.
 STATUS_EMOJI = {
@@ -29,16 +30,10 @@ def phase_tables(states: Iterable[ProcessorState]) -> list[dict[str, Any]]:
     return [
         {
             "phase": phase,
-            "title": _title(phase),
+            "title": phase_title(phase),
             "processors": [{**to_data(m), "emoji": STATUS_EMOJI[m.status]} for m in members],
             "complete": sum(1 for m in members if m.status == ProcessorStatus.COMPLETE),
             "total": len(members),
         }
         for phase, members in phases.items()
     ]
-
-
-def _title(phase: str) -> str:
-    if not phase:
-        return "Processors"
-    return f"Phase {phase}" if phase[0].isdigit() else phase

@@ -16,8 +16,13 @@ from typing import Any
 JSON_SCHEMA_VERSION = 2
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # exact types: a StrEnum is not plain
+
+
 def to_data(value: Any) -> Any:
     """A snapshot (or what holds snapshots) as plain JSON data: dicts, lists, strings, numbers."""
+    if type(value) in _PLAIN:  # most values: answered before the slower checks below
+        return value
     if isinstance(value, tuple) and hasattr(value, "_fields"):  # a snapshot (named tuple)
         return {name: to_data(item) for name, item in zip(value._fields, value, strict=True)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -14,7 +14,7 @@ loading every task.
 import datetime as dt
 import functools
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -22,8 +22,16 @@ from runbook.config import RunbookConfig
 from runbook.engine.calendar import Calendar, date_range
 from runbook.errors import UsageError
 from runbook.formatting import iso_utc, percent
-from runbook.kinds import SELECTION_SKIPS, ProcessorStatus, TaskStatus
-from runbook.snapshots.model import DateRange
+from runbook.kinds import SELECTION_SKIPS, TaskStatus
+from runbook.snapshots.model import (
+    CheckRange,
+    CoverageSnapshot,
+    CoverageSummary,
+    DateRange,
+    DateState,
+    DayCheck,
+    StaleRange,
+)
 from runbook.snapshots.runs import date_ranges
 from runbook.state.queries import Queries
 from runbook.state.records import CheckResult
@@ -71,10 +79,16 @@ def day_states(
     before ``start`` still counts for the dates it covers.
     """
     first = (start - dt.timedelta(days=lookback_days)).isoformat()
-    low, high = start.isoformat(), end.isoformat()
+    return states_from_rows(q.latest_by_date(processor, first, end.isoformat()), start, end)
+
+
+def states_from_rows(rows: Iterable[Sequence[Any]], start: dt.date, end: dt.date) -> dict[str, DayState]:
+    """:func:`day_states` from rows of the ``task_latest`` projection (the date, then its
+    :data:`~runbook.state.latest.COLUMNS`), read by the caller."""
+    low = start.isoformat()
     states: dict[str, DayState] = {}
     succeeded, skipped = TaskStatus.SUCCEEDED, TaskStatus.SKIPPED
-    for day, b_id, b_run, b_end, b_version, b_rows, b_at, a_id, a_run, a_end, a_status, a_tries, a_exit, s_id, s_run, s_end, reason in q.latest_by_date(processor, first, high):  # fmt: skip
+    for day, b_id, b_run, b_end, b_version, b_rows, b_at, a_id, a_run, a_end, a_status, a_tries, a_exit, s_id, s_run, s_end, reason in rows:  # fmt: skip
         same = a_id is not None and a_id == b_id  # most dates: the newest attempt is the build
         tries, exit_code = (a_tries, a_exit) if same else (None, None)
         built = (
@@ -90,9 +104,12 @@ def day_states(
                 if a_id
                 else None
             )
+        # Why a run skipped a date only matters while it is not built (gap_reason); a chunk's skip
+        # may still cover other dates, so it is always kept.
+        keep_skip = s_id and (b_id is None or (s_end or day) != day)
         skip = (
             TaskState(s_id, s_run, day, s_end, skipped, reason, None, None, None, None, None)
-            if s_id
+            if keep_skip
             else None
         )
         state = DayState(built, attempt, skip)
@@ -214,24 +231,45 @@ def gap_reason(state: DayState) -> str | None:
 
 
 def processor_coverage(
-    q: Queries,
+    q: Queries | None,
     config: RunbookConfig,
     calendar: Calendar,
     name: str,
     start: dt.date,
     end: dt.date,
     version: str | None,
-    *,
-    calendar_dates: list[tuple[str, str | None]] | None = None,
 ) -> ProcessorCoverage:
-    """Read one processor's coverage of [start, end] from the store and the calendar
-    (``calendar_dates``: the calendar's verdicts for the processor, when already known)."""
+    """Read one processor's coverage of [start, end] from the store and the calendar."""
+    return processor_coverages(q, config, calendar, [name], start, end, {name: version} if version else {})[
+        name
+    ]
+
+
+def processor_coverages(
+    q: Queries | None,
+    config: RunbookConfig,
+    calendar: Calendar,
+    names: Sequence[str],
+    start: dt.date,
+    end: dt.date,
+    versions: Mapping[str, str],
+) -> dict[str, ProcessorCoverage]:
+    """The coverage of [start, end] of each of ``names``, read in one statement (``q`` None: a
+    workspace without a state store, where nothing is built)."""
     lookback = max(proc.batch_days for proc in config.processors.values()) - 1
-    states = day_states(q, name, start, end, lookback_days=lookback)
-    if calendar_dates is None:
+    first = (start - dt.timedelta(days=lookback)).isoformat()
+    rows = q.latest_by_processor_date(names, first, end.isoformat()) if q is not None else {}
+    verdicts: dict[int, list[tuple[str, str | None]]] = {}  # the calendar's, per bootstrap window
+    found = {}
+    for name in names:
         bootstrap = config.bootstrap_days(name)
-        calendar_dates = [(day.isoformat(), reason) for day, reason in calendar.dates(start, end, bootstrap)]
-    return ProcessorCoverage(name, start, end, version, calendar_dates, states)
+        if bootstrap not in verdicts:
+            verdicts[bootstrap] = [
+                (day.isoformat(), why) for day, why in calendar.dates(start, end, bootstrap)
+            ]
+        states = states_from_rows(rows.get(name, []), start, end)
+        found[name] = ProcessorCoverage(name, start, end, versions.get(name), verdicts[bootstrap], states)
+    return found
 
 
 def coverage_range(
@@ -279,72 +317,36 @@ def latest_checks_per_day(results: Sequence[CheckResult], days: Sequence[str]) -
     return per_day
 
 
-# -- snapshots ---------------------------------------------------------------------------------
+# -- snapshots (their types are in runbook.snapshots.model) ---------------------------------------
 
 
-class CoverageSummary(NamedTuple):
-    calendar_dates: int
-    expected: int
-    built: int
-    current: int
-    stale: int
-    gaps: int
-    failed: int
-    blocked: int
-    percent: float | None
-    calendar_skips: dict[str, int]
-    gap_reasons: dict[str, int]
-
-
-class StaleRange(NamedTuple):
-    start: str
-    end: str
-    dates: int
-    code_versions: list[str]
-
-
-class CheckRange(NamedTuple):
-    check: str
-    start: str
-    end: str
-    dates: int
-
-
-class DayCheck(NamedTuple):
-    check: str
-    passed: bool
-    run_id: int | None
-    at: str | None
-
-
-class DateState(NamedTuple):
-    date: str
-    expected: bool
-    calendar_skip: str | None
-    built: bool
-    stale: bool
-    run_id: int | None
-    built_at: str | None
-    code_version: str | None
-    rows_affected: int | None
-    last_attempt: str | None
-    skip_reason: str | None
-    checks: list[DayCheck] = []
-
-
-class CoverageSnapshot(NamedTuple):
-    """``runbook coverage PROCESSOR``: the summary, gaps, stale and failing ranges, every date."""
-
-    processor: str
-    start: str
-    end: str
-    code_version: str | None
-    summary: CoverageSummary
-    gaps: list[DateRange]
-    stale: list[StaleRange]
-    failing_checks: list[CheckRange]
-    commands: dict[str, str | None]
-    dates: list[DateState]
+def date_state(
+    coverage: ProcessorCoverage,
+    day: str,
+    calendar_skip: str | None,
+    checks: Sequence[CheckResult],
+    stale: bool,
+) -> DateState:
+    """One date of ``coverage`` as ``runbook coverage --dates`` lists it (``checks``: the newest
+    result of each check covering it)."""
+    state = coverage.states.get(day) or DayState()
+    build = state.built
+    return DateState(
+        date=day,
+        expected=calendar_skip is None,
+        calendar_skip=calendar_skip,
+        built=build is not None,
+        stale=stale,
+        run_id=build.run_id if build is not None else None,
+        built_at=iso_utc(build.finished_at) if build is not None else None,
+        code_version=build.code_version if build is not None else None,
+        rows_affected=build.rows_affected if build is not None else None,
+        last_attempt=state.last_attempt,
+        skip_reason=gap_reason(state) if build is None else None,
+        checks=[
+            DayCheck(check=r.check_name, passed=r.passed, run_id=r.run_id, at=iso_utc(r.at)) for r in checks
+        ],
+    )
 
 
 def coverage_snapshot(coverage: ProcessorCoverage, checks: Sequence[CheckResult]) -> CoverageSnapshot:
@@ -353,29 +355,10 @@ def coverage_snapshot(coverage: ProcessorCoverage, checks: Sequence[CheckResult]
     built, stale, gaps = coverage.built(), coverage.stale(), coverage.gaps()
     days = [day for day, _ in coverage.calendar_dates]
     per_day_checks = latest_checks_per_day(checks, days)
-    dates = []
-    for (day, calendar_skip), day_checks in zip(coverage.calendar_dates, per_day_checks, strict=True):
-        state = coverage.states.get(day) or DayState()
-        build = state.built
-        dates.append(
-            DateState(
-                date=day,
-                expected=calendar_skip is None,
-                calendar_skip=calendar_skip,
-                built=build is not None,
-                stale=day in stale,
-                run_id=build.run_id if build is not None else None,
-                built_at=iso_utc(build.finished_at) if build is not None else None,
-                code_version=build.code_version if build is not None else None,
-                rows_affected=build.rows_affected if build is not None else None,
-                last_attempt=state.last_attempt,
-                skip_reason=gap_reason(state) if build is None else None,
-                checks=[
-                    DayCheck(check=r.check_name, passed=r.passed, run_id=r.run_id, at=iso_utc(r.at))
-                    for r in day_checks
-                ],
-            )
-        )
+    dates = [
+        date_state(coverage, day, calendar_skip, day_checks, day in stale)
+        for (day, calendar_skip), day_checks in zip(coverage.calendar_dates, per_day_checks, strict=True)
+    ]
     stale_ranges = []
     for found in coverage.ranges(stale):
         builds = [coverage.states[d].built for d in expected if found.start <= d <= found.end and d in stale]
@@ -424,91 +407,3 @@ def _failing_check_ranges(days: Sequence[str], per_day: Sequence[Sequence[CheckR
         for name in sorted(failing)
         for r in date_ranges(days, failing[name])
     ]
-
-
-class ProcessorState(NamedTuple):
-    """One processor across the workspace's range: built of expected, failures, gaps, its status.
-
-    ``status`` is the first that applies: running, interrupted, blocked, failed, complete,
-    partial, not_started.
-    """
-
-    name: str
-    phase: str
-    description: str
-    needs: list[str]
-    version: str | None
-    expected: int | None
-    built: int
-    percent: float | None
-    gaps: int
-    gap_ranges: list[DateRange]
-    stale: int
-    stale_ranges: list[DateRange]
-    failed: int
-    failed_ranges: list[DateRange]
-    blocked: int
-    blocked_ranges: list[DateRange]
-    skipped: dict[str, int]
-    rows_affected: int | None
-    status: ProcessorStatus
-
-
-def processor_state(
-    name: str,
-    config: RunbookConfig,
-    coverage: ProcessorCoverage | None,
-    *,
-    running: set[str],
-    interrupted: set[str],
-    failing_gates: set[str],
-) -> ProcessorState:
-    """One processor's row of the status tables (``failing_gates``: processors whose newest
-    blocking check result failed)."""
-    proc = config.processors[name]
-    values: dict[str, Any] = {
-        "expected": None, "built": 0, "percent": None, "gaps": 0, "gap_ranges": [], "stale": 0, "stale_ranges": [],
-        "failed": 0, "failed_ranges": [], "blocked": 0, "blocked_ranges": [], "skipped": {}, "rows_affected": None,
-    }  # fmt: skip
-    if coverage is not None:
-        built, gaps, stale = coverage.built(), coverage.gaps(), coverage.stale()
-        failed = coverage.with_last_attempt(TaskStatus.FAILED)
-        blocked = coverage.with_last_attempt(TaskStatus.BLOCKED)
-        skipped = coverage.calendar_skips() + coverage.gap_reasons()
-        values.update(
-            expected=len(coverage.expected),
-            built=len(built),
-            percent=percent(len(built), len(coverage.expected)),
-            gaps=len(gaps),
-            gap_ranges=coverage.ranges(gaps),
-            stale=len(stale),
-            stale_ranges=coverage.ranges(stale),
-            failed=len(failed),
-            failed_ranges=coverage.ranges(failed),
-            blocked=len(blocked),
-            blocked_ranges=coverage.ranges(blocked),
-            skipped=dict(sorted(skipped.items())),
-            rows_affected=coverage.rows_affected(),
-        )
-    status: ProcessorStatus
-    if name in running:
-        status = ProcessorStatus.RUNNING
-    elif name in interrupted:
-        status = ProcessorStatus.INTERRUPTED
-    elif values["blocked"] or name in failing_gates:
-        status = ProcessorStatus.BLOCKED
-    elif values["failed"]:
-        status = ProcessorStatus.FAILED
-    elif values["expected"] is not None and values["gaps"] == 0:
-        status = ProcessorStatus.COMPLETE
-    else:
-        status = ProcessorStatus.PARTIAL if values["built"] else ProcessorStatus.NOT_STARTED
-    return ProcessorState(
-        name=name,
-        phase=proc.phase,
-        description=proc.description,
-        needs=list(proc.needs),
-        version=coverage.version if coverage else None,
-        status=status,
-        **values,
-    )

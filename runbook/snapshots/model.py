@@ -170,6 +170,7 @@ class TaskSnapshot(NamedTuple):
     duration_seconds: float | None
     error_tail: str | None
     worker: str | None  # the process that ran (or runs) it: a process id of the run
+    run_id: int | None = None
 
 
 class FailureGroup(NamedTuple):
@@ -263,3 +264,71 @@ class SessionSnapshot(NamedTuple):
     ended_at: str | None
     open: bool
     handoff_path: str | None
+
+
+# -- coverage (runbook coverage PROCESSOR) ------------------------------------------------------
+
+
+class CoverageSummary(NamedTuple):
+    calendar_dates: int
+    expected: int
+    built: int
+    current: int
+    stale: int
+    gaps: int
+    failed: int
+    blocked: int
+    percent: float | None
+    calendar_skips: dict[str, int]
+    gap_reasons: dict[str, int]
+
+
+class StaleRange(NamedTuple):
+    start: str
+    end: str
+    dates: int
+    code_versions: list[str]
+
+
+class CheckRange(NamedTuple):
+    check: str
+    start: str
+    end: str
+    dates: int
+
+
+class DayCheck(NamedTuple):
+    check: str
+    passed: bool
+    run_id: int | None
+    at: str | None
+
+
+class DateState(NamedTuple):
+    date: str
+    expected: bool
+    calendar_skip: str | None
+    built: bool
+    stale: bool
+    run_id: int | None
+    built_at: str | None
+    code_version: str | None
+    rows_affected: int | None
+    last_attempt: str | None
+    skip_reason: str | None
+    checks: list[DayCheck] = []
+
+
+class CoverageSnapshot(NamedTuple):
+    """``runbook coverage PROCESSOR``: the summary, gaps, stale and failing ranges, every date."""
+
+    processor: str
+    start: str
+    end: str
+    code_version: str | None
+    summary: CoverageSummary
+    gaps: list[DateRange]
+    stale: list[StaleRange]
+    failing_checks: list[CheckRange]
+    commands: dict[str, str | None]
+    dates: list[DateState]

@@ -239,6 +239,7 @@ def task_snapshot(task: Task) -> TaskSnapshot:
         duration_seconds=round(task.duration_seconds, 3) if task.duration_seconds is not None else None,
         error_tail=task.error_tail,
         worker=task.claimed_by,
+        run_id=task.run_id,
     )
 
 

@@ -79,3 +79,8 @@ READ = (
     f"SELECT date, {', '.join(COLUMNS)} FROM task_latest "
     "WHERE processor = :processor AND date >= :start AND date <= :end ORDER BY date"
 )
+# Every processor's dates in one statement (the heat map, the handoff's status tables).
+READ_MANY = (
+    f"SELECT processor, date, {', '.join(COLUMNS)} FROM task_latest "
+    "WHERE processor IN :processors AND date >= :start AND date <= :end ORDER BY processor, date"
+)

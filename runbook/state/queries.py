@@ -273,6 +273,46 @@ class Queries:
         the ``task_latest`` projection, however often a date was rerun."""
         return self.db.rows(latest.READ, {"processor": processor, "start": start, "end": end})
 
+    def latest_by_processor_date(
+        self, processors: Sequence[str], start: str, end: str
+    ) -> dict[str, list[tuple[Any, ...]]]:
+        """:meth:`latest_by_date` for several processors in one statement, by processor."""
+        found: dict[str, list[tuple[Any, ...]]] = {name: [] for name in processors}
+        if not processors:
+            return found
+        params = {"processors": list(processors), "start": start, "end": end}
+        for row in self.db.rows(latest.READ_MANY, params):
+            found[row[0]].append(row[1:])
+        return found
+
+    def live_task_dates(
+        self, run_ids: Sequence[int], start: str, end: str
+    ) -> list[tuple[str, str, str, str]]:
+        """(processor, date, end_date, status) of the running and pending tasks of ``run_ids``
+        that touch [start, end]."""
+        if not run_ids:
+            return []
+        rows = self.db.rows(
+            "SELECT processor, date, end_date, status FROM task WHERE run_id IN :ids "
+            "AND status IN ('running', 'pending') AND date <= :end AND end_date >= :start",
+            {"ids": list(run_ids), "start": start, "end": end},
+        )
+        return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+    def tasks_covering(
+        self, processor: str, day: str, *, lookback_days: int, limit: int
+    ) -> tuple[list[Task], int]:
+        """(the newest ``limit`` tasks of ``processor`` in any run whose dates cover ``day``, newest
+        first; how many there are). ``lookback_days``: how far before ``day`` a chunk can start."""
+        first = (dt.date.fromisoformat(day) - dt.timedelta(days=lookback_days)).isoformat()
+        where = "processor = :p AND date >= :first AND date <= :day AND end_date >= :day"
+        params = {"p": processor, "first": first, "day": day}
+        total = self.db.scalar(f"SELECT COUNT(*) FROM task WHERE {where}", params) or 0
+        rows = self.db.rows(
+            f"SELECT {TASK_COLUMNS} FROM task WHERE {where} ORDER BY id DESC LIMIT {int(limit)}", params
+        )
+        return from_rows(Task, rows), int(total)
+
     # -- events -----------------------------------------------------------------------------------
 
     def events(

@@ -244,3 +244,41 @@ def test_the_history_benchmark_runs_at_a_small_scale(tmp_path: Path) -> None:
         "handoff (brief)",
     }
     assert all(ms > 0 for ms in figures["library_ms"].values())
+
+
+@pytest.mark.postgres
+def test_postgresql_reads_the_same_heat_map_and_cells_as_sqlite(tmp_path: Path, pg_url: str) -> None:
+    """The heat map's one statement for every processor, the live tasks and a cell's attempts
+    read the same on both backends (chunks included)."""
+    from runbook.snapshots.coverage import processor_coverages
+    from runbook.snapshots.heatmap import heat_map, live_states
+
+    config = parse_config(
+        {"name": "chunks", "processors": {"games": {"command": "true", "version": "v2", "batch_days": 3}}},
+        "t",
+    )
+    start, end = dt.date(2026, 1, 1), dt.date(2026, 1, 12)
+    found = []
+    for url in (f"sqlite:///{tmp_path / 'state.db'}", pg_url):
+        store = Store.open(url)
+        _fill(store)
+        live = store.create_run(processors=["games"], start_date="2026-01-10", end_date="2026-01-12")
+        assert live.id is not None
+        store.add_tasks(live.id, [{"processor": "games", "date": "2026-01-10", "end_date": "2026-01-12", "status": "running"}])  # fmt: skip
+        coverages = processor_coverages(
+            store, config, Calendar(config.calendar), ["games"], start, end, {"games": "v2"}
+        )
+        tasks = live_states(store.live_task_dates([live.id], start.isoformat(), end.isoformat()), start, end)
+        attempts, total = store.tasks_covering("games", "2026-01-08", lookback_days=2, limit=10)
+        found.append(
+            (
+                to_data(heat_map(config, coverages, start, end, live=tasks)),
+                [(t.run_id, t.date, t.end_date, t.status) for t in attempts],
+                total,
+            )
+        )
+        store.close()
+    assert found[0] == found[1]
+    spans = [(s["state"], s["start"], s["dates"]) for s in found[0][0]["rows"][0]["spans"]]
+    assert spans == [("stale", "2026-01-01", 3), ("succeeded", "2026-01-04", 3), ("failed", "2026-01-07", 3), ("running", "2026-01-10", 3)]  # fmt: skip
+    assert found[0][1:] == ([(2, "2026-01-07", "2026-01-09", "failed")], 1)

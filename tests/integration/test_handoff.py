@@ -595,6 +595,35 @@ def test_cli_handoff_writes_markdown_and_prints_json_and_brief(make_workspace: C
     assert brief.startswith("# nba-golden, ") and len(brief.splitlines()) <= 40
 
 
+def test_a_markdown_handoff_links_the_heat_map_written_beside_it(make_workspace: Callable[..., Any]) -> None:
+    import xml.etree.ElementTree as ET
+
+    from runbook.reports.heatmap import COLORS
+
+    ws = make_workspace(CONFIG)
+    ws.runbook("run", "game_summary", "--start", "2026-01-01", "--end", "2026-01-03", check=True)
+    written = ws.cli("handoff", check=True).stdout.strip().removeprefix("handoff written: ")
+    report = ws.root / written
+    picture = report.with_name(report.stem + "-heatmap.svg")
+    link = f"![Heat map: every processor by date, 2026-01-01..2026-01-10](<{picture.name}>)"
+    assert link in report.read_text(encoding="utf-8")
+    root = ET.fromstring(picture.read_text(encoding="utf-8"))
+    fills = [rect.get("fill") for rect in root.iter("{http://www.w3.org/2000/svg}rect")]
+    assert fills.count(COLORS["succeeded"]) == 2  # game_summary 01-01..03, and the legend
+    assert COLORS["off_day"] in fills and COLORS["never_built"] in fills
+    texts = [text.text for text in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert {"game_summary", "player_stats", "composite_factors", "3/9", "Phase 3", "Phase 4"} <= set(texts)
+    assert texts[0] == "nba-golden: every processor by date"
+
+    elsewhere = ws.cli("handoff", "--out", "notes/today.md", check=True)
+    assert elsewhere.stdout.strip() == "handoff written: notes/today.md"
+    assert "(<today-heatmap.svg>)" in (ws.root / "notes" / "today.md").read_text(encoding="utf-8")
+    assert (ws.root / "notes" / "today-heatmap.svg").read_bytes() == picture.read_bytes()
+    printed = ws.cli("handoff", "--out", "-", check=True).stdout
+    assert "heatmap.svg" not in printed and "## 📊 Status by phase" in printed  # no file, no link
+    assert len(list((ws.root / "handoffs").iterdir())) == 2
+
+
 def test_live_run_shows_its_pid_alive_then_interrupted_with_the_resume_command(
     make_workspace: Callable[..., Any],
 ) -> None:

@@ -271,3 +271,23 @@ def test_the_watcher_runs_as_a_background_service_of_a_long_lived_process(
         assert doc["sender"]["pid"] == os.getpid()
     finally:
         service.stop()
+
+
+def test_runbook_serve_announces_a_killed_controller(make_workspace: Any, hooks: Any) -> None:
+    """The dashboard is a long-lived process too: it watches for the events no controller sends."""
+    from serve_helpers import start_server, teardown
+
+    hook = hooks(ALWAYS_OK)
+    notify = "notify:\n  - url: ${PLAIN_HOOK}\n    on: [interrupted]\n"
+    ws = workspace(make_workspace, SLOW_STEPS, notify, PLAIN_HOOK=hook.url)
+    info = ws.runbook("run", *DAYS, "--detach", "--json", check=True).json()
+    wait_for(lambda: query(ws.db, "SELECT id FROM task WHERE status = 'running'"), what="a step running")
+    server = start_server(ws)
+    try:
+        os.kill(info["pid"], signal.SIGKILL)
+        (doc,) = wait_for(lambda: hook.bodies("interrupted"), timeout=60, what="the interrupted notification")
+        assert doc["sender"]["pid"] == server.process.pid
+        assert doc["next_action"]["command"] == "runbook resume 1"
+    finally:
+        teardown(ws, server)
+    secrets_absent(ws)

@@ -34,3 +34,13 @@ def test_the_example_handoff_is_the_demos_rendered_with_the_override() -> None:
     assert example.startswith("# ✅ Handoff — nba-demo")
     assert "## 🔁 To rebuild this example" in example  # the root template's block
     assert "handoffs/example.md" in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_example_handoff_links_its_heat_map_beside_it() -> None:
+    import xml.etree.ElementTree as ET
+
+    example = (REPO / "handoffs" / "example.md").read_text(encoding="utf-8")
+    assert "](<example-heatmap.svg>)" in example
+    picture = ET.parse(REPO / "handoffs" / "example-heatmap.svg").getroot()
+    names = {text.text for text in picture.iter("{http://www.w3.org/2000/svg}text")}
+    assert set(load_config(REPO / "runbook.yaml").processors) <= names
