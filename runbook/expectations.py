@@ -161,7 +161,9 @@ class Expectation:
         _vet_condition(tree, text, names, baselines)
         return cls(source, tree, frozenset(names), frozenset(baselines))
 
-    def evaluate(self, values: Mapping[str, Any], baselines: Mapping[Baseline, Any] | None = None) -> Condition:
+    def evaluate(
+        self, values: Mapping[str, Any], baselines: Mapping[Baseline, Any] | None = None
+    ) -> Condition:
         """The outcome of the condition with ``values`` for its names (all must be present) and
         ``baselines`` for its baseline calls (missing ones have no history)."""
         return _condition(self.tree, self.text, _Scope(values, baselines or {}))
@@ -258,7 +260,9 @@ def baseline_of(node: ast.Call, text: str) -> Baseline:
     function = node.func.id
     if function not in _SIGNATURES:
         known = ", ".join(_SIGNATURES.values())
-        raise ExpressionError(f"{text!r}: {call!r} is not allowed: unknown function {function!r} (known: {known})")
+        raise ExpressionError(
+            f"{text!r}: {call!r} is not allowed: unknown function {function!r} (known: {known})"
+        )
     signature = _SIGNATURES[function]
     arity = signature.count(",") + 1
     if node.keywords or len(node.args) != arity:
@@ -290,7 +294,9 @@ def baseline_of(node: ast.Call, text: str) -> Baseline:
             and 0 <= given.value <= 1
         ):
             got = _segment(text, given)
-            raise ExpressionError(f"{text!r}: {call!r}: q in {signature} must be a number from 0 to 1 (got {got!r})")
+            raise ExpressionError(
+                f"{text!r}: {call!r}: q in {signature} must be a number from 0 to 1 (got {got!r})"
+            )
         q = float(given.value)
     return Baseline(function, metric.id, count.value, q)
 

@@ -147,7 +147,11 @@ def compare(before: Any, after: Any, tolerance: float) -> dict[str, Any] | None:
         relative = abs(after - before) / abs(before) if before != 0 else math.inf
         if relative <= tolerance:
             return None
-        return {"before": before, "after": after, "change": None if math.isinf(relative) else round(relative, 6)}
+        return {
+            "before": before,
+            "after": after,
+            "change": None if math.isinf(relative) else round(relative, 6),
+        }
     if before == after:
         return None
     return {"before": before, "after": after, "change": None}
@@ -185,11 +189,7 @@ def _range(group: list[DateVerdict]) -> dict[str, Any]:
     errors = list(dict.fromkeys(v.error for v in group if v.error))
     names = list(
         dict.fromkeys(
-            name
-            for v in group
-            for c in v.failed_conditions()
-            for name in _names(c)
-            if name in v.metrics
+            name for v in group for c in v.failed_conditions() for name in _names(c) if name in v.metrics
         )
     )
     names += [c["metric"] for v in group for c in v.changes if c["metric"] not in names]
@@ -202,7 +202,8 @@ def _range(group: list[DateVerdict]) -> dict[str, Any]:
         explain = group[0].explain()
     else:
         spread = [
-            f"{name} {show(bounds['min'])}" + (f"..{show(bounds['max'])}" if bounds["max"] != bounds["min"] else "")
+            f"{name} {show(bounds['min'])}"
+            + (f"..{show(bounds['max'])}" if bounds["max"] != bounds["min"] else "")
             for name, bounds in values.items()
         ]
         explain = "; ".join([*failed, *errors] + ([", ".join(spread)] if spread else []))

@@ -284,7 +284,9 @@ class CheckRunner:
         if config_error is not None:
             error = config_error.message
         calendar = self._calendar(start, end)
-        expected = {d for d, why in calendar.dates(start, end, self.config.bootstrap_days(spec.processor)) if not why}
+        expected = {
+            d for d, why in calendar.dates(start, end, self.config.bootstrap_days(spec.processor)) if not why
+        }
         planned = {d for d, why in calendar.dates(start, end, 0) if not why}
         judged = sorted(expected | {d for d in by_date if start <= d <= end})
         if dates is not None:
@@ -302,7 +304,11 @@ class CheckRunner:
             history = self._history(spec, judged, by_date, start)
             verdicts = []
             for day in judged:
-                values = {"expected_dates": int(day in expected), "calendar_dates": int(day in planned), "range_days": 1}
+                values = {
+                    "expected_dates": int(day in expected),
+                    "calendar_dates": int(day in planned),
+                    "range_days": 1,
+                }
                 before = previous.get(day.isoformat())
                 verdicts.append(
                     judge_date(day, by_date.get(day), spec.expectations, values, history, stable,
@@ -312,15 +318,20 @@ class CheckRunner:
         samples = None
         if failing and error is None and spec.config.sample:
             samples = self._samples(
-                spec, [(v.date, {"date": v.date, "start": v.date, "end": v.date}) for v in failing[:SAMPLE_DATES]]
+                spec,
+                [(v.date, {"date": v.date, "start": v.date, "end": v.date}) for v in failing[:SAMPLE_DATES]],
             )
         ranges = failed_ranges(verdicts)
         changed = [{"date": v.date.isoformat(), **change} for v in verdicts for change in v.changes]
         result = self.store.add_check_result(
             dates=[
-                {"date": v.date.isoformat(), "passed": v.passed, "error": v.error,
-                 "metrics": {key: _json_value(value) for key, value in v.metrics.items()},
-                 "conditions": v.stored_conditions()}
+                {
+                    "date": v.date.isoformat(),
+                    "passed": v.passed,
+                    "error": v.error,
+                    "metrics": {key: _json_value(value) for key, value in v.metrics.items()},
+                    "conditions": v.stored_conditions(),
+                }
                 for v in (verdicts if error is None else [])
             ],  # fmt: skip
             run_id=run_id,
@@ -330,11 +341,23 @@ class CheckRunner:
             passed=not failing,
             start_date=start.isoformat(),
             end_date=end.isoformat(),
-            metrics={"dates": len(verdicts), "passed_dates": len(verdicts) - len(failing), "failed_dates": len(failing)},
+            metrics={
+                "dates": len(verdicts),
+                "passed_dates": len(verdicts) - len(failing),
+                "failed_dates": len(failing),
+            },
             conditions=[
-                {"expr": e.text, "left": None, "op": None, "right": None,
-                 "passed": all(v.conditions[i].passed for v in verdicts if len(v.conditions) > i) and error is None,
-                 "failed_dates": sum(1 for v in verdicts if len(v.conditions) > i and not v.conditions[i].passed)}
+                {
+                    "expr": e.text,
+                    "left": None,
+                    "op": None,
+                    "right": None,
+                    "passed": all(v.conditions[i].passed for v in verdicts if len(v.conditions) > i)
+                    and error is None,
+                    "failed_dates": sum(
+                        1 for v in verdicts if len(v.conditions) > i and not v.conditions[i].passed
+                    ),
+                }
                 for i, e in enumerate(spec.expectations)
             ],  # fmt: skip
             query=spec.config.sql,
@@ -350,7 +373,11 @@ class CheckRunner:
         return CheckRun(result, [], config_error, verdicts=verdicts, failed_dates=failed)
 
     def _history(
-        self, spec: CheckSpec, judged: Sequence[dt.date], by_date: Mapping[dt.date, Mapping[str, Any]], start: dt.date
+        self,
+        spec: CheckSpec,
+        judged: Sequence[dt.date],
+        by_date: Mapping[dt.date, Mapping[str, Any]],
+        start: dt.date,
     ) -> History:
         """Earlier values for the baselines of ``spec``: the query's rows, then what is stored."""
         wanted = {b for e in spec.expectations for b in e.baselines}
@@ -359,11 +386,17 @@ class CheckRunner:
         count = max(b.dates for b in wanted)
         before: list[tuple[dt.date, Mapping[str, Any]]] = []
         if count:
-            stored = self.store.check_dates_before(spec.processor, spec.name, start.isoformat(), 2 * count + 7)
+            stored = self.store.check_dates_before(
+                spec.processor, spec.name, start.isoformat(), 2 * count + 7
+            )
             before = [(dt.date.fromisoformat(row.date), row.metrics) for row in stored]
         at: dict[dt.date, Mapping[str, Any]] = {}
         if any(b.function == "last_week" for b in wanted):
-            weeks = [(d - dt.timedelta(days=7)).isoformat() for d in judged if d - dt.timedelta(days=7) not in by_date]
+            weeks = [
+                (d - dt.timedelta(days=7)).isoformat()
+                for d in judged
+                if d - dt.timedelta(days=7) not in by_date
+            ]
             found = self.store.check_dates_latest(spec.processor, spec.name, weeks) if weeks else {}
             at = {dt.date.fromisoformat(day): row.metrics for day, row in found.items()}
         return History(by_date, before, at)
@@ -376,7 +409,12 @@ class CheckRunner:
         assert spec.config.sample is not None
         found = []
         for day, params in targets:
-            entry: dict[str, Any] = {"date": day.isoformat() if day else None, "rows": [], "more": False, "error": None}
+            entry: dict[str, Any] = {
+                "date": day.isoformat() if day else None,
+                "rows": [],
+                "more": False,
+                "error": None,
+            }
             try:
                 rows = self.warehouse().query(spec.config.sample, params)
                 entry["rows"] = [_sample_row(row, self.redact) for row in rows[:SAMPLE_ROWS]]
@@ -488,7 +526,9 @@ def _by_date(rows: Sequence[Mapping[str, Any]]) -> dict[dt.date, dict[str, Any]]
             raise ValueError(f"the date column holds {row['date']!r}, which is not a date")
         if day in found:
             raise ValueError(f"the query returned more than one row for {day}; it must return one per date")
-        found[day] = {key: float(value) if isinstance(value, Decimal) else value for key, value in row.items()}
+        found[day] = {
+            key: float(value) if isinstance(value, Decimal) else value for key, value in row.items()
+        }
     return found
 
 

@@ -135,23 +135,31 @@ class CheckConfig(NamedTuple):
 
         if self.kind == "sql":
             if self.query is None:
-                raise Invalid("required key is missing (or use kind: volume / freshness with table:)", ("query",))
+                raise Invalid(
+                    "required key is missing (or use kind: volume / freshness with table:)", ("query",)
+                )
             if self.table is not None:
                 raise Invalid("table: goes with kind: volume or kind: freshness", ("table",))
             if not self.expect and not self.stable:
                 raise Invalid("needs at least 1 entry (or stable: metrics)", ("expect",))
         else:
             if self.query is not None:
-                raise Invalid(f"kind: {self.kind} writes its own query: use table: and date_column:", ("query",))
+                raise Invalid(
+                    f"kind: {self.kind} writes its own query: use table: and date_column:", ("query",)
+                )
             if self.table is None:
-                raise Invalid(f"kind: {self.kind} needs table: (dataset.table or project.dataset.table)", ("table",))
+                raise Invalid(
+                    f"kind: {self.kind} needs table: (dataset.table or project.dataset.table)", ("table",)
+                )
             if not _CHECK_TABLE.match(self.table.strip().strip("`")):
                 raise Invalid(f"not a table name: {self.table!r} (use dataset.table or project.dataset.table)",
                               ("table",))  # fmt: skip
             if not _CHECK_COLUMN.match(self.date_column):
                 raise Invalid(f"not a column name: {self.date_column!r}", ("date_column",))
             if self.kind == "freshness" and self.per_date:
-                raise Invalid("kind: freshness looks at the newest date of the range: it is not per_date", ("per_date",))
+                raise Invalid(
+                    "kind: freshness looks at the newest date of the range: it is not per_date", ("per_date",)
+                )
         for index, text in enumerate(self.expect):
             try:
                 parsed = Expectation.parse(text)
@@ -160,13 +168,16 @@ class CheckConfig(NamedTuple):
             if parsed.baselines and not self.is_per_date:
                 call = sorted(parsed.baselines, key=lambda b: b.function)[0].function
                 raise Invalid(
-                    f"{text!r}: {call}() compares a date with earlier dates: it needs per_date: true", ("expect", index)
+                    f"{text!r}: {call}() compares a date with earlier dates: it needs per_date: true",
+                    ("expect", index),
                 )
         for index, metric in enumerate(self.stable):
             if not _CHECK_COLUMN.match(metric):
                 raise Invalid(f"not a metric name: {metric!r}", ("stable", index))
         if self.stable and not self.is_per_date:
-            raise Invalid("stable: compares each date before and after a rebuild: it needs per_date: true", ("stable",))
+            raise Invalid(
+                "stable: compares each date before and after a rebuild: it needs per_date: true", ("stable",)
+            )
 
     @property
     def is_per_date(self) -> bool:

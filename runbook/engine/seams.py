@@ -57,7 +57,12 @@ class Gatekeeper(Protocol):
         ...
 
     def run_date_checks(
-        self, processor: str, run_id: int, start: dt.date, end: dt.date, dates: Collection[dt.date] | None = None
+        self,
+        processor: str,
+        run_id: int,
+        start: dt.date,
+        end: dt.date,
+        dates: Collection[dt.date] | None = None,
     ) -> dict[str, str]:
         """Run the processor's per-date checks over a window (judging ``dates`` only, when given),
         store their results, return the dates a blocking one failed on, with what failed."""
@@ -85,7 +90,10 @@ def judge_gate(
         )
         return [], failed
     failures = gatekeeper.run_checks(
-        gate.processor, gate.run_id, dt.date.fromisoformat(run.start_date), dt.date.fromisoformat(run.end_date)
+        gate.processor,
+        gate.run_id,
+        dt.date.fromisoformat(run.start_date),
+        dt.date.fromisoformat(run.end_date),
     )
     return failures, {}
 

@@ -458,7 +458,9 @@ class WorkLoop:
         if self.observer is not None:
             self.observer.message(text)
 
-    def _finish_gate(self, gate: Gate, failures: list[str], failed_dates: dict[str, str] | None = None) -> None:
+    def _finish_gate(
+        self, gate: Gate, failures: list[str], failed_dates: dict[str, str] | None = None
+    ) -> None:
         self.guarded(lambda: self.store.finish_gate(self.worker_id, gate, failures, utcnow(), failed_dates))
 
     def guarded(self, action: Callable[[], Any]) -> Any:

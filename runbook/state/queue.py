@@ -38,9 +38,7 @@ if TYPE_CHECKING:
 ERROR_TAIL_CHARS = 4000
 CLAIM_LOCK = 0x72756E62_0002  # PostgreSQL advisory lock keys: "runb" + a number
 ADMISSION_LOCK = 0x72756E62_0003
-GATE_COLUMNS = (
-    "id, run_id, processor, blocking, status, waits, claimed_by, lease_until, message, finished_at, start_date, end_date"
-)
+GATE_COLUMNS = "id, run_id, processor, blocking, status, waits, claimed_by, lease_until, message, finished_at, start_date, end_date"
 
 
 @dataclass(frozen=True)
@@ -499,7 +497,14 @@ class WorkQueue:
                     hit, free = _split_by_dates(db, waiting, failed_dates)
                     _release(db, free)
                     for message, ids in hit.items():
-                        _cascade(db, ids, TaskStatus.BLOCKED, f"blocked by gate: {message}", now, include_roots=True)
+                        _cascade(
+                            db,
+                            ids,
+                            TaskStatus.BLOCKED,
+                            f"blocked by gate: {message}",
+                            now,
+                            include_roots=True,
+                        )
                 elif not failures:
                     _release(db, waiting)
                 elif gate.blocking:
@@ -978,7 +983,13 @@ def _add_date_gates(db: Database, run_id: int, gate: GateSpec) -> None:
         gate_id = db.insert(
             "INSERT INTO gate (run_id, processor, blocking, status, waits, start_date, end_date) "
             "VALUES (:run, :processor, :blocking, 'pending', 0, :start, :end) RETURNING id",
-            {"run": run_id, "processor": gate.processor, "blocking": gate.blocking, "start": start, "end": end},
+            {
+                "run": run_id,
+                "processor": gate.processor,
+                "blocking": gate.blocking,
+                "start": start,
+                "end": end,
+            },
         )
         if gate.downstream:
             db.execute(
@@ -998,7 +1009,8 @@ def _split_by_dates(
     failed = sorted(failed_dates)
     for start in range(0, len(task_ids), 500):
         for task_id, first, last in db.rows(
-            "SELECT id, date, end_date FROM task WHERE id IN :ids", {"ids": list(task_ids[start : start + 500])}
+            "SELECT id, date, end_date FROM task WHERE id IN :ids",
+            {"ids": list(task_ids[start : start + 500])},
         ):
             day = next((d for d in failed if str(first) <= d <= str(last)), None)
             if day is None:
