@@ -297,7 +297,9 @@ class CheckRunner:
         else:
             stable = spec.config.stable
             previous = (
-                self.store.check_dates_latest(spec.processor, spec.name, [d.isoformat() for d in judged])
+                self.store.check_dates_before_builds(
+                    spec.processor, spec.name, [d.isoformat() for d in judged]
+                )
                 if stable
                 else {}
             )

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from runbook.clock import utcnow
 from runbook.errors import StateError
+from runbook.formatting import as_utc
 from runbook.kinds import RunStatus, TaskStatus
 from runbook.state import latest
 from runbook.state.adoption import Adoptions
@@ -326,6 +327,46 @@ class Store(Queries, WorkQueue, Outbox, Adoptions):
                 {"p": processor, "c": check, "before": before},
             ),
         )
+
+    def check_dates_before_builds(
+        self, processor: str, check: str, dates: Sequence[str]
+    ) -> dict[str, CheckDate]:
+        """For each of ``dates``, the values a check stored for it before the date was last built
+        (the start of its newest succeeded task); the newest stored values when it never was."""
+        from runbook.state.records import from_rows
+
+        if not dates:
+            return {}
+        built: dict[str, dt.datetime] = {}
+        for first, last, started in self.db.rows(
+            "SELECT date, end_date, MAX(started_at) FROM task WHERE processor = :p AND status = 'succeeded' "
+            "AND date <= :end AND end_date >= :start GROUP BY date, end_date",
+            {"p": processor, "start": min(dates), "end": max(dates)},
+        ):
+            when = as_utc(started) if started is not None else None
+            if when is None:
+                continue
+            day, stop = dt.date.fromisoformat(str(first)), dt.date.fromisoformat(str(last))
+            while day <= stop:
+                key = day.isoformat()
+                if key not in built or built[key] < when:
+                    built[key] = when
+                day += dt.timedelta(days=1)
+        found: dict[str, CheckDate] = {}
+        for start in range(0, len(dates), 500):
+            rows = from_rows(
+                CheckDate,
+                self.db.rows(
+                    f"SELECT {CHECK_DATE_COLUMNS} FROM check_date WHERE processor = :p AND check_name = :c "
+                    "AND date IN :dates ORDER BY id",
+                    {"p": processor, "c": check, "dates": list(dates[start : start + 500])},
+                ),
+            )
+            for row in rows:
+                cutoff = built.get(row.date)
+                if cutoff is None or (row.at is not None and row.at < cutoff):
+                    found[row.date] = row
+        return found
 
     def check_dates_latest(self, processor: str, check: str, dates: Sequence[str]) -> dict[str, CheckDate]:
         """The latest stored row of each of ``dates`` for a check (dates never judged are absent)."""

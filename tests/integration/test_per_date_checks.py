@@ -153,7 +153,7 @@ def test_a_failing_date_blocks_only_its_own_downstream(make_workspace: Any) -> N
     assert "hunter2" not in note and len(note) <= 120 and note.endswith("…")
 
     # The handoff shows the failing date, not only a verdict.
-    handoff = ws.cli("handoff")
+    handoff = ws.cli("handoff", "--out", "-")
     assert "- 2024-11-04: pct_populated >= 40 (0 >= 40)" in handoff.stdout
     assert "1 of 10 dates failed" in handoff.stdout
     assert "Sample rows for 2024-11-04" in handoff.stdout
@@ -272,12 +272,16 @@ calendar:
   end: 2024-11-10
 processors:
   player_game_summary:
-    sql: SELECT 1
+    check_batch_days: 10
+    sql: |
+      CREATE TABLE IF NOT EXISTS analytics.pgs (game_date DATE, player STRING, usage_rate FLOAT64, note STRING);
+      DELETE FROM analytics.pgs WHERE game_date = @date;
+      INSERT INTO analytics.pgs SELECT game_date, player, usage_rate, note FROM raw.box WHERE game_date = @date
     checks:
       - name: totals_stable
         per_date: true
         query: |
-          SELECT game_date AS date, COUNT(*) AS players, SUM(usage_rate) AS usage_total FROM raw.box
+          SELECT game_date AS date, COUNT(*) AS players, SUM(usage_rate) AS usage_total FROM analytics.pgs
           WHERE game_date BETWEEN @start AND @end GROUP BY 1
         stable: [players, usage_total]
         tolerance: 0.1
@@ -287,22 +291,28 @@ processors:
 def test_a_rebuild_that_changes_stable_metrics_is_reported_with_both_values(make_workspace: Any) -> None:
     ws = make_workspace(STABLE)
     seed(ws, rows=box(DATES, bad=None))
-    assert ws.cli("validate", "--json").json()["passed"] is True  # nothing stored before: nothing to compare
-    # The rebuild changes 2024-11-02 by 5 % (within tolerance) and 2024-11-06 by 50 %.
+    first = ws.runbook("run")
+    assert first.code == 0, first.stdout + first.stderr  # nothing stored before: nothing to compare
+    # The source changes 2024-11-02 by 5 % (within tolerance) and 2024-11-06 by 50 %; rebuild.
     seed(
         ws,
         "UPDATE raw.box SET usage_rate = 21 WHERE game_date = DATE '2024-11-02'",
         "UPDATE raw.box SET usage_rate = 30 WHERE game_date = DATE '2024-11-06'",
     )
-    found = ws.cli("validate", "--json")
-    assert found.code == 3
-    (result,) = found.json()["results"]
+    rebuild = ws.runbook("run", "--no-resume")
+    assert rebuild.code == 3, rebuild.stdout + rebuild.stderr
+    (result,) = ws.cli("show", "2", "--json").json()["checks"]
     assert result["changed_dates"] == [
         {"date": "2024-11-06", "metric": "usage_total", "before": 80.0, "after": 120.0, "change": 0.5}
     ]
     (failed,) = result["failed_dates"]
     assert failed["text"] == "2024-11-06: usage_total changed by the rebuild (80 -> 120, +50.0%)"
-    assert "2024-11-06: usage_total changed by the rebuild (80 -> 120, +50.0%)" in ws.cli("validate").stdout
+    # Validating again still compares with the values stored before the rebuild, not with its own.
+    again = ws.cli("validate")
+    assert again.code == 3
+    assert "2024-11-06: usage_total changed by the rebuild (80 -> 120, +50.0%)" in again.stdout
+    handoff = ws.cli("handoff", "--out", "-").stdout
+    assert "- 2024-11-06: usage_total 80 -> 120" in handoff
 
 
 FRESHNESS = """
