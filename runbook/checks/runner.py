@@ -321,7 +321,11 @@ class CheckRunner:
         if failing and error is None and spec.config.sample:
             samples = self._samples(
                 spec,
-                [(v.date, {"date": v.date, "start": v.date, "end": v.date}) for v in failing[:SAMPLE_DATES]],
+                [
+                    (v.date, {"date": v.date, "start": v.date, "end": v.date})
+                    for v in failing
+                    if v.error is None
+                ][:SAMPLE_DATES],
             )
         ranges = failed_ranges(verdicts)
         changed = [{"date": v.date.isoformat(), **change} for v in verdicts for change in v.changes]
