@@ -372,3 +372,29 @@ def test_bad_check_config_is_one_line_at_load_time(make_workspace: Any) -> None:
     ws = make_workspace(FRESHNESS.replace("table: raw.box", "table: 'raw.box; DROP TABLE x'"), name="table")
     result = ws.cli("validate")
     assert result.code == 2 and "not a table name" in result.stderr
+
+
+def test_per_date_gates_and_rebuild_changes_on_postgres(make_workspace: Any, pg_url: str) -> None:
+    ws = make_workspace(STABLE + ROLLUP, extra_env={"RUNBOOK_DATABASE_URL": pg_url})
+    seed(ws, rows=box(DATES, bad=None))
+    first = ws.runbook("run")
+    assert first.code == 0, first.stdout + first.stderr
+    seed(ws, "UPDATE raw.box SET usage_rate = 30 WHERE game_date = DATE '2024-11-06'")
+    rebuild = ws.runbook("run", "--no-resume")
+    assert rebuild.code == 3, rebuild.stdout + rebuild.stderr
+    shown = ws.runbook("show", "2", "--json").json()
+    (check,) = shown["checks"]
+    assert [c["date"] for c in check["changed_dates"]] == ["2024-11-06"]
+    blocked = [
+        t for t in ws.runbook("show", "2", "--tasks", "--json").json()["tasks"] if t["status"] == "blocked"
+    ]
+    assert [(t["processor"], t["date"]) for t in blocked] == [("rollup", "2024-11-06")]
+
+
+ROLLUP = """  rollup:
+    needs: [player_game_summary]
+    sql: |
+      CREATE TABLE IF NOT EXISTS analytics.rollup (game_date DATE, players INT64);
+      DELETE FROM analytics.rollup WHERE game_date = @date;
+      INSERT INTO analytics.rollup SELECT game_date, COUNT(*) FROM analytics.pgs WHERE game_date = @date GROUP BY 1
+"""
