@@ -132,7 +132,7 @@ def _merge(results: list[CheckResult]) -> CheckResult:
 def check_history(results: Iterable[CheckResult], *, limit: int | None) -> list[dict[str, Any]]:
     """Results grouped per (processor, check), oldest first, with each numeric metric's series."""
     groups: dict[tuple[str, str], list[CheckResult]] = {}
-    for result in results:
+    for result in merge_per_date(list(results)):
         groups.setdefault((result.processor, result.check_name), []).append(result)
     checks = []
     for (processor, name), rows in groups.items():

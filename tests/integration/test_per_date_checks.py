@@ -159,6 +159,12 @@ def test_a_failing_date_blocks_only_its_own_downstream(make_workspace: Any) -> N
     assert "Sample rows for 2024-11-04" in handoff.stdout
     assert "hunter2" not in handoff.stdout
 
+    # coverage: only the failing date is marked, not the whole window of its gate.
+    coverage = ws.cli("coverage", "player_game_summary", "--json").json()
+    assert [(c["check"], c["start"], c["end"]) for c in coverage["failing_checks"]] == [
+        ("usage_rate_coverage", "2024-11-04", "2024-11-04")
+    ]
+
     # Fix the data, resume: the failed window is judged again and its blocked date goes on.
     seed(ws, "UPDATE raw.box SET usage_rate = 25 WHERE game_date = DATE '2024-11-04'")
     seed(ws, "UPDATE analytics.pgs SET usage_rate = 25 WHERE game_date = DATE '2024-11-04'")
