@@ -159,6 +159,10 @@ def test_a_failing_date_blocks_only_its_own_downstream(make_workspace: Any) -> N
     assert "Sample rows for 2024-11-04" in handoff.stdout
     assert "hunter2" not in handoff.stdout
 
+    # The run's verdict counts every window, not only the newest one.
+    (run,) = ws.cli("status", "--json").json()["runs"]
+    assert run["checks"]["failing"] == ["player_game_summary.usage_rate_coverage"]
+
     # coverage: only the failing date is marked, not the whole window of its gate.
     coverage = ws.cli("coverage", "player_game_summary", "--json").json()
     assert [(c["check"], c["start"], c["end"]) for c in coverage["failing_checks"]] == [
