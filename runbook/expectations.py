@@ -5,7 +5,11 @@ A condition is parsed with Python's :mod:`ast` and only these nodes are accepted
 as ``0 <= x <= 100`` too), and ``and`` / ``or`` / ``not``. Anything else (calls, attributes,
 strings, subscripts, ``**``) is refused when the config is loaded, so a condition can never run
 code. Names are the check query's metrics and the calendar values runbook supplies
-(:data:`CALENDAR_NAMES`).
+(:data:`CALENDAR_NAMES`). Three calls are allowed, the baselines of per-date checks:
+``median(metric, N)``, ``quantile(metric, q, N)`` and ``last_week(metric)``; their arguments are
+checked at load time (a metric name, N a whole number of dates, q from 0 to 1) and their values are
+computed by the caller from the metric's earlier values (:class:`Baseline`). A baseline with no
+earlier value is :data:`NO_HISTORY`: a comparison with it is not judged (it passes, and says so).
 
 Evaluating never raises on data: a NULL metric, a division by zero or values that cannot be
 compared make the condition fail, and the recorded values show why.
