@@ -10,6 +10,12 @@ with both sides' values, the query text and its parameters, or the error when th
 :class:`CheckRunner` is the controller's ``Gatekeeper``: when a processor's part of a run has
 finished, the controller asks it to run that processor's checks; a failed ``block`` check stops
 everything downstream, a failed ``warn`` check is recorded, logged and shown, and work goes on.
+
+A ``per_date`` check (and ``kind: volume``) returns one row per date and is judged date by date
+(:mod:`runbook.checks.per_date`); in a run it is judged window by window as dates are built
+(:meth:`CheckRunner.run_date_checks`), and a failing date blocks the downstream of that date only.
+A ``sample:`` query keeps up to :data:`SAMPLE_ROWS` offending rows of a failure, redacted.
+``kind: freshness`` compares the newest date of a table with the calendar.
 """
 
 from __future__ import annotations
