@@ -523,6 +523,13 @@ def _line(run: CheckRun) -> str:
     result = run.result
     verdict = "passed" if result.passed else "FAILED"
     detail = run.summary().removeprefix(f"{result.check_name}: ")
+    if result.per_date:
+        span = (
+            result.start_date
+            if result.start_date == result.end_date
+            else f"{result.start_date}..{result.end_date}"
+        )
+        detail = f"{span}: {detail}"
     return f"check {result.processor}.{result.check_name} ({result.severity}) {verdict}: {detail}"
 
 

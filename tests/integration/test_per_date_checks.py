@@ -159,6 +159,18 @@ def test_a_failing_date_blocks_only_its_own_downstream(make_workspace: Any) -> N
     assert "Sample rows for 2024-11-04" in handoff.stdout
     assert "hunter2" not in handoff.stdout
 
+    log = (ws.root / "state" / "logs" / "run-1.log").read_text()
+    assert (
+        "check player_game_summary.usage_rate_coverage (block) FAILED: 2024-11-04..2024-11-06: "
+        "failed on 1 of 3 date(s): 2024-11-04: pct_populated >= 40 (0 >= 40)"
+    ) in log
+    assert "check player_game_summary.usage_rate_coverage (block) passed: 2024-11-01..2024-11-03" in log
+    events = query(ws.db, "SELECT message FROM event WHERE kind = 'gate_blocked'")
+    assert [e["message"].split(";")[0] for e in events] == [
+        "blocking check failed on player_game_summary for 1 date(s) (2024-11-04): the downstream of those "
+        "dates is blocked, other dates go on"
+    ]
+
     # The run's verdict counts every window, not only the newest one.
     (run,) = ws.cli("status", "--json").json()["runs"]
     assert run["checks"]["failing"] == ["player_game_summary.usage_rate_coverage"]
