@@ -158,6 +158,11 @@ def test_a_failing_date_blocks_only_its_own_downstream(make_workspace: Any) -> N
     assert "1 of 10 dates failed" in handoff.stdout
     assert "Sample rows for 2024-11-04" in handoff.stdout
     assert "hunter2" not in handoff.stdout
+    brief = ws.cli("handoff", "--format", "brief", "--out", "-").stdout
+    assert (
+        "Failing check: player_game_summary.usage_rate_coverage (block): failed on 1 of 10 dates: "
+        "2024-11-04: pct_populated >= 40 (0 >= 40)"
+    ) in brief
 
     log = (ws.root / "state" / "logs" / "run-1.log").read_text()
     assert (
