@@ -425,3 +425,41 @@ ROLLUP = """  rollup:
       DELETE FROM analytics.rollup WHERE game_date = @date;
       INSERT INTO analytics.rollup SELECT game_date, COUNT(*) FROM analytics.pgs WHERE game_date = @date GROUP BY 1
 """
+
+
+RANGE_SAMPLE = """
+calendar:
+  start: 2024-11-01
+  end: 2024-11-10
+processors:
+  player_game_summary:
+    sql: SELECT 1
+    checks:
+      - name: usage_rate_coverage
+        query: |
+          SELECT ROUND(100 * SAFE_DIVIDE(COUNTIF(usage_rate IS NOT NULL), COUNT(*)), 1) AS pct_populated
+          FROM raw.box WHERE game_date BETWEEN @start AND @end
+        expect: ["pct_populated >= 95"]
+        sample: |
+          SELECT game_date, player, note FROM raw.box
+          WHERE game_date BETWEEN @start AND @end AND usage_rate IS NULL ORDER BY player
+"""
+
+
+def test_a_range_wide_check_keeps_sample_rows_of_its_failure(make_workspace: Any) -> None:
+    ws = make_workspace(RANGE_SAMPLE)
+    seed(ws, rows=box(DATES))  # 2024-11-04 has no usage_rate: 90 % over the range
+    found = ws.cli("validate", "--json")
+    assert found.code == 3
+    (result,) = found.json()["results"]
+    assert (result["per_date"], result["failed_dates"], result["conditions"][0]["value"]) == (False, [], 90.0)
+    (sample,) = result["samples"]
+    assert (sample["date"], sample["more"], sample["error"]) == (None, False, None)
+    assert [row["player"] for row in sample["rows"]] == ["p0", "p1", "p2", "p3"]
+    assert sample["rows"][0]["game_date"] == "2024-11-04"
+    assert sample["rows"][0]["note"].startswith("api_key=***")
+    text = ws.cli("validate").stdout
+    assert "sample rows:" in text and "player=p1" in text
+    # A passing check takes no sample.
+    seed(ws, "UPDATE raw.box SET usage_rate = 1")
+    assert ws.cli("validate", "--json").json()["results"][0]["samples"] == []
