@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from runbook.state.records import Note, Run, WorkSession
 
 Document = dict[str, Any]
+LOG_CHARS = 20_000  # what one read of a log returns at most (the MCP tool get_logs)
 
 
 class Documents(Demo, Workers, Adopt, Checks):
@@ -45,18 +46,33 @@ class Documents(Demo, Workers, Adopt, Checks):
         start: dt.date | None = None,
         end: dt.date | None = None,
         limit: int = 50,
+        offset: int | None = None,
     ) -> Document:
-        """``runbook history --json``: past runs, newest first, filtered (``since`` in UTC)."""
+        """``runbook history --json``: past runs, newest first, filtered (``since`` in UTC, ``start``
+        and ``end``: runs whose dates reach into that range).
+
+        With ``offset``, the runs ``offset`` to ``offset + limit`` of all that match, and their
+        count as ``total`` (a page of them, for the MCP server; offset 0 is the same document)."""
         overlapping = None
         if start or end:
             overlapping = ((start or dt.date.min).isoformat(), (end or dt.date.max).isoformat())
-        if since is not None and since.tzinfo is None:
-            since = since.replace(tzinfo=dt.UTC)
-        runs = self.history(
-            processor=processor, status=status, since=since, overlapping=overlapping, limit=limit
-        )
+        since = since_utc(since)
         filters = {"processor": processor, "status": status, "since": since, "dates": overlapping}
-        return document(filters=filters, runs=runs)
+        if offset is None:
+            runs = self.history(
+                processor=processor, status=status, since=since, overlapping=overlapping, limit=limit
+            )
+            return document(filters=filters, runs=runs)
+        from runbook.snapshots.runs import run_snapshots
+
+        q = self.reader()
+        if q is None:
+            return document(filters=filters, runs=[], total=0)
+        found = q.list_runs(statuses=[status] if status else None, processor=processor, since=since,
+                            overlapping=overlapping, limit=None)  # fmt: skip
+        return document(
+            filters=filters, runs=run_snapshots(q, found[offset : offset + limit]), total=len(found)
+        )
 
     def show_document(self, run_id: int, *, with_tasks: bool = False) -> Document:
         """``runbook show RUN_ID --json``: the run, failures, blocked dates, checks, events (tasks)."""
@@ -70,10 +86,37 @@ class Documents(Demo, Workers, Adopt, Checks):
 
         return document(**to_data(self.coverage(processor, start, end)))
 
+    def run_document(self, run_id: int) -> Document:
+        """One run as the **run** object of docs/json.md: ``{"schema_version", "run"}``."""
+        from runbook.snapshots.runs import run_snapshots
+
+        run = self.get_run(run_id)
+        q = self.reader()
+        assert q is not None
+        (snapshot,) = run_snapshots(q, [run])
+        return document(run=snapshot)
+
+    def log_document(self, run_id: int, *, offset: int = 0, max_chars: int = LOG_CHARS) -> Document:
+        """At most ``max_chars`` characters of the run's log from byte ``offset`` (from its end when
+        negative), with ``next_offset`` to continue (``runbook logs RUN_ID``, a page at a time)."""
+        from runbook.errors import UsageError
+        from runbook.runlog import read_chunk
+
+        run = self.get_run(run_id)
+        if not run.log_path:
+            raise UsageError(f"run {run_id} has no log yet")
+        chunk = read_chunk(self.workspace.resolve(run.log_path), offset, max_chars)
+        return document(run_id=run_id, log_path=run.log_path, **chunk)
+
     def check_history_document(self, check: str | None, processor: str | None, limit: int) -> Document:
         """``runbook checks history --json``: each check's results over time, oldest first."""
         found = self.check_history(check, processor, limit)
         return document(filters={"check": check, "processor": processor, "limit": limit}, checks=found)
+
+
+def since_utc(since: dt.datetime | None) -> dt.datetime | None:
+    """A ``--since`` without a time zone is UTC."""
+    return since.replace(tzinfo=dt.UTC) if since is not None and since.tzinfo is None else since
 
 
 def plan_document(planned: Planned) -> Document:
