@@ -24,8 +24,10 @@ def mcp(obj: Context, folder: Path | None, allow_write: bool) -> None:
     validate, add_note, session_start and session_end. Results are the documents of --json, long
     lists paged; errors are the CLI's one line. Needs the mcp extra: pip install 'runbook[mcp]'.
 
-    Example (an MCP client's configuration): {"mcpServers": {"runbook": {"command": "runbook",
-    "args": ["mcp", "--dir", "/path/to/workspace"]}}}
+    Registered with an MCP client: {"mcpServers": {"runbook": {"command": "runbook", "args":
+    ["mcp", "--dir", "/path/to/workspace"]}}}
+
+    Example: runbook mcp --dir /path/to/workspace --allow-write
     """
     from runbook.mcp import serve_stdio
 

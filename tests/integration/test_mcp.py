@@ -422,3 +422,21 @@ def test_the_tools_spell_the_statuses_and_note_kinds_of_runbook() -> None:
     assert set(typing.get_args(status)) == {s.value for s in RunStatus}
     hints = typing.get_type_hints(Tools.add_note, include_extras=True)
     assert set(typing.get_args(typing.get_args(hints["kind"])[0])) == {k.value for k in NoteKind}
+
+
+def test_without_the_sdk_it_says_which_extra_to_install(
+    make_workspace: Callable[..., WorkspaceFixture], tmp_path: Path
+) -> None:
+    import subprocess
+
+    ws = make_workspace(FAILING)
+    hidden = tmp_path / "no-sdk" / "mcp"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text('raise ModuleNotFoundError("No module named \'mcp\'", name="mcp")\n')
+    env = {**ws.env, "PYTHONPATH": os.pathsep.join([str(hidden.parent), ws.env["PYTHONPATH"]])}
+    proc = subprocess.run([sys.executable, "-m", "runbook", "mcp"], cwd=ws.root, env=env, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=60)  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "runbook: error: runbook mcp needs the MCP SDK: pip install 'runbook[mcp]' (mcp 2.x, pydantic 2.12 or newer)"
+    ]
