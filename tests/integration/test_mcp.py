@@ -293,6 +293,12 @@ def test_write_tools_exist_only_with_allow_write_and_act_as_the_cli_does(
         # A write tool is not there to be called.
         result = await session.call_tool("start_run", {})
         assert result.is_error
+        # Reading a workspace without a state store answers as the CLI does, and creates none.
+        assert (await call(session, "status"))["runs"] == []
+        assert (await call(session, "list_runs"))["pages"]["runs"]["total"] == 0
+        assert (await call(session, "plan"))["counts"] == {"nap": {"planned": 3}, "after": {"planned": 3}}
+        brief = (await call(session, "handoff"))["text"]
+        assert brief.splitlines()[1:] == ws.cli("handoff", "--format", "brief").stdout.splitlines()[1:]
         return names
 
     assert serve(ws, read_only) == set(READ_TOOLS)
