@@ -21,9 +21,11 @@ from runbook.kinds import RunOrigin, RunStatus
 from runbook.snapshots import document
 
 if TYPE_CHECKING:
+    from runbook.app.adopt import Adopted
     from runbook.app.resume import Resumed
     from runbook.app.runs import Planned
     from runbook.app.sessions import Report
+    from runbook.engine.worker import WorkerReport
     from runbook.state.records import Note, Run, WorkSession
 
 Document = dict[str, Any]
@@ -139,6 +141,19 @@ def resumed_document(resumed: Resumed) -> Document:
     return document(resumed=started, alive=[r.id for r in resumed.alive], watchers=watched)
 
 
+def adopted_document(adopted: Adopted, pid: int) -> Document:
+    """``runbook adopt PID --json``: the run recorded, the process it follows, its watcher."""
+    run = adopted.run
+    return document(run_id=run.id, pid=pid, watcher_pid=adopted.watcher_pid, log_path=run.log_path)
+
+
+def worker_document(report: WorkerReport) -> Document:
+    """``runbook worker --json``: what the worker did and why it stopped."""
+    return document(worker=report.worker_id, done=report.tally.done, failed=report.tally.failed,
+                    lost=report.tally.lost, reason=report.reason,
+                    refused={str(k): v for k, v in report.skipped.items()})  # fmt: skip
+
+
 def stopped_document(run: Run) -> Document:
     """What ``runbook stop RUN_ID`` did, with the line it prints as ``message``."""
     adopted = run.origin == RunOrigin.ADOPTED and run.status in (RunStatus.QUEUED, RunStatus.RUNNING)
@@ -172,6 +187,6 @@ def session_document(session: WorkSession, report: Report | None = None) -> Docu
 
 
 __all__ = [
-    "Document", "Documents", "note_document", "plan_document", "resumed_document", "session_document",
-    "started_document", "stopped_document", "validation_document",
+    "Document", "Documents", "adopted_document", "note_document", "plan_document", "resumed_document", "session_document",
+    "started_document", "stopped_document", "validation_document", "worker_document",
 ]  # fmt: skip

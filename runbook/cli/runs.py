@@ -12,7 +12,6 @@ from runbook.cli._context import (
     as_date,
     command_line,
     date_option,
-    emit_document,
     emit_json,
     exit_with,
     json_option,
@@ -231,9 +230,9 @@ def worker(obj: Context, run_id: int | None, threads: int | None, max_tasks: int
     report = obj.app.work(run_id=run_id, threads=threads, max_tasks=max_tasks, idle_exit=idle_exit,
                           say=lambda line: click.echo(line, err=True))  # fmt: skip
     if json_out:
-        emit_document(worker=report.worker_id, done=report.tally.done, failed=report.tally.failed,
-                      lost=report.tally.lost, reason=report.reason,
-                      refused={str(k): v for k, v in report.skipped.items()})  # fmt: skip
+        from runbook.app.documents import worker_document
+
+        emit_json(worker_document(report))
         return
     click.echo(
         f"worker {report.worker_id}: {report.tally.done} task(s) done, {report.tally.failed} failed ({report.reason})"
@@ -274,7 +273,9 @@ def adopt(obj: Context, pid: int, log: str, processor: str, start: Any, end: Any
                             date_format=date_format, force=force)  # fmt: skip
     run = adopted.run
     if json_out:
-        emit_document(run_id=run.id, pid=pid, watcher_pid=adopted.watcher_pid, log_path=run.log_path)
+        from runbook.app.documents import adopted_document
+
+        emit_json(adopted_document(adopted, pid))
         return
     click.echo(
         f"run {run.id} adopted PID {pid} ({processor} {run.start_date}..{run.end_date}); watcher PID {adopted.watcher_pid}"

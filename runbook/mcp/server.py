@@ -44,6 +44,7 @@ from runbook.workspace import Workspace
 
 WAIT_SECONDS = 50.0  # wait_for_run answers within this, finished or not
 POLL_SECONDS = 1.0
+LOOK_SECONDS = 0.5  # the time a look at the store may take, kept free before the deadline
 HANDOFF_CHARS = 20_000
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
@@ -225,7 +226,7 @@ class Tools:
             with self._lock:
                 text = self._handoffs.get(key) if offset else None
             if text is None:
-                text = app.handoff(format=format, session_id=session, out="-").text
+                text = app.handoff(format=format, session_id=session, out="-", tz_name=zone(app)).text
                 with self._lock:
                     self._handoffs[key] = text
             part = text[offset : offset + HANDOFF_CHARS]
@@ -254,7 +255,7 @@ class Tools:
                 while True:
                     found = looking.run_document(run_id)
                     finished = found["run"]["status"] not in ACTIVE_RUN_STATUSES
-                    left = deadline - time.monotonic()
+                    left = deadline - time.monotonic() - LOOK_SECONDS  # kept for the last look
                     if finished or left <= 0:
                         waited = round(time.monotonic() - began, 1)
                         return {**found, "finished": finished, "waited_seconds": waited}
@@ -369,7 +370,7 @@ class Tools:
         --json` (`handoff` is its path in the workspace)."""
 
         def work(app: App) -> Document:
-            ended, report = app.session_end()
+            ended, report = app.session_end(tz_name=zone(app))
             return session_document(ended, report)
 
         return self.answer(work)
@@ -416,6 +417,11 @@ def failure(error: RunbookError) -> CallToolResult:
     return CallToolResult(
         content=[TextContent(type="text", text=line)], structured_content=data, is_error=True
     )
+
+
+def zone(app: App) -> str | None:
+    """The time zone of reports: ``RUNBOOK_TZ``, as the CLI's ``--tz`` takes it from there."""
+    return app.workspace.environ.get("RUNBOOK_TZ") or None
 
 
 def page_of(offset: int, limit: int, returned: int, total: int) -> dict[str, int | None]:
