@@ -12,6 +12,7 @@ build their input schemas.
 
 import contextlib
 import datetime as dt
+import inspect
 import json
 import os
 import shlex
@@ -393,12 +394,14 @@ def build_server(config_path: Path, *, allow_write: bool = False) -> MCPServer:
         "runbook", version=version("runbook"), instructions=INSTRUCTIONS, log_level="WARNING"
     )
     for name in READ_TOOLS:
-        server.add_tool(getattr(tools, name), name=name, annotations=READ_ONLY)
+        tool = getattr(tools, name)
+        server.add_tool(tool, name=name, description=inspect.cleandoc(tool.__doc__), annotations=READ_ONLY)
     if allow_write:
         for name in WRITE_TOOLS:
             hints = ToolAnnotations(read_only_hint=False, destructive_hint=name in DESTRUCTIVE,
                                     idempotent_hint=name in IDEMPOTENT, open_world_hint=False)  # fmt: skip
-            server.add_tool(getattr(tools, name), name=name, annotations=hints)
+            tool = getattr(tools, name)
+            server.add_tool(tool, name=name, description=inspect.cleandoc(tool.__doc__), annotations=hints)
     return server
 
 
