@@ -99,10 +99,20 @@ def build_context(
         else ([], 0)
     )
     every = {run.id: run for run in [*scoped, *(live_runs(q) if q else [])]}
+    # One read of the runs' tasks serves the run snapshots and the Gantt and performance sections.
+    stats = q.run_processor_stats(sorted(every)) if q else []
     snapshots = {
         s.id: s
         for s in (
-            run_snapshots(q, sorted(every.values(), key=lambda r: r.id), now=now, alive=alive) if q else []
+            run_snapshots(
+                q,
+                sorted(every.values(), key=lambda r: r.id),
+                now=now,
+                alive=alive,
+                outcomes=q.outcomes_of(stats, sorted(every)),
+            )  # fmt: skip
+            if q
+            else []
         )
     }
     running = [s for s in snapshots.values() if s.status in ACTIVE_RUN_STATUSES]
@@ -139,7 +149,8 @@ def build_context(
         if q
         else ([], 0)
     )
-    windows = sections.processor_windows(q.run_processor_stats(scoped_ids) if q else [])
+    in_scope = set(scoped_ids)
+    windows = sections.processor_windows([row for row in stats if row["run_id"] in in_scope])
     scoped_runs = [snapshots[run_id] for run_id in scoped_ids]
     notes = note_groups(
         q.scoped_notes(session.id if session else None, scope.since, scope.until) if q else []

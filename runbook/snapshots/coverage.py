@@ -36,6 +36,8 @@ from runbook.snapshots.runs import date_ranges
 from runbook.state.queries import Queries
 from runbook.state.records import CheckResult
 
+_FAILED, _BLOCKED = TaskStatus.FAILED.value, TaskStatus.BLOCKED.value  # plain strings: faster to compare
+
 
 class TaskState(NamedTuple):
     """What a task says about the state of its dates (from the ``task_latest`` projection: a slot
@@ -87,12 +89,16 @@ def states_from_rows(rows: Iterable[Sequence[Any]], start: dt.date, end: dt.date
     :data:`~runbook.state.latest.COLUMNS`), read by the caller."""
     low = start.isoformat()
     states: dict[str, DayState] = {}
-    succeeded, skipped = TaskStatus.SUCCEEDED, TaskStatus.SKIPPED
+    succeeded, skipped = TaskStatus.SUCCEEDED.value, TaskStatus.SKIPPED.value
+    new = tuple.__new__  # a TaskState without its Python-level __new__: this runs per date
     for day, b_id, b_run, b_end, b_version, b_rows, b_at, a_id, a_run, a_end, a_status, a_tries, a_exit, s_id, s_run, s_end, reason in rows:  # fmt: skip
         same = a_id is not None and a_id == b_id  # most dates: the newest attempt is the build
         tries, exit_code = (a_tries, a_exit) if same else (None, None)
         built = (
-            TaskState(b_id, b_run, day, b_end, succeeded, None, b_version, tries, exit_code, b_rows, b_at)
+            new(
+                TaskState,
+                (b_id, b_run, day, b_end, succeeded, None, b_version, tries, exit_code, b_rows, b_at),
+            )
             if b_id
             else None
         )
@@ -100,7 +106,7 @@ def states_from_rows(rows: Iterable[Sequence[Any]], start: dt.date, end: dt.date
             attempt = built
         else:
             attempt = (
-                TaskState(a_id, a_run, day, a_end, a_status, None, None, a_tries, a_exit, None, None)
+                new(TaskState, (a_id, a_run, day, a_end, a_status, None, None, a_tries, a_exit, None, None))
                 if a_id
                 else None
             )
@@ -108,7 +114,7 @@ def states_from_rows(rows: Iterable[Sequence[Any]], start: dt.date, end: dt.date
         # may still cover other dates, so it is always kept.
         keep_skip = s_id and (b_id is None or (s_end or day) != day)
         skip = (
-            TaskState(s_id, s_run, day, s_end, skipped, reason, None, None, None, None, None)
+            new(TaskState, (s_id, s_run, day, s_end, skipped, reason, None, None, None, None, None))
             if keep_skip
             else None
         )
@@ -164,19 +170,30 @@ class ProcessorCoverage:
         rows affected by the newest build of each (a chunk counted once)."""
         found = _Classes()
         rows: dict[int, int] = {}
+        states, version = self.states, self.version
+        gaps, built, stale = found.gaps.add, found.built.add, found.stale.add
+        failed, blocked = found.attempts[TaskStatus.FAILED].add, found.attempts[TaskStatus.BLOCKED].add
         for day in self.expected:
-            state = self.states.get(day)
-            build = state.built if state is not None else None
+            state = states.get(day)
+            if state is None:
+                gaps(day)
+                continue
+            build = state.built
             if build is None:
-                found.gaps.add(day)
+                gaps(day)
             else:
-                found.built.add(day)
-                if self.version is not None and build.code_version != self.version:
-                    found.stale.add(day)
+                built(day)
+                if version is not None and build.code_version != version:
+                    stale(day)
                 if build.rows_affected is not None:
                     rows[build.id] = build.rows_affected
-            if state is not None and state.attempt is not None and state.attempt.status in found.attempts:
-                found.attempts[state.attempt.status].add(day)
+            attempt = state.attempt
+            if attempt is not None:
+                status = attempt.status
+                if status == _FAILED:
+                    failed(day)
+                elif status == _BLOCKED:
+                    blocked(day)
         found.rows = sum(rows.values()) if rows else None
         return found
 

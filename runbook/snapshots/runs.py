@@ -59,12 +59,19 @@ _DATES = re.compile(r" \d{4}-\d{2}-\d{2}(?:\.\.\d{4}-\d{2}-\d{2})?")
 
 
 def run_snapshots(
-    q: Queries, runs: Sequence[Run], *, now: dt.datetime | None = None, alive: Liveness = liveness
+    q: Queries,
+    runs: Sequence[Run],
+    *,
+    now: dt.datetime | None = None,
+    alive: Liveness = liveness,
+    outcomes: dict[int, Outcomes] | None = None,
 ) -> list[RunSnapshot]:
-    """Snapshots of ``runs`` (in the given order) from three aggregate queries."""
+    """Snapshots of ``runs`` (in the given order) from three aggregate queries (``outcomes``:
+    their :meth:`Queries.outcomes`, when the caller read them already)."""
     now = now or utcnow()
     ids = [run.id for run in runs]
-    outcomes = q.outcomes(ids)
+    if outcomes is None:
+        outcomes = q.outcomes(ids)
     # The rate of a live run counts from its steps' first start to their last finish; an ended
     # run's from its start to its end (its tasks' times need not be read again).
     live = [run.id for run in runs if run.finished_at is None or run.status in ACTIVE_RUN_STATUSES]
@@ -274,8 +281,10 @@ def tail(error: str | None, lines: int = ERROR_TAIL_LINES) -> str:
 
 def date_ranges(sequence: Sequence[str], selected: Iterable[str]) -> list[DateRange]:
     """Runs of consecutive entries of ``sequence`` (dates in order) that are ``selected``."""
-    chosen = set(selected)
+    chosen = selected if isinstance(selected, set | frozenset) else set(selected)
     found: list[DateRange] = []
+    if not chosen:
+        return found
     start = end = None
     count = 0
     for day in sequence:

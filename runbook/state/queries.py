@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from runbook.kinds import STEP_FINISHED
+from runbook.kinds import FINISHED_RUN_STATUSES, STEP_FINISHED
 from runbook.state import latest
 from runbook.state.connect import Database
 from runbook.state.records import CheckResult, Event, Note, Run, Task, Worker, WorkSession, columns, from_rows
@@ -99,6 +99,35 @@ class Queries:
         )
         return runs, int(total)
 
+    def fingerprint(self) -> tuple[Any, ...]:
+        """A few indexed reads that change whenever a report on the store may: the newest id of
+        every table that grows (tasks, events, notes, check results, runs, sessions), how many
+        runs are in each status and when the last one finished, every unfinished run's status and
+        heartbeat with its tasks by status, sessions ended, and the workers' newest heartbeat.
+        ``runbook serve`` keeps a rendered handoff for as long as this stays the same."""
+        finished = {"finished": list(FINISHED_RUN_STATUSES)}
+        newest = self.db.rows(
+            "SELECT (SELECT MAX(id) FROM task), (SELECT MAX(id) FROM event), (SELECT MAX(id) FROM note), "
+            "(SELECT MAX(id) FROM check_result), (SELECT MAX(id) FROM run), (SELECT MAX(id) FROM work_session), "
+            "(SELECT COUNT(ended_at) FROM work_session), "
+            "(SELECT COUNT(*) FROM worker), (SELECT MAX(heartbeat_at) FROM worker), "
+            "(SELECT COUNT(stopped_at) FROM worker)"
+        )
+        statuses = self.db.rows(
+            "SELECT status, COUNT(*), MAX(finished_at) FROM run GROUP BY status ORDER BY status"
+        )
+        live = self.db.rows(
+            "SELECT id, status, heartbeat_at, finished_at, epoch, stop_requested_at FROM run "
+            "WHERE status NOT IN :finished ORDER BY id",
+            finished,
+        )
+        tasks = self.db.rows(
+            "SELECT run_id, status, COUNT(*) FROM task WHERE run_id IN "
+            "(SELECT id FROM run WHERE status NOT IN :finished) GROUP BY run_id, status ORDER BY run_id, status",
+            finished,
+        )
+        return tuple(tuple(str(value) for value in row) for row in [*newest, *statuses, *live, *tasks])
+
     # -- task counts ------------------------------------------------------------------------------
 
     def outcomes(self, run_ids: Sequence[int]) -> dict[int, Outcomes]:
@@ -163,21 +192,44 @@ class Queries:
         return found
 
     def run_processor_stats(self, run_ids: Sequence[int]) -> list[dict[str, Any]]:
-        """Per run, processor and status: tasks, first start, last finish, rows affected."""
+        """Per run, processor, status and skip reason: tasks, first start, last finish, rows
+        affected (one read of ``ix_task_run_outcome``; :func:`outcomes_of` folds it into what
+        :meth:`outcomes` answers, so a caller that needs both reads the tasks once)."""
         if not run_ids:
             return []
         from runbook.formatting import as_utc
 
         rows = self.db.rows(
-            "SELECT run_id, processor, status, COUNT(*), MIN(started_at), MAX(finished_at), SUM(rows_affected) "
-            "FROM task WHERE run_id IN :ids GROUP BY run_id, processor, status ORDER BY run_id, processor, status",
+            "SELECT run_id, processor, status, skip_reason, COUNT(*), MIN(started_at), MAX(finished_at), "
+            "SUM(rows_affected) FROM task WHERE run_id IN :ids GROUP BY run_id, processor, status, skip_reason "
+            "ORDER BY run_id, processor, status, skip_reason",
             {"ids": list(run_ids)},
         )
-        keys = ("run_id", "processor", "status", "tasks", "first_start", "last_finish", "rows_affected")
+        keys = (
+            "run_id",
+            "processor",
+            "status",
+            "skip_reason",
+            "tasks",
+            "first_start",
+            "last_finish",
+            "rows_affected",
+        )
         found = [dict(zip(keys, row, strict=True)) for row in rows]
         for row in found:
             row["first_start"] = as_utc(row["first_start"])
             row["last_finish"] = as_utc(row["last_finish"])
+        return found
+
+    @staticmethod
+    def outcomes_of(stats: Sequence[dict[str, Any]], run_ids: Sequence[int]) -> dict[int, Outcomes]:
+        """:meth:`outcomes` of ``run_ids`` from their :meth:`run_processor_stats`."""
+        found: dict[int, Outcomes] = {run_id: {} for run_id in run_ids}
+        for row in stats:
+            if row["run_id"] in found:
+                found[row["run_id"]][(row["processor"], row["status"], row["skip_reason"])] = int(
+                    row["tasks"]
+                )
         return found
 
     def gated_processors(self, run_id: int) -> frozenset[str]:
