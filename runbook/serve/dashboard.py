@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -17,7 +17,7 @@ from starlette.routing import Route
 from runbook.errors import ConfigError, RunbookError, UsageError
 from runbook.redact import Redactor, redact_tree
 from runbook.serve.pages import environment
-from runbook.serve.services import Apps, Reads
+from runbook.serve.services import Apps, Kept, Reads
 from runbook.snapshots import document, to_data
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ class Dashboard:
         self.workspace = workspace
         self.apps = Apps(workspace)
         self.reads = Reads(workspace)
+        self.handoffs = Kept()
         self.env = environment(tz)
         self.tz, self.zone = tz, zone
         self.redactor = Redactor(workspace.secret_values())
@@ -64,8 +65,29 @@ class Dashboard:
             else:
                 response = self.page("error.html.j2", status, status=status, message=message)
         wall, used = (time.perf_counter() - began) * 1000, (time.thread_time() - cpu) * 1000
-        response.headers["server-timing"] = f"work;dur={wall:.1f}, cpu;dur={used:.1f}"
+        timing = f"work;dur={wall:.1f}, cpu;dur={used:.1f}"
+        if "server-timing" in response.headers:  # the endpoint's own (a kept page says so)
+            timing = f"{response.headers['server-timing']}, {timing}"
+        response.headers["server-timing"] = timing
         return response
+
+    def handoff_key(self, app: App, versions: dict[str, str] | None) -> Hashable | None:
+        """What a rendered handoff depends on besides the time: the store's fingerprint, the code
+        versions and the workspace's templates (None without a store: nothing is kept)."""
+        q = app.reader()
+        if q is None:
+            return None
+        folder = self.workspace.templates_dir
+        templates = (
+            tuple(
+                sorted(
+                    (str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in folder.rglob("*") if f.is_file()
+                )
+            )
+            if folder.is_dir()
+            else ()
+        )
+        return (q.fingerprint(), tuple(sorted((versions or {}).items())), versions is None, templates)
 
     def calendar_for(self, app: App) -> Callable[[dt.date, dt.date], Calendar]:
         return lambda start, end: self.reads.calendar(app, start, end)
