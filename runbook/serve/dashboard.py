@@ -18,7 +18,7 @@ from runbook.errors import ConfigError, RunbookError, UsageError
 from runbook.redact import Redactor, redact_tree
 from runbook.serve.pages import environment
 from runbook.serve.services import Apps, Kept, Reads
-from runbook.snapshots import document, to_data
+from runbook.snapshots import JSON_SCHEMA_VERSION, document, to_data
 
 if TYPE_CHECKING:
     from runbook.app import App
@@ -105,9 +105,13 @@ class Dashboard:
         return data
 
     def json(self, status: int = 200, *, masked: bool = False, **parts: Any) -> Response:
-        """A JSON document of ``parts``, with secrets masked unless they already are (``masked``)."""
+        """A JSON document of ``parts``, with secrets masked unless they already are (``masked``:
+        the parts are JSON data from :meth:`data` or :meth:`plain`, not walked again)."""
+        if masked:
+            body = json.dumps({"schema_version": JSON_SCHEMA_VERSION, **parts}, ensure_ascii=False)
+            return Response(body, status_code=status, media_type="application/json")
         data = document(**parts)
-        body = json.dumps(data if masked else redact_tree(data, self.redactor), ensure_ascii=False)
+        body = json.dumps(redact_tree(data, self.redactor), ensure_ascii=False)
         return Response(body, status_code=status, media_type="application/json")
 
     def page(self, template: str, code: int = 200, **values: Any) -> HTMLResponse:

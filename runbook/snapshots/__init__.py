@@ -21,8 +21,13 @@ _PLAIN = frozenset({str, int, float, bool, type(None)})  # exact types: a StrEnu
 
 def to_data(value: Any) -> Any:
     """A snapshot (or what holds snapshots) as plain JSON data: dicts, lists, strings, numbers."""
-    if type(value) in _PLAIN:  # most values: answered before the slower checks below
+    kind = type(value)
+    if kind in _PLAIN:  # most values: answered before the slower checks below
         return value
+    if kind is list:
+        return [to_data(item) for item in value]
+    if kind is dict:
+        return {str(key): to_data(item) for key, item in value.items()}
     if isinstance(value, tuple) and hasattr(value, "_fields"):  # a snapshot (named tuple)
         return {name: to_data(item) for name, item in zip(value._fields, value, strict=True)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -352,9 +352,11 @@ def date_state(
     calendar_skip: str | None,
     checks: Sequence[CheckResult],
     stale: bool,
+    stamps: Mapping[int, str | None] | None = None,
 ) -> DateState:
     """One date of ``coverage`` as ``runbook coverage --dates`` lists it (``checks``: the newest
-    result of each check covering it)."""
+    result of each check covering it; ``stamps``: their times as ISO strings by id, when the
+    caller has them)."""
     state = coverage.states.get(day) or DayState()
     build = state.built
     return DateState(
@@ -370,7 +372,12 @@ def date_state(
         last_attempt=state.last_attempt,
         skip_reason=gap_reason(state) if build is None else None,
         checks=[
-            DayCheck(check=r.check_name, passed=passed_on(r, day), run_id=r.run_id, at=iso_utc(r.at))
+            DayCheck(
+                check=r.check_name,
+                passed=passed_on(r, day),
+                run_id=r.run_id,
+                at=stamps[r.id] if stamps is not None and r.id in stamps else iso_utc(r.at),
+            )
             for r in checks
         ],
     )
@@ -382,8 +389,9 @@ def coverage_snapshot(coverage: ProcessorCoverage, checks: Sequence[CheckResult]
     built, stale, gaps = coverage.built(), coverage.stale(), coverage.gaps()
     days = [day for day, _ in coverage.calendar_dates]
     per_day_checks = latest_checks_per_day(checks, days)
+    stamps = {r.id: iso_utc(r.at) for r in checks}  # once per result, not once per date it covers
     dates = [
-        date_state(coverage, day, calendar_skip, day_checks, day in stale)
+        date_state(coverage, day, calendar_skip, day_checks, day in stale, stamps)
         for (day, calendar_skip), day_checks in zip(coverage.calendar_dates, per_day_checks, strict=True)
     ]
     stale_ranges = []
