@@ -23,7 +23,7 @@ from runbook.formatting import iso_utc
 from runbook.kinds import ACTIVE_RUN_STATUSES, RunStatus, Severity, TaskStatus
 from runbook.redact import Redactor, redact_tree
 from runbook.reports import actions, phases, sections
-from runbook.snapshots import JSON_SCHEMA_VERSION, to_data
+from runbook.snapshots import JSON_SCHEMA_VERSION, collector_paused, to_data
 from runbook.snapshots.checks import check_snapshot
 from runbook.snapshots.coverage import ProcessorCoverage, coverage_range
 from runbook.snapshots.heatmap import heat_map, live_states
@@ -90,6 +90,24 @@ def build_context(
     versions: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Everything the handoff report shows, as JSON-ready data with secrets redacted."""
+    with collector_paused():
+        return _build_context(
+            workspace, q, now=now, timezone=timezone, scope=scope, alive=alive,
+            calendar_for=calendar_for, versions=versions,
+        )  # fmt: skip
+
+
+def _build_context(
+    workspace: Workspace,
+    q: Queries | None,
+    *,
+    now: dt.datetime,
+    timezone: str,
+    scope: Scope | None,
+    alive: Liveness,
+    calendar_for: CalendarFor | None,
+    versions: dict[str, str] | None,
+) -> dict[str, Any]:
     config = workspace.config
     scope = scope or (resolve_scope(q, now) if q is not None else Scope(None, None, now))
     session = scope.session

@@ -8,12 +8,45 @@ show the same :class:`~runbook.snapshots.model.RunSnapshot` for a run, built by 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import gc
+import threading
+from collections.abc import Iterator
 from enum import Enum
 from typing import Any
 
 JSON_SCHEMA_VERSION = 2
+
+_pauses = 0
+_resume_collector = False
+_pause_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while a big read model is built.
+
+    A handoff over a million task rows makes some hundred thousand objects that all live until
+    it is rendered: the collector would walk them again and again (a hundred collections, a
+    third of the time) and free nothing. Reference counting still frees everything as usual;
+    the collector resumes when the last of the threads that paused it is done (``runbook
+    serve`` answers on several), unless it was off before.
+    """
+    global _pauses, _resume_collector
+    with _pause_lock:
+        if _pauses == 0:
+            _resume_collector = gc.isenabled()
+            gc.disable()
+        _pauses += 1
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0 and _resume_collector:
+                gc.enable()
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})  # exact types: a StrEnum is not plain
