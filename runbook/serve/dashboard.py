@@ -18,7 +18,7 @@ from runbook.errors import ConfigError, RunbookError, UsageError
 from runbook.redact import Redactor, redact_tree
 from runbook.serve.pages import environment
 from runbook.serve.services import Apps, Kept, Reads
-from runbook.snapshots import JSON_SCHEMA_VERSION, document, to_data
+from runbook.snapshots import JSON_SCHEMA_VERSION, collector_paused, document, to_data
 
 if TYPE_CHECKING:
     from runbook.app import App
@@ -55,7 +55,9 @@ class Dashboard:
         work took, in wall and CPU time."""
         began, cpu = time.perf_counter(), time.thread_time()
         try:
-            with self.apps.borrow() as app:
+            # The cyclic collector waits until the answer is made: what a page builds lives until
+            # then, and is freed by reference counting when the endpoint returns.
+            with collector_paused(), self.apps.borrow() as app:
                 response = endpoint(request, app)
         except RunbookError as error:
             status = error_status(error)

@@ -22,7 +22,6 @@ from runbook.kinds import ACTIVE_RUN_STATUSES, RunStatus
 from runbook.reports.heatmap import heatmap_svg
 from runbook.serve.charts import metric_chart, threshold_of
 from runbook.serve.dashboard import Dashboard, get, guarded, parse_date, parse_int, required_cell
-from runbook.snapshots import collector_paused
 
 if TYPE_CHECKING:
     from runbook.app import App
@@ -109,8 +108,7 @@ def routes(dashboard: Dashboard) -> list[Route]:
         kept = d.handoffs.get(key) if key is not None and not refresh else None
         if kept is None:
             generated_at = utcnow()
-            with collector_paused():  # see collector_paused: the report and its HTML are big
-                html = handoff_html(app, versions, generated_at)
+            html = handoff_html(app, versions, generated_at)
             if key is not None:
                 d.handoffs.put(key, html, generated_at)
         else:

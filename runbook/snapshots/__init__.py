@@ -32,7 +32,8 @@ def collector_paused() -> Iterator[None]:
     it is rendered: the collector would walk them again and again (a hundred collections, a
     third of the time) and free nothing. Reference counting still frees everything as usual;
     the collector resumes when the last of the threads that paused it is done (``runbook
-    serve`` answers on several), unless it was off before.
+    serve`` pauses it for each request's work, on several threads at once), unless it was off
+    before.
     """
     global _pauses, _resume_collector
     with _pause_lock:
