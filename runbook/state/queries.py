@@ -299,6 +299,38 @@ class Queries:
         )
         return [(row[0], row[1], row[2], row[3]) for row in rows]
 
+    def open_task_dates(self, run_ids: Sequence[int]) -> list[tuple[int, str, str, str, str]]:
+        """(run_id, processor, date, end_date, status) of the tasks of ``run_ids`` that are not
+        done: pending, running, and the failed, blocked and cancelled ones ``runbook resume`` reopens."""
+        if not run_ids:
+            return []
+        rows = self.db.rows(
+            "SELECT run_id, processor, date, end_date, status FROM task WHERE run_id IN :ids "
+            "AND status IN ('pending', 'running', 'failed', 'blocked', 'cancelled') ORDER BY run_id, seq, id",
+            {"ids": list(run_ids)},
+        )
+        return [(int(row[0]), row[1], row[2], row[3], row[4]) for row in rows]
+
+    def attempt_errors(self, run_ids: Sequence[int]) -> dict[tuple[int, str, str], list[str]]:
+        """(run, processor, date) -> the error line of each failed attempt, oldest first, from the
+        ``task_retry`` and ``task_failed`` events of ``run_ids``."""
+        if not run_ids:
+            return {}
+        rows = self.db.rows(
+            f"SELECT {EVENT_COLUMNS} FROM event WHERE run_id IN :ids AND kind IN ('task_retry', 'task_failed') "
+            "ORDER BY id",
+            {"ids": list(run_ids)},
+        )
+        found: dict[tuple[int, str, str], list[str]] = {}
+        for event in from_rows(Event, rows):
+            if event.run_id is None or event.processor is None or event.date is None:
+                continue
+            error = event.data.get("error") if isinstance(event.data, dict) else None
+            found.setdefault((event.run_id, event.processor, event.date), []).append(
+                str(error) if error is not None else ""
+            )
+        return found
+
     def tasks_covering(
         self, processor: str, day: str, *, lookback_days: int, limit: int
     ) -> tuple[list[Task], int]:
