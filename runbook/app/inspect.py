@@ -65,7 +65,10 @@ class Inspect(Base):
 
         q = self.reader()
         return (
-            [check_snapshot(r, self.check_descriptions()) for r in q.check_results(run_id=run_id)]
+            [
+                check_snapshot(r, self.check_descriptions(), self.config.warehouse.kind)
+                for r in q.check_results(run_id=run_id)
+            ]
             if q
             else []
         )

@@ -118,7 +118,10 @@ def build_context(
     descriptions = {
         (name, c.name): c.description for name, proc in config.processors.items() for c in proc.checks
     }
-    checks = [check_snapshot(result, descriptions) for result in (q.latest_check_results() if q else [])]
+    checks = [
+        check_snapshot(result, descriptions, config.warehouse.kind)
+        for result in (q.latest_check_results() if q else [])
+    ]
     checks.sort(key=lambda c: (c.passed, c.severity != Severity.BLOCK, _rank(config, c.processor), c.check))
     failing_gates = {c.processor for c in checks if not c.passed and c.severity == Severity.BLOCK}
     states = [

@@ -45,9 +45,39 @@ def condition_snapshot(stored: Mapping[str, Any]) -> ConditionSnapshot:
     )
 
 
+def pasteable(query: str, params: Mapping[str, Any], dialect: str = "bigquery") -> str:
+    """The query with its parameters written in, in the SQL of the workspace's warehouse: as
+    written (BigQuery) for BigQuery, transpiled for DuckDB (no backticks, DuckDB's functions), so
+    it runs when pasted into that warehouse's console."""
+    filled = fill_parameters(query, params).strip()
+    if dialect != "duckdb" or not filled:
+        return filled
+    from runbook.errors import WarehouseError
+    from runbook.warehouse.dialect import translate
+
+    try:
+        statements = translate(filled)
+    except WarehouseError:
+        return filled  # shown as written: better than nothing
+    return ";\n".join(_pretty(statement.duckdb_sql) for statement in statements)
+
+
+def _pretty(sql: str) -> str:
+    """DuckDB SQL laid out on several lines, for reading (as is if it cannot be laid out)."""
+    import sqlglot
+    from sqlglot.errors import SqlglotError
+
+    try:
+        return sqlglot.parse_one(sql, read="duckdb").sql(dialect="duckdb", pretty=True)
+    except SqlglotError:
+        return sql
+
+
 def check_snapshot(
-    result: CheckResult, descriptions: Mapping[tuple[str, str], str] | None = None
+    result: CheckResult, descriptions: Mapping[tuple[str, str], str] | None = None, dialect: str = "bigquery"
 ) -> CheckSnapshot:
+    """One check result; ``dialect`` (``bigquery`` or ``duckdb``, the workspace warehouse's kind)
+    is the SQL its ``filled_query`` is written in."""
     params = dict(result.params)
     return CheckSnapshot(
         id=result.id,
@@ -63,13 +93,15 @@ def check_snapshot(
         conditions=[condition_snapshot(c) for c in result.conditions if isinstance(c, dict)],
         error=result.error,
         query=result.query,
-        filled_query=fill_parameters(result.query, params).strip(),
+        filled_query=pasteable(result.query, params, dialect),
         params=params,
         at=iso_utc(result.at),
     )
 
 
-def check_history(results: Iterable[CheckResult], *, limit: int | None) -> list[dict[str, Any]]:
+def check_history(
+    results: Iterable[CheckResult], *, limit: int | None, dialect: str = "bigquery"
+) -> list[dict[str, Any]]:
     """Results grouped per (processor, check), oldest first, with each numeric metric's series."""
     groups: dict[tuple[str, str], list[CheckResult]] = {}
     for result in results:
@@ -88,7 +120,7 @@ def check_history(results: Iterable[CheckResult], *, limit: int | None) -> list[
                 "processor": processor,
                 "check": name,
                 "severity": rows[-1].severity,
-                "results": [check_snapshot(row) for row in rows],
+                "results": [check_snapshot(row, dialect=dialect) for row in rows],
                 "series": {key: [row.metrics.get(key) for row in rows] for key in names},
             }
         )
