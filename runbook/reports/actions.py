@@ -240,6 +240,29 @@ def segments(
     return found
 
 
+def _upstreams(facts: Facts, name: str) -> set[str]:
+    needs = {p.name: p.needs for p in facts.processors}
+    found: set[str] = set()
+    todo = list(needs.get(name, []))
+    while todo:
+        up = todo.pop()
+        if up not in found:
+            found.add(up)
+            todo.extend(needs.get(up, []))
+    return found
+
+
+def _feeding_runs(facts: Facts, names: Sequence[str], start: str, end: str) -> set[tuple[int, str]]:
+    """(run, upstream) pairs: a run that will build an upstream of ``names`` within [start, end]."""
+    ups = set().union(*(_upstreams(facts, name) for name in names)) - set(names)
+    found = set()
+    for run in _windows(facts):
+        for up, days in facts.open_dates.get(run.id, {}).items():
+            if up in ups and any(start <= day <= end for day in days):
+                found.add((run.id, up))
+    return found
+
+
 def _overlapping_runs(facts: Facts, names: Sequence[str], start: str, end: str) -> list[int]:
     return sorted(
         {
@@ -390,8 +413,13 @@ def _range_actions(facts: Facts, which: str) -> list[Action]:
         what = "never built" if which == "gaps" else "built with an older code version"
         text = f"Build {plural(count, 'date')} {what}: {', '.join(names)} {date_span(start, end)}"
         busy = _overlapping_runs(facts, names, start, end)
+        feeding = _feeding_runs(facts, names, start, end)
         if busy:
             text += f" once run {', '.join(map(str, busy))} is done (it holds these processors and dates)"
+        elif feeding:
+            ups = ", ".join(sorted({up for _, up in feeding}))
+            runs = ", ".join(str(r) for r in sorted({r for r, _ in feeding}))
+            text += f" once run {runs} is done (it builds their upstream {ups} on these dates first)"
         if which == "stale":
             versions = {p.name: p.version for p in facts.processors if p.name in names}
             text += " (now " + ", ".join(f"{n} {v}" for n, v in versions.items() if v) + ")"

@@ -188,6 +188,7 @@ def build_context(
         "runs": scoped_runs,
         "running": running,
         "interrupted": interrupted,
+        "resumable": facts.resumable,
         "checks": checks,
         "failures": {
             "groups": failures[:MAX_FAILURE_GROUPS],

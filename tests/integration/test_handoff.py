@@ -566,8 +566,13 @@ def test_brief_is_at_most_40_lines(tmp_path: Path) -> None:
     brief = state.render(20, format="brief")
     lines = brief.splitlines()
     assert len(lines) == 40
-    assert lines[-1].startswith("… ") and "runbook handoff" in lines[-1]
     assert lines[0].startswith("# wide")
+    # The middle is cut, with a pointer to the full report; what to do next is never cut.
+    [note] = [line for line in lines if line.startswith("… ")]
+    assert "runbook handoff" in note
+    assert lines.index(note) < lines.index("Next:")
+    assert lines[lines.index("Next:") + 1].startswith("1. Fix first: ")
+    assert "`runbook resume 1 --detach`" in lines[lines.index("Next:") + 1]
 
 
 # -- the real CLI -------------------------------------------------------------------------------
@@ -589,7 +594,7 @@ def test_cli_handoff_writes_markdown_and_prints_json_and_brief(make_workspace: C
     assert entry["gap_ranges"] == [{"start": "2026-01-05", "end": "2026-01-10", "dates": 6}]
     assert (
         data["next_actions"][0]["command"]
-        == "runbook run game_summary --only-gaps --start 2026-01-05 --end 2026-01-10"
+        == "runbook run game_summary player_stats composite_factors --only-gaps --start 2026-01-01 --end 2026-01-10 --detach"
     )
     brief = ws.cli("handoff", "--format", "brief", check=True).stdout
     assert brief.startswith("# nba-golden, ") and len(brief.splitlines()) <= 40
