@@ -163,17 +163,33 @@ class Queries:
         return found
 
     def run_processor_stats(self, run_ids: Sequence[int]) -> list[dict[str, Any]]:
-        """Per run, processor and status: tasks, first start, last finish, rows affected."""
+        """Per run, processor and status: tasks, first start, last finish, rows affected, and the
+        dates the tasks cover (a chunk of ``batch_days`` counts each of its dates)."""
         if not run_ids:
             return []
         from runbook.formatting import as_utc
 
+        span = (
+            "CAST(end_date AS DATE) - CAST(date AS DATE) + 1"
+            if self.db.dialect == "postgresql"
+            else "CAST(julianday(end_date) - julianday(date) AS INTEGER) + 1"
+        )
         rows = self.db.rows(
-            "SELECT run_id, processor, status, COUNT(*), MIN(started_at), MAX(finished_at), SUM(rows_affected) "
-            "FROM task WHERE run_id IN :ids GROUP BY run_id, processor, status ORDER BY run_id, processor, status",
+            "SELECT run_id, processor, status, COUNT(*), MIN(started_at), MAX(finished_at), SUM(rows_affected), "
+            f"SUM({span}) FROM task WHERE run_id IN :ids GROUP BY run_id, processor, status "
+            "ORDER BY run_id, processor, status",
             {"ids": list(run_ids)},
         )
-        keys = ("run_id", "processor", "status", "tasks", "first_start", "last_finish", "rows_affected")
+        keys = (
+            "run_id",
+            "processor",
+            "status",
+            "tasks",
+            "first_start",
+            "last_finish",
+            "rows_affected",
+            "days",
+        )
         found = [dict(zip(keys, row, strict=True)) for row in rows]
         for row in found:
             row["first_start"] = as_utc(row["first_start"])

@@ -696,3 +696,21 @@ def test_a_queued_run_counts_as_running(tmp_path: Path) -> None:
     assert data["overall"]["status"] == "running"
     assert f"runbook logs {run} -f" in state.render(5, alive=[run])
     assert state.context(5)["interrupted"][0]["id"] == run  # its PID is gone: interrupted
+
+
+def test_dates_per_hour_counts_dates_not_tasks(make_workspace: Callable[..., Any]) -> None:
+    """Chunks of 3 dates over 7 dates: 3 tasks (3 + 3 + 1 dates) build 7 dates."""
+    ws = make_workspace(
+        """
+        calendar: {start: 2026-01-01, end: 2026-01-07}
+        processors:
+          chunked:
+            command: [sh, -c, "sleep 0.2"]
+            batch_days: 3
+        """
+    )
+    ws.runbook("run", check=True)
+    [entry] = ws.cli("handoff", "--format", "json", check=True).json()["performance"]
+    assert entry["processor"] == "chunked" and entry["dates"] == 7
+    per_task = 3 / (entry["wall_seconds"] / 3600)  # what counting tasks would give
+    assert entry["dates_per_hour"] > 2 * per_task

@@ -338,3 +338,25 @@ def test_a_live_worker_is_named_beside_its_run(make_workspace: Any) -> None:
         os.kill(worker.pid, signal.SIGTERM)
         worker.wait(timeout=30)
         ws.runbook("stop", "1")
+
+
+def test_show_json_lists_every_blocked_date(make_workspace: Any) -> None:
+    """Sixty blocked dates: ``show --json`` names them all (groups of ranges, with their count)."""
+    ws = make_workspace(
+        """
+        processors:
+          a:
+            command: [sh, -c, "echo no source >&2; exit 1"]
+          b:
+            needs: [a]
+            command: [sh, -c, "echo b"]
+        """
+    )
+    assert ws.runbook("run", "--start", "2024-01-01", "--end", "2024-02-29").code == 1
+    shown = ws.runbook("show", "1", "--json").json()
+    [group] = shown["blocked"]
+    assert group["processor"] == "b" and group["tasks"] == 60
+    assert [(r["start"], r["end"], r["dates"]) for r in group["ranges"]] == [("2024-01-01", "2024-02-29", 60)]
+    brief = ws.runbook("handoff", "--format", "brief").stdout
+    assert "Blocked: b 2024-01-01..2024-02-29 (60 dates): upstream a failed" in brief
+    assert "Failed: a, 60 dates (2024-01-01..2024-02-29), 1 attempt: no source" in brief
