@@ -321,7 +321,10 @@ def _failed_runs(facts: Facts) -> list[Action]:
             "pending": run.progress.pending + run.progress.cancelled,
         }
         what = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "its open tasks"
-        text = f"Resume run {run.id} ({run.status}): it reopens {what} task(s) and builds {_per_processor(dates, order)}"
+        building = _per_processor(dates, order)
+        text = f"Resume run {run.id} ({run.status}): it reopens {what} task(s)" + (
+            f" and builds {building}" if building else " and builds what waited on them"
+        )
         fixes: list[str] = []
         for group in persistent:
             tries = max(
