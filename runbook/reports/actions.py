@@ -367,6 +367,17 @@ def _failed_runs(facts: Facts) -> list[Action]:
     return actions
 
 
+def _consecutive(days: Iterable[str]) -> list[tuple[str, str, int]]:
+    """(first, last, count) of each run of consecutive calendar days among ``days``."""
+    found: list[tuple[str, str, int]] = []
+    for day in sorted(set(days)):
+        if found and dt.date.fromisoformat(day) - dt.date.fromisoformat(found[-1][1]) == dt.timedelta(days=1):
+            found[-1] = (found[-1][0], day, found[-1][2] + 1)
+        else:
+            found.append((day, day, 1))
+    return found
+
+
 def _span_days(start: str, end: str) -> list[str]:
     first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
     return [(first + dt.timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
@@ -483,17 +494,17 @@ def _failed_check_dates(facts: Facts) -> list[Action]:
     for (processor, check), days in sorted(facts.failed_check_dates.items()):
         if not days:
             continue
-        first, last = min(days), max(days)
-        actions.append(
-            Action(
-                "rebuild",
-                f"Rebuild {plural(len(days), 'date')} of {processor} whose check {check} failed: "
-                f"{_ranges_text(days)}",
-                f"runbook run {processor} --no-resume --start {first} --end {last} --detach",
-                WORK,
-                "check_dates",
+        for first, last, count in _consecutive(days):
+            actions.append(
+                Action(
+                    "rebuild",
+                    f"Rebuild {plural(count, 'date')} of {processor} whose check {check} failed: "
+                    f"{date_span(first, last)}",
+                    f"runbook run {processor} --no-resume --start {first} --end {last} --detach",
+                    WORK,
+                    "check_dates",
+                )
             )
-        )
     return actions
 
 
