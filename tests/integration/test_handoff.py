@@ -694,7 +694,8 @@ def test_a_queued_run_counts_as_running(tmp_path: Path) -> None:
     data = state.context(5, alive=[run])
     assert [(r["id"], r["status"]) for r in data["running"]] == [(run, "queued")]
     assert data["overall"]["status"] == "running"
-    assert f"runbook logs {run} -f" in state.render(5, alive=[run])
+    report = state.render(5, alive=[run])
+    assert f"runbook logs {run} --tail 50" in report and "-f`" not in report
     assert state.context(5)["interrupted"][0]["id"] == run  # its PID is gone: interrupted
 
 
