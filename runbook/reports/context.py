@@ -27,7 +27,7 @@ from runbook.snapshots import JSON_SCHEMA_VERSION, to_data
 from runbook.snapshots.checks import check_snapshot
 from runbook.snapshots.coverage import ProcessorCoverage, coverage_range
 from runbook.snapshots.heatmap import heat_map, live_states
-from runbook.snapshots.model import CheckSnapshot, NoteSnapshot, RunSnapshot
+from runbook.snapshots.model import CheckSnapshot, FailureGroup, NoteSnapshot, RunSnapshot
 from runbook.snapshots.processors import CalendarFor, ProcessorState, processor_state, workspace_coverages
 from runbook.snapshots.runs import (
     Liveness,
@@ -152,7 +152,7 @@ def build_context(
     overall = actions.overall_status(
         states, running, interrupted, checks, any_runs=bool(snapshots) or any(s.built for s in states)
     )
-    facts = _facts(q, states, running, interrupted, checks, coverages, notes, now=now, alive=alive)
+    facts = _facts(q, states, running, interrupted, checks, coverages, notes, failures, now=now, alive=alive)
     next_actions = actions.next_actions(facts)
     context = {
         "schema_version": JSON_SCHEMA_VERSION,
@@ -217,6 +217,7 @@ def _facts(
     checks: list[CheckSnapshot],
     coverages: dict[str, ProcessorCoverage],
     notes: dict[str, list[NoteSnapshot]],
+    failures: list[FailureGroup],
     *,
     now: dt.datetime,
     alive: Liveness,
@@ -233,7 +234,11 @@ def _facts(
                     failed_rows.append((name, row))
     resumable: list[RunSnapshot] = []
     if q is not None and held - live:
-        found = [run for run in (q.get_run(run_id) for run_id in sorted(held - live)) if run is not None]
+        found = [
+            run
+            for run in q.runs_by_id(sorted(held - live))
+            if run.status in (RunStatus.FAILED, RunStatus.BLOCKED)
+        ]
         resumable = [
             s
             for s in run_snapshots(q, found, now=now, alive=alive)
@@ -257,7 +262,7 @@ def _facts(
         resumable=resumable,
         open_dates=open_dates,
         checks=checks,
-        failures=_failures(q, list(coverages), coverages)[0],
+        failures=failures,
         attempt_errors=attempt_errors,
         gaps={name: set(c.gaps()) for name, c in coverages.items()},
         stale={name: set(c.stale()) for name, c in coverages.items()},
@@ -277,15 +282,14 @@ def _extent(q: Queries | None, names: list[str]) -> list[actions.ExtentFact]:
         for name in run.processors:
             newest.setdefault(name, run.id)
     found = []
-    for run_id in sorted(set(newest.values())):
-        for event in q.events(run_id=run_id):
-            if event.kind != "extent_warning" or event.processor is None:
-                continue
-            if newest.get(event.processor) != run_id:
-                continue
-            start, end = event.data.get("start"), event.data.get("end")
-            if start and end:
-                found.append(actions.ExtentFact(event.processor, run_id, str(start), str(end), event.message))
+    for event in q.events_of_kind(sorted(set(newest.values())), "extent_warning"):
+        if event.processor is None or event.run_id is None or newest.get(event.processor) != event.run_id:
+            continue
+        start, end = event.data.get("start"), event.data.get("end")
+        if start and end:
+            found.append(
+                actions.ExtentFact(event.processor, event.run_id, str(start), str(end), event.message)
+            )
     return found
 
 

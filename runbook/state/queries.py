@@ -42,6 +42,13 @@ class Queries:
         found = from_rows(Run, self.db.rows(f"SELECT {RUN_COLUMNS} FROM run WHERE id = :id", {"id": run_id}))
         return found[0] if found else None
 
+    def runs_by_id(self, run_ids: Sequence[int]) -> list[Run]:
+        """The runs ``run_ids`` that exist, by id."""
+        if not run_ids:
+            return []
+        sql = f"SELECT {RUN_COLUMNS} FROM run WHERE id IN :ids ORDER BY id"
+        return from_rows(Run, self.db.rows(sql, {"ids": list(run_ids)}))
+
     def list_runs(
         self,
         *,
@@ -378,6 +385,13 @@ class Queries:
         if limit:
             sql += f" LIMIT {int(limit)}"
         return from_rows(Event, self.db.rows(sql, params))
+
+    def events_of_kind(self, run_ids: Sequence[int], kind: str) -> list[Event]:
+        """The events of ``kind`` of ``run_ids``, oldest first."""
+        if not run_ids:
+            return []
+        sql = f"SELECT {EVENT_COLUMNS} FROM event WHERE run_id IN :ids AND kind = :kind ORDER BY at, id"
+        return from_rows(Event, self.db.rows(sql, {"ids": list(run_ids), "kind": kind}))
 
     def timeline(
         self,
