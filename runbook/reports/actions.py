@@ -10,8 +10,8 @@ started with ``--detach``; a running run is watched with ``runbook status --json
 ``logs -f``.
 
 A situation added by another part of runbook slots in as one more row of :data:`SITUATIONS` (see
-the ``HOOK`` rows: a quota pause, per-date check failures), with the facts it needs added to
-:class:`Facts` with an empty default.
+the ``HOOK`` row for a quota pause; per-date check failures came in that way), with the facts it
+needs added to :class:`Facts` with an empty default.
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ class Facts:
     # HOOK (quota pause): runs paused by the warehouse's quota, with the time they may go on:
     # [(run, "2026-01-07T18:00:00Z")] -> `runbook resume N` after that time.
     paused: list[tuple[RunSnapshot, str]] = field(default_factory=list)
-    # HOOK (per-date checks): dates whose per-date check failed, per processor and check:
-    # {(processor, check): {dates}} -> rebuild those dates.
+    # Per-date checks: dates whose newest per-date verdict failed, per processor and check:
+    # {(processor, check): {dates}} -> rebuild those dates (and their downstream).
     failed_check_dates: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
 
@@ -336,7 +336,9 @@ def _failed_runs(facts: Facts) -> list[Action]:
             )
         for check in run_gates:
             failing = "; ".join(c.expr for c in check.conditions if not c.passed) or check.error or "failed"
-            fixes.append(f"blocking check {check.processor}.{check.check} failed ({failing})")
+            days = facts.failed_check_dates.get((check.processor, check.check))
+            on = f" on {_ranges_text(days)}" if days else ""
+            fixes.append(f"blocking check {check.processor}.{check.check} failed{on} ({failing})")
         if fixes:
             fix = _newer_fix(facts, run.finished_at)
             if fix is not None:
@@ -488,19 +490,39 @@ def _paused(facts: Facts) -> list[Action]:
     ]
 
 
+def _downstream(facts: Facts, name: str) -> list[str]:
+    """The processors that need ``name``, directly or not, in config order."""
+    return [p.name for p in facts.processors if name in _upstreams(facts, p.name)]
+
+
 def _failed_check_dates(facts: Facts) -> list[Action]:
-    """HOOK (per-date checks): rebuild the dates a per-date check failed on."""
+    """Per-date checks: rebuild the dates a check failed on, with everything downstream of them
+    (built from the same data, or blocked by the check)."""
+    severity = {(c.processor, c.check): c.severity for c in facts.checks}
     actions = []
     for (processor, check), days in sorted(facts.failed_check_dates.items()):
         if not days:
             continue
+        names = [processor, *_downstream(facts, processor)]
+        warn = (
+            " (a warning: nothing was blocked)" if severity.get((processor, check)) == Severity.WARN else ""
+        )
         for first, last, count in _consecutive(days):
+            text = (
+                f"Rebuild {plural(count, 'date')} of {processor} whose check {check} failed{warn}: "
+                f"{date_span(first, last)}, once the cause is fixed"
+            )
+            if len(names) > 1:
+                text += f"; {', '.join(names[1:])} downstream too"
+            busy = [r.id for r in [*facts.running, *facts.interrupted] if set(r.processors) & set(names)
+                    and r.start_date <= last and r.end_date >= first]  # fmt: skip
+            if busy:
+                text += f", once run {', '.join(map(str, busy))} is done"
             actions.append(
                 Action(
                     "rebuild",
-                    f"Rebuild {plural(count, 'date')} of {processor} whose check {check} failed: "
-                    f"{date_span(first, last)}",
-                    f"runbook run {processor} --no-resume --start {first} --end {last} --detach",
+                    text,
+                    f"runbook run {' '.join(names)} --no-resume --start {first} --end {last} --detach",
                     WORK,
                     "check_dates",
                 )
@@ -596,9 +618,9 @@ class Situation(NamedTuple):
 SITUATIONS: list[Situation] = [
     Situation("interrupted", _interrupted),
     Situation("quota_pause", _paused),  # HOOK: filled by the quota pause (facts.paused)
+    Situation("check_dates", _failed_check_dates),  # per-date checks: rebuild before resuming what they block
     Situation("failed", _failed_runs),  # failed after retries (same error or not), blocked downstream, gates
     Situation("gate", _gates_without_run),
-    Situation("check_dates", _failed_check_dates),  # HOOK: filled by per-date checks
     Situation("never_built", _never_built),
     Situation("stale", _stale),
     Situation("beyond_range", _beyond_range),

@@ -360,3 +360,66 @@ def test_show_json_lists_every_blocked_date(make_workspace: Any) -> None:
     brief = ws.runbook("handoff", "--format", "brief").stdout
     assert "Blocked: b 2024-01-01..2024-02-29 (60 dates): upstream a failed" in brief
     assert "Failed: a, 60 dates (2024-01-01..2024-02-29), 1 attempt: no source" in brief
+
+
+PER_DATE = """
+calendar: {start: 2024-11-01, end: 2024-11-04}
+processors:
+  source:
+    sql: |
+      CREATE TABLE IF NOT EXISTS analytics.source (game_date DATE, player STRING);
+      DELETE FROM analytics.source WHERE game_date = @date;
+      INSERT INTO analytics.source SELECT game_date, player FROM raw.box WHERE game_date = @date
+    checks:
+      - name: players_per_date
+        per_date: true
+        query: |
+          SELECT game_date AS date, COUNT(*) AS players FROM `proj.analytics.source`
+          WHERE game_date BETWEEN @start AND @end GROUP BY game_date
+        expect: ["players >= 2"]
+  middle:
+    needs: [source]
+    sql: |
+      CREATE TABLE IF NOT EXISTS analytics.middle (game_date DATE, players INT64);
+      INSERT INTO analytics.middle SELECT @date, COUNT(*) FROM analytics.source WHERE game_date = @date
+"""
+
+
+def test_a_per_date_check_rebuilds_exactly_its_failing_dates_and_their_downstream(
+    make_workspace: Any,
+) -> None:
+    import duckdb
+
+    ws = make_workspace(PER_DATE)
+    path = str(ws.root / "state" / "warehouse.duckdb")
+    (ws.root / "state").mkdir()
+    connection = duckdb.connect(path)
+    connection.execute("CREATE SCHEMA raw; CREATE TABLE raw.box (game_date DATE, player VARCHAR)")
+    for day in ("2024-11-01", "2024-11-02", "2024-11-03", "2024-11-04"):
+        players = ["a"] if day == "2024-11-03" else ["a", "b"]  # 11-03 misses a player
+        for player in players:
+            connection.execute("INSERT INTO raw.box VALUES (?, ?)", [day, player])
+    connection.close()
+    assert ws.runbook("run").code == 3
+    data = handoff(ws)
+    assert data["overall"]["status"] == "blocked"
+    work = [a for a in data["next_actions"] if a["does"] == "work"]
+    assert work[0]["situation"] == "check_dates"
+    assert (
+        work[0]["command"]
+        == "runbook run source middle --no-resume --start 2024-11-03 --end 2024-11-03 --detach"
+    )
+    assert plan_of(ws, work[0]["command"]) == {("source", "2024-11-03"), ("middle", "2024-11-03")}
+    assert (
+        "players_per_date failed on 2024-11-03" in work[1]["text"]
+        and work[1]["command"] == "runbook resume 1 --detach"
+    )
+
+    # Fix the source, run the rebuild as written (in the foreground): nothing is left to do.
+    connection = duckdb.connect(path)
+    connection.execute("INSERT INTO raw.box VALUES ('2024-11-03', 'b')")
+    connection.close()
+    assert ws.runbook(*shlex.split(work[0]["command"])[1:-1]).code == 0
+    after = handoff(ws)
+    assert after["overall"]["status"] == "complete", after["next_actions"]
+    assert [a["situation"] for a in after["next_actions"]] == ["nothing_to_do"]
