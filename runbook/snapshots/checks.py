@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -14,23 +15,24 @@ from runbook.state.records import CheckResult
 _PARAMETER = re.compile(r"(?<![@\w])@([A-Za-z_][A-Za-z0-9_]*)")
 
 
+def _literal(match: re.Match[str], params: Mapping[str, Any]) -> str:
+    """The SQL literal of the parameter ``match`` names (the match itself when it has no value)."""
+    name = match.group(1)
+    if name not in params:
+        return match.group(0)
+    value = params[name]
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def fill_parameters(query: str, params: Mapping[str, Any]) -> str:
     """The query with ``@name`` parameters replaced by literals, for reading and pasting."""
-
-    def literal(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in params:
-            return match.group(0)
-        value = params[name]
-        if value is None:
-            return "NULL"
-        if isinstance(value, bool):
-            return "TRUE" if value else "FALSE"
-        if isinstance(value, int | float):
-            return repr(value)
-        return "'" + str(value).replace("'", "''") + "'"
-
-    return _PARAMETER.sub(literal, query)
+    return _PARAMETER.sub(lambda match: _literal(match, params), query)
 
 
 def condition_snapshot(stored: Mapping[str, Any]) -> ConditionSnapshot:
@@ -49,29 +51,41 @@ def condition_snapshot(stored: Mapping[str, Any]) -> ConditionSnapshot:
 def pasteable(query: str, params: Mapping[str, Any], dialect: str = "bigquery") -> str:
     """The query with its parameters written in, in the SQL of the workspace's warehouse: as
     written (BigQuery) for BigQuery, transpiled for DuckDB (no backticks, DuckDB's functions), so
-    it runs when pasted into that warehouse's console."""
-    filled = fill_parameters(query, params).strip()
-    if dialect != "duckdb" or not filled:
-        return filled
+    it runs when pasted into that warehouse's console. The transpiled text is cached per query:
+    only the parameters differ from one result to the next."""
+    if dialect != "duckdb" or not query.strip():
+        return fill_parameters(query, params).strip()
+    translated = _duckdb_text(query.strip())
+    if translated is None:
+        return fill_parameters(query, params).strip()  # shown as written: better than nothing
+    return _DUCKDB_PARAMETER.sub(lambda match: _literal(match, params), translated)
+
+
+_DUCKDB_PARAMETER = re.compile(r"(?<![$\w])\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@functools.lru_cache(maxsize=256)
+def _duckdb_text(query: str) -> str | None:
+    """``query`` (BigQuery) as DuckDB SQL laid out on several lines, with ``$name`` parameters."""
+    import sqlglot
+    from sqlglot.errors import SqlglotError
+
     from runbook.errors import WarehouseError
     from runbook.warehouse.dialect import translate
 
     try:
-        statements = translate(filled)
+        statements = translate(query)
     except WarehouseError:
-        return filled  # shown as written: better than nothing
-    return ";\n".join(_pretty(statement.duckdb_sql) for statement in statements)
-
-
-def _pretty(sql: str) -> str:
-    """DuckDB SQL laid out on several lines, for reading (as is if it cannot be laid out)."""
-    import sqlglot
-    from sqlglot.errors import SqlglotError
-
-    try:
-        return sqlglot.parse_one(sql, read="duckdb").sql(dialect="duckdb", pretty=True)
-    except SqlglotError:
-        return sql
+        return None
+    parts = []
+    for statement in statements:
+        try:
+            parts.append(
+                sqlglot.parse_one(statement.duckdb_sql, read="duckdb").sql(dialect="duckdb", pretty=True)
+            )
+        except SqlglotError:
+            parts.append(statement.duckdb_sql)
+    return ";\n".join(parts)
 
 
 def check_snapshot(
