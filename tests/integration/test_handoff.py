@@ -332,6 +332,7 @@ def test_golden_blocked(tmp_path: Path, update_golden: bool) -> None:
     state = blocked_state(tmp_path)
     assert_golden("handoff-blocked.md", state.render(55), update_golden)
     assert_golden("handoff-blocked.json", state.render(55, format="json"), update_golden)
+    assert_golden("handoff-blocked-brief.md", state.render(55, format="brief"), update_golden)
 
 
 def test_golden_finished_session(tmp_path: Path, update_golden: bool) -> None:
