@@ -539,7 +539,7 @@ def _running(facts: Facts) -> list[Action]:
         workers = [w for w in run.processes if w.kind == "worker" and w.alive and not w.stopped_at]
         helpers = f", helped by {plural(len(workers), 'worker')}" if workers else ""
         text = (
-            f"Run {run.id} is running ({', '.join(run.processors)}: {_progress(run)}; {where}, "
+            f"Run {run.id} is {run.status} ({', '.join(run.processors)}: {_progress(run)}; {where}, "
             f"{alive}{helpers}): let it finish and check on it (returns at once)"
         )
         if facts.host and owner.host and owner.host != facts.host:
