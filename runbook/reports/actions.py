@@ -281,12 +281,21 @@ def _interrupted(facts: Facts) -> list[Action]:
     for run in facts.interrupted:
         workers = [w for w in run.processes if w.kind == "worker" and w.alive and not w.stopped_at]
         extra = f"; its {plural(len(workers), 'live worker')} keep working for it" if workers else ""
+        text = (
+            f"Resume interrupted run {run.id} ({', '.join(run.processors)}, {_progress(run)} done): its "
+            f"controller is gone; it goes on where it stopped and reopens its failed and blocked tasks{extra}"
+        )
+        persistent = [g for g in facts.failures if run.id in g.runs and _persistent(facts, g)]
+        if persistent and _newer_fix(facts, run.heartbeat_at) is None:
+            text = (
+                "Fix first: "
+                + "; ".join(_persistent_errors(facts, persistent))
+                + f". Then: {text[0].lower()}{text[1:]}"
+            )
         actions.append(
             Action(
                 "resume",
-                f"Resume interrupted run {run.id} ({', '.join(run.processors)}, {_progress(run)} done): its "
-                f"controller is gone; it goes on where it stopped and reopens its failed and blocked "
-                f"tasks{extra}",
+                text,
                 f"runbook resume {run.id} --detach",
                 WORK,
                 "interrupted",
@@ -300,6 +309,18 @@ def _persistent(facts: Facts, group: FailureGroup) -> bool:
     """Whether every date of the group failed every attempt, at least twice, with its error."""
     seen = facts.attempt_errors.get((group.processor, group.error), [])
     return bool(seen) and all(len(errors) >= 2 and set(errors) == {group.error} for errors in seen)
+
+
+def _persistent_errors(facts: Facts, groups: Sequence[FailureGroup]) -> list[str]:
+    """What failed the same way on every attempt, with the error line, for "Fix first:"."""
+    found = []
+    for group in groups:
+        tries = max((len(e) for e in facts.attempt_errors.get((group.processor, group.error), [])), default=0)
+        days = [d for r in group.ranges for d in _span_days(r.start, r.end)]
+        found.append(
+            f"{group.processor} failed every attempt ({tries} tries) on {_ranges_text(days)} with: {group.error}"
+        )
+    return found
 
 
 def _failed_runs(facts: Facts) -> list[Action]:
@@ -325,15 +346,7 @@ def _failed_runs(facts: Facts) -> list[Action]:
         text = f"Resume run {run.id} ({run.status}): it reopens {what} task(s)" + (
             f" and builds {building}" if building else " and builds what waited on them"
         )
-        fixes: list[str] = []
-        for group in persistent:
-            tries = max(
-                (len(e) for e in facts.attempt_errors.get((group.processor, group.error), [])), default=0
-            )
-            fixes.append(
-                f"{group.processor} failed every attempt ({tries} tries) on "
-                f"{_ranges_text(d for r in group.ranges for d in _span_days(r.start, r.end))} with: {group.error}"
-            )
+        fixes = _persistent_errors(facts, persistent)
         for check in run_gates:
             failing = "; ".join(c.expr for c in check.conditions if not c.passed) or check.error or "failed"
             days = facts.failed_check_dates.get((check.processor, check.check))

@@ -423,3 +423,30 @@ def test_a_per_date_check_rebuilds_exactly_its_failing_dates_and_their_downstrea
     after = handoff(ws)
     assert after["overall"]["status"] == "complete", after["next_actions"]
     assert [a["situation"] for a in after["next_actions"]] == ["nothing_to_do"]
+
+
+def test_an_interrupted_run_with_a_persistent_error_says_fix_first(make_workspace: Any) -> None:
+    from core_helpers import query
+
+    ws = make_workspace(
+        """
+        calendar: {start: 2024-01-01, end: 2024-01-20}
+        workers: 1
+        processors:
+          a:
+            command: [sh, -c, 'sleep 0.3; if [ "{{ date }}" = 2024-01-02 ]; then echo "boom: disk full" >&2; exit 1; fi']
+            retries: {attempts: 1, delay: 0s}
+        """
+    )
+    assert ws.runbook("run", "--detach").code == 0
+    wait_for(
+        lambda: query(ws.db, "SELECT id FROM task WHERE date = '2024-01-02' AND status = 'failed'"),
+        what="2024-01-02 failed twice",
+    )
+    assert ws.runbook("stop", "1").code == 0
+    wait_for(lambda: run_row(ws.db, 1)["status"] == "interrupted", what="interrupted")
+    actions = check_actions(ws, handoff(ws))
+    assert actions[0]["situation"] == "interrupted" and actions[0]["command"] == "runbook resume 1 --detach"
+    assert actions[0]["text"].startswith(
+        "Fix first: a failed every attempt (2 tries) on 2024-01-02 with: boom: disk full"
+    )
