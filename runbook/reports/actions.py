@@ -188,7 +188,7 @@ def _newer_fix(facts: Facts, since: str | None) -> NoteSnapshot | None:
 def _claimed(facts: Facts) -> dict[str, set[str]]:
     """Per processor, the dates some live, interrupted or resumable run will build."""
     found: dict[str, set[str]] = {}
-    for run in [*facts.running, *facts.interrupted, *facts.resumable, *(r for r, _ in facts.paused)]:
+    for run in _windows(facts):
         for name, days in facts.open_dates.get(run.id, {}).items():
             found.setdefault(name, set()).update(days)
     return found
