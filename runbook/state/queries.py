@@ -9,6 +9,7 @@ in a few statements that aggregate on the indexes, so they stay fast with a mill
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -393,19 +394,18 @@ class Queries:
         ``task_retry`` and ``task_failed`` events of ``run_ids``."""
         if not run_ids:
             return {}
+        # Only the columns it reads: a handoff over a million tasks reads a few thousand of these.
         rows = self.db.rows(
-            f"SELECT {EVENT_COLUMNS} FROM event WHERE run_id IN :ids AND kind IN ('task_retry', 'task_failed') "
-            "ORDER BY id",
+            "SELECT run_id, processor, date, data FROM event WHERE run_id IN :ids "
+            "AND kind IN ('task_retry', 'task_failed') AND processor IS NOT NULL AND date IS NOT NULL ORDER BY id",
             {"ids": list(run_ids)},
         )
         found: dict[tuple[int, str, str], list[str]] = {}
-        for event in from_rows(Event, rows):
-            if event.run_id is None or event.processor is None or event.date is None:
-                continue
-            error = event.data.get("error") if isinstance(event.data, dict) else None
-            found.setdefault((event.run_id, event.processor, event.date), []).append(
-                str(error) if error is not None else ""
-            )
+        for run_id, processor, date, data in rows:
+            if isinstance(data, str | bytes):
+                data = json.loads(data)
+            error = data.get("error") if isinstance(data, dict) else None
+            found.setdefault((run_id, processor, date), []).append(str(error) if error is not None else "")
         return found
 
     def tasks_covering(
