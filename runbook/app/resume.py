@@ -8,6 +8,7 @@ run twice: it takes each run with one compare-and-set on its epoch.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import signal
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from runbook.app.runs import Runs
 from runbook.clock import utcnow
 from runbook.engine.liveness import adopted_pid, controller_alive, this_host, worker_alive
 from runbook.engine.versions import resolve_versions
-from runbook.errors import RunBusy, UsageError
+from runbook.errors import QuotaWait, RunBusy, UsageError
 from runbook.kinds import ACTIVE_RUN_STATUSES, WATCHER, RunStatus, TaskStatus
 from runbook.state.records import Run
 
@@ -76,11 +77,16 @@ class Resume(Runs):
         helpers = q.run_workers([run.id])[run.id] if q is not None else []
         return not any(w.kind == WATCHER and worker_alive(w) for w, _, _ in helpers)
 
-    def resume(self, run_id: int | None, *, detach: bool) -> Resumed:
+    def resume(self, run_id: int | None, *, detach: bool, force: bool = False) -> Resumed:
         """Take every run to resume (one compare-and-set each), then continue one here or each in
         the background. A run with a live controller is left to it: named ``run_id``, it is
-        :class:`~runbook.errors.RunBusy` (exit 5)."""
+        :class:`~runbook.errors.RunBusy` (exit 5). A run a daily quota interrupted is not taken
+        before the quota resets unless ``force``: :class:`~runbook.errors.QuotaWait` (exit 4)."""
         found = self.resumable(run_id)
+        moment = utcnow()
+        waiting = [run for run in found.todo if run.resume_after is not None and run.resume_after > moment]
+        if waiting and not force:
+            raise QuotaWait(quota_wait_line(waiting[0], moment))
         if found.todo or found.rewatch:
             self.notifier()  # a webhook whose ${VAR} is unset: one line now, not a silent child
         if run_id is not None and found.alive:
@@ -176,4 +182,16 @@ class Resume(Runs):
         return run
 
 
-__all__ = ["Resumable", "Resume", "Resumed"]
+def quota_wait_line(run: Run, now: dt.datetime) -> str:
+    """One line: when the daily quota that interrupted ``run`` resets, and how to go on."""
+    assert run.resume_after is not None
+    left = max(int((run.resume_after - now).total_seconds()), 0)
+    hours, minutes = divmod((left + 59) // 60, 60)
+    when = run.resume_after.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"run {run.id} was interrupted by a used-up daily quota that resets at {when} (in {hours}h {minutes:02d}m): "
+        f"resume it then, or now with `runbook resume {run.id} --force`"
+    )
+
+
+__all__ = ["Resumable", "Resume", "Resumed", "quota_wait_line"]

@@ -134,20 +134,22 @@ def execute(obj: Context, run_id: int, epoch: int | None) -> None:
 @click.argument("run_id", type=int, required=False)
 @click.option("--detach", "-d", is_flag=True, help="Continue in the background.")
 @click.option("--join", is_flag=True, help="If RUN_ID has a live controller, help it as a worker instead.")
+@click.option("--force", is_flag=True, help="Resume a run stopped by a daily quota before the quota resets.")
 @json_option
 @pass_ctx
-def resume(obj: Context, run_id: int | None, detach: bool, join: bool, json_out: bool) -> None:
+def resume(obj: Context, run_id: int | None, detach: bool, join: bool, force: bool, json_out: bool) -> None:
     """Continue interrupted runs (or RUN_ID, also a failed one) exactly where they stopped.
 
     A run whose controller is alive is not started twice: RUN_ID then exits 5 naming its owner,
-    or with --join this process works on it as a worker.
+    or with --join this process works on it as a worker. A run interrupted by a used-up daily
+    quota is not resumed before the quota resets (one line says when; exit 4) unless --force.
 
     Example: runbook resume 12 --detach
     """
     from runbook.errors import RunBusy
 
     try:
-        resumed = obj.app.resume(run_id, detach=detach)
+        resumed = obj.app.resume(run_id, detach=detach, force=force)
     except RunBusy:
         if not join or run_id is None:
             raise

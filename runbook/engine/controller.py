@@ -140,6 +140,7 @@ class Controller:
             logs=lambda other: log if other == run_id else log, runs=store.get_run, gatekeeper=self.gatekeeper,
             readiness=self.readiness, observer=self.observer, redact=self.redact, lease_seconds=self.lease_seconds,
             heartbeat_seconds=self.heartbeat_seconds, store_retry_seconds=self.workspace.store_retry_seconds,
+            on_pool_throttled=self._throttle_notice(epoch),
         )  # fmt: skip
         try:
             return self._drive(run, epoch, loop, log)
@@ -161,6 +162,18 @@ class Controller:
                 store.worker_stopped(self.controller_id, utcnow())
             log.close()
 
+    def _throttle_notice(self, epoch: int) -> Callable[[int, dict[str, Any]], None] | None:
+        notices = self.notices
+        if notices is None:
+            return None
+
+        def emit(run_id: int, data: dict[str, Any]) -> None:
+            details = {key: data.get(key) for key in ("pool", "size", "effective_size", "reason")}
+            notices.emit(NotifyEvent.THROTTLED, run_id, epoch=epoch, occurrence=f"{data['pool']}:{data['effective_size']}",
+                         details={**details, "wait_seconds": None})  # fmt: skip
+
+        return emit
+
     def _drive(self, run: Run, epoch: int, loop: WorkLoop, log: RunLog) -> Outcome:
         run_id = run.id
         store = self.store
@@ -177,7 +190,14 @@ class Controller:
                 if not still:
                     return self._lost(run_id, loop, log)
                 if stop_at is not None and self._stop_reason is None:
-                    self._stop_reason = "stop requested (runbook stop)"
+                    # A worker that met a used-up daily quota asks for the stop with its reason.
+                    current = store.get_run(run_id)
+                    quota = current is not None and current.resume_after is not None and current.error
+                    self._stop_reason = (
+                        str(current.error) if quota and current else "stop requested (runbook stop)"
+                    )
+            if loop.stop_reason is not None and self._stop_reason is None:
+                self._stop_reason = loop.stop_reason
             if self._stop_reason is not None:
                 loop.settle(messages)
                 return self._interrupt(run_id, epoch, loop, log)

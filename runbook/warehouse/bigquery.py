@@ -5,10 +5,22 @@ Each statement of a script runs as its own query job with its parameters bound a
 
 Retries are runbook's, not the client library's: the library's own retries are switched off
 (``retry=None``, ``job_retry=None``) and :func:`~runbook.warehouse.call_with_retries` tries a
-transient failure again up to ``max_retries`` times with exponential backoff. A retry never runs
-a statement twice: a failed ``jobs.insert`` is sent again under the same job id (a 409 Conflict
-means the first one got through, and that job is used); a failed poll polls the same job again;
-only a job that itself failed for a transient reason is run again, as a new job.
+transient failure again with jittered exponential backoff until ``retry_deadline`` (ten minutes
+by default) has passed. Transient: rate limits (``rateLimitExceeded``, ``jobRateLimitExceeded``,
+``quotaExceeded`` that is not a daily quota, HTTP 429) and server errors (500, 502, 503, 504,
+``backendError``, ``internalError``); each rate limit is reported as a throttle. A daily quota
+used up (``quotaExceeded`` saying "per day") is :class:`~runbook.errors.QuotaExhausted`, with the
+next midnight Pacific time as its reset. Everything else (``invalidQuery``,
+``resourcesExceeded``, ``bytesBilledLimitExceeded``, ``accessDenied``, ...) is never retried.
+
+A retry never runs a statement twice: a failed ``jobs.insert`` is sent again under the same job id
+(a 409 Conflict means the first one got through, and that job is used); a failed poll polls the
+same job again; only a job that itself failed for a transient reason is run again, as a new job.
+
+SQL steps (:meth:`BigQueryWarehouse.run_job`) run under deterministic job ids that the controller
+stores on the task before the job is submitted, carry labels (run, processor, date), are waited
+for by polling ``jobs.get`` (so that a stop can cancel them with ``jobs.cancel``), and report
+bytes processed, bytes billed and slot milliseconds from the job's statistics.
 
 Bulk loads use ``insert_rows_json`` (streaming inserts) with one row id per row kept across
 retries, so BigQuery can drop the duplicates of a retried request. Rows in the streaming buffer
@@ -18,6 +30,8 @@ cannot be changed by UPDATE/DELETE/MERGE for up to 90 minutes: that is BigQuery'
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import random
 import re
 import time
 import uuid
@@ -33,16 +47,26 @@ from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import GoogleAuthError
 from google.cloud import bigquery
 
+from runbook.clock import utcnow
 from runbook.config import WarehouseConfig
-from runbook.errors import ConfigError, TransientWarehouseError, WarehouseError
-from runbook.warehouse import call_with_retries, plain_value
+from runbook.errors import ConfigError, QuotaExhausted, TransientWarehouseError, WarehouseError
+from runbook.warehouse import (
+    MAX_BACKOFF_SECONDS,
+    JobResult,
+    JobSpec,
+    call_with_retries,
+    plain_value,
+    quota_reset_after,
+)
 from runbook.warehouse.dialect import failure, parameter_names, split_statements
 
 RETRY_BASE_SECONDS = 1.0
+POLL_SECONDS = 0.5  # how often a step's job is looked at (up to POLL_MAX_SECONDS as it runs on)
+POLL_MAX_SECONDS = 5.0
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-TRANSIENT_REASONS = frozenset(
-    {"rateLimitExceeded", "quotaExceeded", "backendError", "internalError", "badGateway"}
-)
+RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "jobRateLimitExceeded"})
+TRANSIENT_REASONS = frozenset({"backendError", "internalError", "badGateway", "tableUnavailable"})
+_DAILY = re.compile(r"per day|daily|/day|free query bytes", re.IGNORECASE)
 _TRANSIENT_ERRORS = (
     api_errors.TooManyRequests,
     api_errors.InternalServerError,
@@ -70,13 +94,19 @@ class BigQueryWarehouse:
         max_retries: int = 5,
         maximum_bytes_billed: int | None = None,
         retry_base_seconds: float = RETRY_BASE_SECONDS,
+        retry_deadline: float = 600.0,
+        poll_seconds: float = POLL_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
-        self._max_retries = max_retries
+        self._max_retries = max_retries  # kept for the config's sake: BigQuery retries by deadline
         self._maximum_bytes_billed = maximum_bytes_billed
         self._retry_base_seconds = retry_base_seconds
+        self._retry_deadline = retry_deadline
+        self._poll_seconds = poll_seconds
         self._sleep = sleep
+        self._clock = clock
 
     @classmethod
     def from_config(
@@ -86,6 +116,8 @@ class BigQueryWarehouse:
         *,
         retry_base_seconds: float = RETRY_BASE_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        poll_seconds: float = POLL_SECONDS,
     ) -> BigQueryWarehouse:
         """Build the client from ``config``: project, location, endpoint and credentials.
 
@@ -128,7 +160,10 @@ class BigQueryWarehouse:
             max_retries=config.max_retries,
             maximum_bytes_billed=config.maximum_bytes_billed,
             retry_base_seconds=retry_base_seconds,
+            retry_deadline=config.retry_deadline,
+            poll_seconds=poll_seconds,
             sleep=sleep,
+            clock=clock,
         )
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -168,11 +203,50 @@ class BigQueryWarehouse:
 
         self._retrying(attempt)
 
+    def run_job(self, sql: str, params: Mapping[str, Any], spec: JobSpec) -> JobResult:
+        """Run a SQL step's script under ``spec``'s job ids (see :class:`~runbook.warehouse.JobSpec`).
+
+        Returns early, with ``cancelled`` set, when a stop cancelled the running job; with nothing
+        cancelled when the wait was abandoned (the task was taken over: the job keeps running).
+        """
+        result = JobResult()
+        for index, statement in enumerate(split_statements(sql)):
+            job_id = spec.job_id if index == 0 else f"{spec.job_id}_s{index}"
+            job = self._step_job(statement, params, job_id, spec, result)
+            if job is None:
+                return result
+            if job.num_dml_affected_rows is not None:
+                result.rows_affected = job.num_dml_affected_rows
+        return result
+
+    def estimate(self, sql: str, params: Mapping[str, Any]) -> int | None:
+        """Bytes the script would process, from a dry run of each statement (nothing is billed)."""
+        total = 0
+        for statement in split_statements(sql):
+            config = self._config(statement, params, dry_run=True)
+
+            def attempt(statement: str = statement, config: bigquery.QueryJobConfig = config) -> int:
+                try:
+                    job = self.client.query(statement, job_config=config, retry=NO_RETRY, job_retry=NO_RETRY)
+                except Exception as exc:
+                    raise _wrap(exc, statement) from exc
+                return int(job.total_bytes_processed or 0)
+
+            total += self._retrying(attempt)
+        return total
+
     def close(self) -> None:
         """Close the client's HTTP session."""
         self.client.close()  # type: ignore[no-untyped-call]
 
-    def _run(self, sql: str, params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], bigquery.QueryJob]:
+    def _config(
+        self,
+        sql: str,
+        params: Mapping[str, Any],
+        *,
+        labels: Mapping[str, str] | None = None,
+        dry_run: bool = False,
+    ) -> bigquery.QueryJobConfig:
         names = parameter_names(sql)
         missing = sorted(names - params.keys())
         if missing:
@@ -183,7 +257,113 @@ class BigQueryWarehouse:
             use_legacy_sql=False,
             query_parameters=[_parameter(name, params[name], sql) for name in sorted(names)],
             maximum_bytes_billed=self._maximum_bytes_billed,
+            labels=dict(labels or {}),
         )
+        if dry_run:
+            config.dry_run = True
+            config.use_query_cache = False
+        return config
+
+    def _step_job(
+        self, sql: str, params: Mapping[str, Any], job_id: str, spec: JobSpec, result: JobResult
+    ) -> bigquery.QueryJob | None:
+        """One statement of a step, as one job (again as ``{job_id}_x{n}`` after a transient job
+        failure): looked up first when re-attaching, else submitted; waited for; its cost added."""
+        config = self._config(sql, params, labels=spec.labels)
+        started = self._clock()
+        probing, failures, current = spec.attach, 0, job_id
+
+        def retried(exc: TransientWarehouseError) -> None:
+            if exc.throttle:
+                spec.on_throttle(exc.reason or "rate limit")
+
+        while True:
+            job: bigquery.QueryJob | None = None
+            if probing:
+                job = self._retrying(functools.partial(self._lookup, current, sql), on_retry=retried)
+                if job is not None and job.state == "DONE" and job.error_result is not None:
+                    # The earlier holder's job failed: it wrote nothing; run it again as the next id.
+                    failures += 1
+                    current = f"{job_id}_x{failures}"
+                    continue
+                probing = False
+                if job is not None:
+                    result.reattached.append(current)
+            if job is None:
+                job = self._retrying(functools.partial(self._submit, sql, config, current), on_retry=retried)
+            result.job_ids.append(current)
+            ended = self._wait(job, spec, sql, retried)
+            result.add_cost(job.total_bytes_processed, job.total_bytes_billed, job.slot_millis)
+            if ended == "cancelled":
+                result.cancelled = current
+                return None
+            if ended == "abandoned":
+                result.abandoned = True
+                return None
+            if job.error_result is None:
+                return job
+            error = _job_error(job.error_result, sql)
+            left = self._retry_deadline - (self._clock() - started)
+            if not isinstance(error, TransientWarehouseError) or left <= 0:
+                raise error
+            retried(error)
+            self._sleep(
+                min(self._retry_base_seconds * 2**failures, MAX_BACKOFF_SECONDS, left)
+                * random.uniform(0.5, 1.0)
+            )
+            failures += 1
+            current = f"{job_id}_x{failures}"
+
+    def _lookup(self, job_id: str, sql: str) -> bigquery.QueryJob | None:
+        try:
+            job = self.client.get_job(job_id, retry=NO_RETRY)
+        except api_errors.NotFound:
+            return None
+        except Exception as exc:
+            raise _wrap(exc, sql) from exc
+        if not isinstance(job, bigquery.QueryJob):
+            raise WarehouseError(failure(sql, f"job {job_id} exists and is not a query job"))
+        return job
+
+    def _wait(
+        self,
+        job: bigquery.QueryJob,
+        spec: JobSpec,
+        sql: str,
+        retried: Callable[[TransientWarehouseError], None],
+    ) -> str:
+        """Poll the job until it is done ("done"), a stop cancelled it ("cancelled"), or the task
+        was taken over ("abandoned")."""
+        pause = self._poll_seconds
+
+        def reload() -> None:
+            try:
+                job.reload(retry=NO_RETRY)
+            except Exception as exc:
+                raise _wrap(exc, sql) from exc
+
+        while job.state != "DONE":
+            if spec.stop.is_set():
+
+                def cancel() -> None:
+                    try:
+                        self.client.cancel_job(job.job_id, location=job.location, retry=NO_RETRY)
+                    except Exception as exc:
+                        raise _wrap(exc, sql) from exc
+
+                self._retrying(cancel, on_retry=retried)
+                return "cancelled"
+            if spec.abandon.is_set():
+                return "abandoned"
+            spec.abandon.wait(pause)
+            if spec.stop.is_set() or spec.abandon.is_set():
+                continue
+            pause = min(pause * 1.5, POLL_MAX_SECONDS)
+            self._retrying(reload, on_retry=retried)
+        return "done"
+
+    def _run(self, sql: str, params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], bigquery.QueryJob]:
+        config = self._config(sql, params)
         job_id = _new_job_id()
         job: bigquery.QueryJob | None = None
 
@@ -214,27 +394,64 @@ class BigQueryWarehouse:
                 raise WarehouseError(failure(sql, f"job {job_id} exists and is not a query job")) from None
             return job
 
-    def _retrying(self, attempt: Callable[[], _T]) -> _T:
+    def _retrying(
+        self,
+        attempt: Callable[[], _T],
+        on_retry: Callable[[TransientWarehouseError], None] = lambda exc: None,
+    ) -> _T:
         return call_with_retries(
-            attempt, max_retries=self._max_retries, base_seconds=self._retry_base_seconds, sleep=self._sleep
-        )
+            attempt, base_seconds=self._retry_base_seconds, deadline_seconds=self._retry_deadline,
+            sleep=self._sleep, clock=self._clock, on_retry=on_retry,
+        )  # fmt: skip
 
 
 def _new_job_id() -> str:
     return f"runbook_{uuid.uuid4().hex}"
 
 
+def _classify(reason: str | None, message: str, sql: str, status: str) -> WarehouseError | None:
+    """The error for one of BigQuery's reason codes; None when it is not a retryable or quota one."""
+    detail = f"{message} ({reason}{', ' + status if status else ''})"
+    if reason == "quotaExceeded" and _DAILY.search(message):
+        resets = quota_reset_after(utcnow())
+        return QuotaExhausted(failure(sql, f"daily quota exhausted: {detail}"), resets_at=resets)
+    if reason in RATE_LIMIT_REASONS or reason == "quotaExceeded":
+        return TransientWarehouseError(failure(sql, detail), reason=reason, throttle=True)
+    if reason in TRANSIENT_REASONS:
+        return TransientWarehouseError(failure(sql, detail), reason=reason)
+    return None
+
+
+def _job_error(error_result: Mapping[str, Any], sql: str) -> WarehouseError:
+    """The error of a job that ran and failed (its ``status.errorResult``)."""
+    reason = error_result.get("reason")
+    message = " ".join(str(error_result.get("message") or reason or "job failed").split())
+    classified = _classify(reason, message, sql, "")
+    if classified is not None:
+        return classified
+    return WarehouseError(failure(sql, f"{message} ({reason})" if reason else message))
+
+
 def _wrap(exc: Exception, sql: str) -> WarehouseError:
     if isinstance(exc, WarehouseError):
         return exc
     if isinstance(exc, api_errors.GoogleAPICallError):
-        reasons = {error.get("reason") for error in exc.errors if isinstance(error, dict)}
+        code = exc.code
+        reasons = [error.get("reason") for error in exc.errors if isinstance(error, dict)]
         cause = (str(exc.message).strip().splitlines() or [type(exc).__name__])[0]
         missing = _MISSING_TABLE.search(cause) if isinstance(exc, api_errors.NotFound) else None
         if missing:
             cause = f"table {missing.group(1).replace(':', '.')} does not exist"
-        if isinstance(exc, _TRANSIENT_ERRORS) or reasons & TRANSIENT_REASONS:
-            return TransientWarehouseError(failure(sql, f"{cause} (HTTP {exc.code})"))
+        for reason in reasons:
+            classified = _classify(reason, cause, sql, f"HTTP {code}")
+            if classified is not None:
+                return classified
+        if isinstance(exc, api_errors.TooManyRequests):
+            return TransientWarehouseError(
+                failure(sql, f"{cause} (HTTP 429)"), reason="HTTP 429", throttle=True
+            )
+        if isinstance(exc, _TRANSIENT_ERRORS):
+            return TransientWarehouseError(failure(sql, f"{cause} (HTTP {code})"), reason=f"HTTP {code}")
         return WarehouseError(failure(sql, cause))
     cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if isinstance(exc, _TRANSIENT_ERRORS):
