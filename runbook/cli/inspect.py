@@ -28,8 +28,9 @@ def status(obj: Context, recent: int, json_out: bool) -> None:
     from runbook.snapshots import to_data
 
     runs = obj.app.status(recent=recent)
+    pools = obj.app.pools()
     if json_out:
-        emit_document(generated_at=utcnow(), runs=runs)
+        emit_document(generated_at=utcnow(), runs=runs, pools=pools)
         return
     if not runs:
         click.echo("no runs yet: start one with `runbook run --start D --end D`")
@@ -37,8 +38,15 @@ def status(obj: Context, recent: int, json_out: bool) -> None:
     from runbook.cli.output import runs_text
 
     echo_lines(runs_text(to_data(runs)))
+    throttled = [f"{p.name} {p.effective_slots}/{p.size}" for p in pools if p.effective_slots < p.size]
+    if throttled:
+        click.echo(f"pools throttled by the warehouse (effective/configured slots): {', '.join(throttled)}")
     for run in runs:
-        if run.status == RunStatus.INTERRUPTED:
+        if run.status == RunStatus.INTERRUPTED and run.resume_after is not None:
+            click.echo(
+                f"run {run.id} is interrupted: {run.error}; runbook resume {run.id} after {run.resume_after}"
+            )
+        elif run.status == RunStatus.INTERRUPTED:
             click.echo(f"run {run.id} is interrupted: runbook resume {run.id}")
         elif run.adopted is not None and run.adopted.watcher_alive is False and run.adopted.process_alive:
             click.echo(

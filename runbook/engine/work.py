@@ -156,6 +156,7 @@ class WorkLoop:
         self.pool_sizes: dict[str, tuple[int, int]] = {}
         self._halved_at: dict[str, float] = {}
         self.quota_runs: set[int] = set()
+        self._run_tokens: dict[int, str] = {}
         self.stop_reason: str | None = None  # set when this process learned that the run must stop
         if self.pools:
             self.guarded(lambda: self.store.ensure_pools(self.pools, utcnow()))
@@ -376,6 +377,7 @@ class WorkLoop:
             log=log, tag=tag, timeout=proc.timeout if proc else None, cancelled=running.cancel,
             on_pid=self._pid_reporter(task.id), task_id=task.id, job_id=task.job_id, stop_jobs=running.stop_jobs,
             on_job=self._job_recorder(task.id), on_throttle=self._throttle_reporter(task.id),
+            run_token=self._run_token(task.run_id),
         )  # fmt: skip
         self._work.put((running, ctx))
 
@@ -384,6 +386,15 @@ class WorkLoop:
             self._results.put(("pid", task_id, pid))
 
         return report
+
+    def _run_token(self, run_id: int) -> str:
+        """When the run was created (microseconds): what tells its job ids from those of a run
+        with the same number in a state store made anew."""
+        if run_id not in self._run_tokens:
+            run = self.guarded(lambda: self.runs(run_id))
+            created = run.created_at if run is not None else None
+            self._run_tokens[run_id] = created.astimezone(dt.UTC).isoformat() if created else ""
+        return self._run_tokens[run_id]
 
     def _store_job(self, task_id: int, job_id: str) -> bool:
         return bool(self.guarded(lambda: self.store.set_task_job(task_id, self.worker_id, job_id)))

@@ -508,13 +508,6 @@ class WorkQueue:
 
         self._write(ensure)
 
-    def pool_sizes(self) -> dict[str, tuple[int, int]]:
-        """Each pool's (configured size, effective size)."""
-        return {
-            str(r[0]): (int(r[1]), int(r[2]))
-            for r in self.db.rows("SELECT name, size, effective_size FROM pool ORDER BY name", {})
-        }
-
     def resize_pool(self, name: str, seen: int, size: int, now: dt.datetime) -> bool:
         """Set a pool's effective size to ``size`` if it is still ``seen`` (compare-and-set: of two
         processes throttled at once, one halves it)."""

@@ -204,6 +204,7 @@ _TIMES = {
     "at",
     "ended_at",
     "sent_at",
+    "resume_after",
 }
 _JSON = {"processors", "options", "versions", "data", "metrics", "conditions", "params", "payload"}
 

@@ -35,6 +35,7 @@ class StepContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     on_pid: Callable[[int], None] = lambda pid: None
     task_id: int = 0
+    run_token: str = ""  # when the run was created: part of its job ids
     # The warehouse job id an earlier holder of the task stored (re-attach to it), if any.
     job_id: str | None = None
     # Set (before ``cancelled``) by a stop: warehouse jobs are cancelled, not just left running.

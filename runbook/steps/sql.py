@@ -40,7 +40,9 @@ class SqlExecutor:
         try:
             warehouse = self.warehouse_factory()
             durable = warehouse.kind == "bigquery"  # DuckDB has no jobs to come back to
-            job_id = ctx.job_id or job_id_for(self.job_prefix, ctx.run_id, ctx.task_id, ctx.attempt)
+            job_id = ctx.job_id or job_id_for(
+                self.job_prefix, ctx.run_id, ctx.task_id, ctx.attempt, ctx.run_token
+            )
             if durable and ctx.job_id is None and not ctx.on_job(job_id):
                 return StepResult(
                     ok=False, cancelled=True, error="the task was taken over before its job started"

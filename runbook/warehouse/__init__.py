@@ -105,14 +105,15 @@ class JobResult:
             self.slot_ms = (self.slot_ms or 0) + slot_ms
 
 
-def job_id_for(prefix: str, run_id: int, task_id: int, attempt: int) -> str:
+def job_id_for(prefix: str, run_id: int, task_id: int, attempt: int, run_token: str = "") -> str:
     """The job id of one attempt of a task: ``{prefix}_r{run}_t{task}_a{attempt}_{hash}``.
 
     Deterministic (the same attempt always gets the same id, whatever its SQL), so that a process
-    that takes the task over finds the job; the short hash of the parts keeps ids of different
-    prefixes apart even when a prefix ends like a number.
+    that takes the task over finds the job. The short hash is of the parts and of ``run_token``
+    (when the run was created): a state store made anew numbers its runs from 1 again, and its
+    run 1 must not meet the jobs of an earlier run 1 (BigQuery keeps jobs for six months).
     """
-    digest = hashlib.sha256(f"{prefix}:{run_id}:{task_id}:{attempt}".encode()).hexdigest()[:8]
+    digest = hashlib.sha256(f"{prefix}:{run_id}:{task_id}:{attempt}:{run_token}".encode()).hexdigest()[:8]
     return f"{prefix}_r{run_id}_t{task_id}_a{attempt}_{digest}"
 
 

@@ -288,9 +288,12 @@ class BigQueryWarehouse:
                     continue
                 probing = False
                 if job is not None:
+                    _check_owner(job, spec, sql)
                     result.reattached.append(current)
             if job is None:
-                job = self._retrying(functools.partial(self._submit, sql, config, current), on_retry=retried)
+                job = self._retrying(
+                    functools.partial(self._submit_wrapped, sql, config, current), on_retry=retried
+                )
             result.job_ids.append(current)
             ended = self._wait(job, spec, sql, retried)
             result.add_cost(job.total_bytes_processed, job.total_bytes_billed, job.slot_millis)
@@ -382,6 +385,12 @@ class BigQueryWarehouse:
 
         return self._retrying(attempt)
 
+    def _submit_wrapped(self, sql: str, config: bigquery.QueryJobConfig, job_id: str) -> bigquery.QueryJob:
+        try:
+            return self._submit(sql, config, job_id)
+        except Exception as exc:
+            raise _wrap(exc, sql) from exc
+
     def _submit(self, sql: str, config: bigquery.QueryJobConfig, job_id: str) -> bigquery.QueryJob:
         try:
             return self.client.query(
@@ -420,6 +429,18 @@ def _classify(reason: str | None, message: str, sql: str, status: str) -> Wareho
     if reason in TRANSIENT_REASONS:
         return TransientWarehouseError(failure(sql, detail), reason=reason)
     return None
+
+
+def _check_owner(job: bigquery.QueryJob, spec: JobSpec, sql: str) -> None:
+    """A job found under a step's id must be that step's (its labels say whose it is)."""
+    theirs = {key: job.labels.get(key) for key in spec.labels} if job.labels else {}
+    if theirs and theirs != dict(spec.labels):
+        raise WarehouseError(
+            failure(
+                sql,
+                f"job {job.job_id} exists but belongs to {theirs}, not {dict(spec.labels)}: set another warehouse.job_prefix",
+            )
+        )
 
 
 def _job_error(error_result: Mapping[str, Any], sql: str) -> WarehouseError:
