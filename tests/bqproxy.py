@@ -23,8 +23,9 @@ Where the emulator (bqemulator 1.4.0) lacks an API, the proxy answers per BigQue
 * Dry runs (``configuration.dryRun = true``): a DONE job resource without a job id whose
   ``statistics.totalBytesProcessed`` and ``statistics.query.totalBytesProcessed`` are what
   ``dry_run_bytes(sql)`` says.
-* Job statistics the emulator leaves out (``totalBytesProcessed``, ``totalBytesBilled``,
-  ``totalSlotMs`` under ``statistics.query``): filled in from ``job_bytes(sql)`` when set.
+* Job statistics the emulator leaves out or reports as 0 (``totalBytesProcessed``,
+  ``totalBytesBilled`` with BigQuery's 10 MiB minimum, ``totalSlotMs`` under ``statistics.query``):
+  answered from ``job_bytes(sql)`` when set.
 """
 
 from __future__ import annotations
@@ -304,11 +305,14 @@ class BigQueryProxy:
         assert self.job_bytes is not None
         scanned = self.job_bytes(self._sql_of.get(job_id, ""))
         billed = max(scanned, 10 * 1024 * 1024) if scanned else 0  # BigQuery's 10 MiB minimum
+        # The emulator reports 0 (or nothing): these replace its numbers.
         query = job.setdefault("statistics", {}).setdefault("query", {})
-        query.setdefault("totalBytesProcessed", str(scanned))
-        query.setdefault("totalBytesBilled", str(billed))
-        query.setdefault("totalSlotMs", str(scanned // 1000 + 7))
-        job["statistics"].setdefault("totalBytesProcessed", str(scanned))
+        query.update(
+            totalBytesProcessed=str(scanned),
+            totalBytesBilled=str(billed),
+            totalSlotMs=str(scanned // 1000 + 7),
+        )
+        job["statistics"]["totalBytesProcessed"] = str(scanned)
         return json.dumps(job).encode()
 
     def _send(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:

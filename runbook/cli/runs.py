@@ -48,19 +48,43 @@ def request(processors: tuple[str, ...], start: Any, end: Any, no_resume: bool, 
     )
 
 
-def print_plan(planned: Planned, json_out: bool, dates: bool) -> None:
+def print_plan(planned: Planned, json_out: bool, dates: bool, estimate: list[Any] | None = None) -> None:
     from runbook.cli.output import plan_text
     from runbook.snapshots import to_data
     from runbook.snapshots.plan import plan_snapshot
 
     snapshot = plan_snapshot(planned.plan, [w.message for w in planned.warnings])
     if json_out:
-        emit_document(**to_data(snapshot))
+        extra = {"estimate": estimate} if estimate is not None else {}
+        emit_document(**to_data(snapshot), **extra)
         return
     for line in plan_text(to_data(snapshot), dates=dates):
         click.echo(line)
     for warning in snapshot.warnings:
         click.echo(f"warning: {warning}")
+    for entry in estimate or []:
+        click.echo(estimate_line(entry))
+    if estimate:
+        total = sum(e.estimated_cost_usd or 0.0 for e in estimate)
+        click.echo(
+            f"estimated cost of the plan: ${total:,.2f} at ${estimate[0].price_per_tib:g}/TiB (on-demand)"
+        )
+
+
+def estimate_line(entry: Any) -> str:
+    """One line of ``plan --estimate`` for a processor."""
+    from runbook.formatting import human_bytes
+
+    if entry.error is not None:
+        return f"estimate {entry.processor}: not estimated: {entry.error}"
+    if not entry.tasks:
+        return f"estimate {entry.processor}: nothing to run"
+    line = (
+        f"estimate {entry.processor}: {entry.tasks} task(s), {human_bytes(entry.first_bytes)} on {entry.first_date}, "
+        f"{human_bytes(entry.last_bytes)} on {entry.last_date}: ~{human_bytes(entry.estimated_bytes)} in all, "
+        f"~${entry.estimated_cost_usd:,.2f}"
+    )
+    return line + (f" (warning: {entry.warning})" if entry.warning else "")
 
 
 def execute_here(obj: Context, run_id: int, json_out: bool, *, epoch: int | None = None) -> None:
@@ -202,16 +226,25 @@ def stop(obj: Context, run_id: int) -> None:
 @click.command()
 @run_options
 @click.option("--dates", "dates", is_flag=True, help="List every date with its action or skip reason.")
+@click.option(
+    "--estimate",
+    is_flag=True,
+    help="Dry-run each SQL step (first and last date): bytes and cost of the range.",
+)
 @json_option
 @pass_ctx
 def plan(obj: Context, processors: tuple[str, ...], start: Any, end: Any, no_resume: bool, only_gaps: bool,
-         only_stale: bool, dates: bool, json_out: bool) -> None:  # fmt: skip
+         only_stale: bool, dates: bool, estimate: bool, json_out: bool) -> None:  # fmt: skip
     """What a run would do: every date with its planned action or skip reason. Records nothing.
 
-    Example: runbook plan player_composite_factors --start 2024-10-22 --end 2024-12-31 --dates
+    With --estimate, each SQL processor's step is dry-run (BigQuery: nothing is billed) for its
+    first and last planned date, and the bytes and the on-demand cost of the whole range printed.
+
+    Example: runbook plan player_composite_factors --start 2024-10-22 --end 2024-12-31 --estimate
     """
     wanted = request(processors, start, end, no_resume, only_gaps=only_gaps, only_stale=only_stale)
-    print_plan(obj.app.plan(wanted), json_out, dates)
+    planned = obj.app.plan(wanted)
+    print_plan(planned, json_out, dates, obj.app.estimate(planned.plan) if estimate else None)
 
 
 @click.command()

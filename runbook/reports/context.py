@@ -17,6 +17,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from runbook.config import RunbookConfig
 from runbook.engine.liveness import liveness
 from runbook.errors import UsageError
 from runbook.formatting import iso_utc
@@ -27,6 +28,7 @@ from runbook.snapshots import JSON_SCHEMA_VERSION, to_data
 from runbook.snapshots.checks import check_snapshot
 from runbook.snapshots.coverage import ProcessorCoverage, coverage_range
 from runbook.snapshots.heatmap import heat_map, live_states
+from runbook.snapshots.model import PoolSnapshot
 from runbook.snapshots.processors import CalendarFor, processor_state, workspace_coverages
 from runbook.snapshots.runs import (
     Liveness,
@@ -102,7 +104,9 @@ def build_context(
     snapshots = {
         s.id: s
         for s in (
-            run_snapshots(q, sorted(every.values(), key=lambda r: r.id), now=now, alive=alive) if q else []
+            run_snapshots(q, sorted(every.values(), key=lambda r: r.id), now=now, alive=alive, costs=True)
+            if q
+            else []
         )
     }
     running = [s for s in snapshots.values() if s.status in ACTIVE_RUN_STATUSES]
@@ -192,6 +196,7 @@ def build_context(
         "timeline": {"events": [event_snapshot(e) for e in events], "omitted": total_events - len(events)},
         "gantt": sections.gantt_entries(windows, {s.id: s for s in scoped_runs}, now),
         "performance": sections.performance_entries(windows, {s.id: s for s in scoped_runs}, config),
+        "pools": _pools(q, config),
         "notes": notes,
         "next_actions": next_actions,
     }
@@ -205,6 +210,15 @@ def build_context(
 def _rank(config: Any, processor: str) -> int:
     order = list(config.processors)
     return order.index(processor) if processor in order else 1 << 30
+
+
+def _pools(q: Queries | None, config: RunbookConfig) -> list[PoolSnapshot]:
+    """The configured pools with the slots they have now (fewer while the warehouse throttles)."""
+    stored = q.pool_sizes() if q is not None else {}
+    return [
+        PoolSnapshot(name, size, stored[name][1] if name in stored and stored[name][0] == size else size)
+        for name, size in sorted(config.pools.items())
+    ]
 
 
 def _coverages(

@@ -74,6 +74,23 @@ class Cost(NamedTuple):
         return cls(*(sum(getattr(cost, name) for cost in costs) for name in cls._fields))
 
 
+class EstimateSnapshot(NamedTuple):
+    """``runbook plan --estimate``: what one SQL processor's steps would scan and cost over the
+    plan, from dry runs of its first and last planned task."""
+
+    processor: str
+    tasks: int  # planned tasks
+    first_date: str | None
+    last_date: str | None
+    first_bytes: int | None  # bytes the first task's step would process (dry run)
+    last_bytes: int | None
+    estimated_bytes: int | None  # the mean of the two, times the tasks
+    estimated_cost_usd: float | None  # at price_per_tib, each step billed at least 10 MiB
+    price_per_tib: float
+    warning: str | None = None  # a step over maximum_bytes_billed: BigQuery would refuse it
+    error: str | None = None  # why it could not be estimated
+
+
 class PoolSnapshot(NamedTuple):
     """A concurrency pool: its configured size and the slots it has now (fewer while throttled)."""
 

@@ -331,3 +331,68 @@ def test_resume_force_tries_before_the_reset(
     assert result.code == 0, result.stdout + result.stderr
     assert rows_by_date(bqemu.endpoint, dataset) == {"2024-01-04": 1}
     assert process_alive(os.getpid())
+
+
+# -- cost -------------------------------------------------------------------------------------------
+
+
+def test_cost_is_recorded_per_task_and_summed_in_show_history_and_the_handoff(
+    make_workspace: Any, proxy: BigQueryProxy, dataset: str
+) -> None:
+    ws = workspace(make_workspace, proxy, dataset)
+    # The emulator reports no bytes: the proxy fills in the statistics BigQuery would give.
+    proxy.job_bytes = lambda sql: 3 * GIB if "INSERT" in sql else 0
+    assert ws.runbook("run", "load", "--start", "2024-01-01", "--end", "2024-01-02").code == 0
+    task = tasks(ws.db)[0]
+    assert (task["bytes_processed"], task["bytes_billed"]) == (3 * GIB, 3 * GIB) and task["slot_ms"] > 0
+    slot_ms = sum(t["slot_ms"] for t in tasks(ws.db))
+    expected = {"bytes_processed": 6 * GIB, "bytes_billed": 6 * GIB, "slot_ms": slot_ms, "tasks": 2}
+
+    shown = ws.cli("show", "1", "--json", "--tasks", check=True).json()
+    assert shown["run"]["cost"] == expected and shown["run"]["per_processor"][0]["cost"] == expected
+    assert {t["job_id"] for t in shown["tasks"]} == {t["job_id"] for t in tasks(ws.db)}
+    assert ws.cli("history", "--json", check=True).json()["runs"][0]["cost"] == expected
+
+    handoff = ws.cli("handoff", "--format", "json", "--out", "-", check=True).json()
+    (performance,) = handoff["performance"]
+    assert performance["bytes_billed"] == 6 * GIB and performance["cost_usd"] == round(6 / 1024 * 6.25, 4)
+    markdown = ws.cli("handoff", "--out", "-", check=True).stdout
+    assert "| Processor | Bytes processed | Bytes billed | Slot hours | Cost (USD) |" in markdown
+    assert f"| load | {6 * GIB:,} | {6 * GIB:,} |" in markdown and "| 0.04 |" in markdown
+
+
+def test_plan_estimate_dry_runs_first_and_last_date_and_prices_the_range(
+    make_workspace: Any, proxy: BigQueryProxy, dataset: str
+) -> None:
+    ws = workspace(
+        make_workspace, proxy, dataset, extra="price_per_tib: 5.0\n          maximum_bytes_billed: 3000000000"
+    )
+    # Dry runs are answered by the proxy (the emulator has no dry-run statistics): 1 GiB for the
+    # first date, 3 GiB for the last.
+    seen: list[str] = []
+
+    def by_date(sql: str) -> int:
+        seen.append(sql)
+        return GIB if len(seen) == 1 else 3 * GIB
+
+    proxy.dry_run_bytes = by_date
+    result = ws.cli("plan", "load", "--estimate", "--json", check=True).json()
+    (estimate,) = result["estimate"]
+    assert estimate["tasks"] == 8 and (estimate["first_date"], estimate["last_date"]) == (
+        "2024-01-01",
+        "2024-01-08",
+    )
+    assert (estimate["first_bytes"], estimate["last_bytes"]) == (GIB, 3 * GIB)
+    assert estimate["estimated_bytes"] == 16 * GIB and estimate["estimated_cost_usd"] == round(
+        16 / 1024 * 5.0, 2
+    )
+    assert "maximum_bytes_billed 3000000000" in estimate["warning"]
+    assert proxy.insert_count(dry_run=True) == 2 and proxy.insert_count() == 0  # nothing ran
+    assert not ws.db.exists() or tasks(ws.db) == []  # nothing recorded either
+    seen.clear()
+    text = ws.cli("plan", "load", "--estimate", check=True).stdout
+    assert (
+        "estimate load: 8 task(s), 1.0 GiB on 2024-01-01, 3.0 GiB on 2024-01-08: ~16.0 GiB in all, ~$0.08"
+        in text
+    )
+    assert "estimated cost of the plan: $0.08 at $5/TiB" in text
