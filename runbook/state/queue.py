@@ -496,7 +496,8 @@ class WorkQueue:
                 for name, size in pools.items():
                     if name not in known:
                         db.execute(
-                            "INSERT INTO pool (name, size, effective_size, updated_at) VALUES (:n, :s, :s, :now)",
+                            "INSERT INTO pool (name, size, effective_size, updated_at) VALUES (:n, :s, :s, :now) "
+                            "ON CONFLICT (name) DO NOTHING",  # another process started at the same time
                             {"n": name, "s": size, "now": now},
                         )
                     elif known[name] != size:
