@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import signal
 from dataclasses import dataclass, field
+from typing import Any
 
 from runbook.app.runs import Runs
 from runbook.clock import utcnow
@@ -161,6 +162,27 @@ class Resume(Runs):
             run_id=run.id,
         )
 
+    def cancel_jobs(self, run_id: int, tasks: list[Any]) -> None:
+        """Cancel the BigQuery jobs that the gone holders of ``tasks`` left running, and record it."""
+        if not tasks or self.config.warehouse.kind != "bigquery":
+            return
+        from runbook.errors import WarehouseError
+        from runbook.warehouse.bigquery import BigQueryWarehouse
+
+        warehouse = self.warehouse()
+        if not isinstance(warehouse, BigQueryWarehouse):
+            return
+        for task in tasks:
+            try:
+                cancelled = warehouse.cancel_step(task.job_id)
+            except WarehouseError as exc:
+                self.store.add_event("job_cancel_failed", f"job {task.job_id}: {exc}", run_id=run_id,
+                                     processor=task.processor, date=task.date)  # fmt: skip
+                continue
+            for job_id in cancelled:
+                self.store.add_event("job_cancelled", f"job {job_id} cancelled (stop)", run_id=run_id,
+                                     processor=task.processor, date=task.date)  # fmt: skip
+
     def stop(self, run_id: int) -> Run:
         """Ask a run to stop: in-flight steps end, the run is interrupted and stays resumable.
 
@@ -172,7 +194,8 @@ class Resume(Runs):
             raise UsageError(f"run {run_id} is {run.status}, not running")
         store = self.store
         if not controller_alive(run):
-            store.mark_interrupted(run_id, "controller gone")
+            returned = store.mark_interrupted(run_id, "controller gone")
+            self.cancel_jobs(run_id, [task for task in returned if task.job_id])
             return run
         store.request_stop(run_id, utcnow())
         if run.host == this_host() and run.pid:

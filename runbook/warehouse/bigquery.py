@@ -219,6 +219,33 @@ class BigQueryWarehouse:
                 result.rows_affected = job.num_dml_affected_rows
         return result
 
+    def cancel_step(self, job_id: str) -> list[str]:
+        """Cancel the unfinished jobs of a step attempt whose holder is gone (``job_id``, its
+        statements ``_s{n}`` and their reruns ``_x{n}``); return the ids cancelled."""
+        cancelled: list[str] = []
+        index = 0
+        while True:
+            statement = job_id if index == 0 else f"{job_id}_s{index}"
+            current, reruns, found = statement, 0, False
+            while (
+                job := self._retrying(functools.partial(self._lookup, current, f"job {current}"))
+            ) is not None:
+                found = True
+                if job.state != "DONE":
+                    self._retrying(functools.partial(self._cancel, job))
+                    cancelled.append(current)
+                reruns += 1
+                current = f"{statement}_x{reruns}"
+            if not found:
+                return cancelled
+            index += 1
+
+    def _cancel(self, job: bigquery.QueryJob) -> None:
+        try:
+            self.client.cancel_job(job.job_id, location=job.location, retry=NO_RETRY)
+        except Exception as exc:
+            raise _wrap(exc, f"jobs.cancel {job.job_id}") from exc
+
     def estimate(self, sql: str, params: Mapping[str, Any]) -> int | None:
         """Bytes the script would process, from a dry run of each statement (nothing is billed)."""
         total = 0
@@ -347,14 +374,7 @@ class BigQueryWarehouse:
 
         while job.state != "DONE":
             if spec.stop.is_set():
-
-                def cancel() -> None:
-                    try:
-                        self.client.cancel_job(job.job_id, location=job.location, retry=NO_RETRY)
-                    except Exception as exc:
-                        raise _wrap(exc, sql) from exc
-
-                self._retrying(cancel, on_retry=retried)
+                self._retrying(functools.partial(self._cancel, job), on_retry=retried)
                 return "cancelled"
             if spec.abandon.is_set():
                 return "abandoned"

@@ -190,6 +190,26 @@ def test_stop_cancels_the_running_job_and_resume_runs_it_once(
     assert rows_by_date(bqemu.endpoint, dataset) == {"2024-01-02": 1}
 
 
+def test_stop_of_a_run_whose_controller_died_cancels_the_job_it_left(
+    make_workspace: Any, proxy: BigQueryProxy, dataset: str, bqemu: Emulator
+) -> None:
+    ws = workspace(make_workspace, proxy, dataset)
+    proxy.hold("INSERT")
+    controller = start(ws, "run", "load", "--start", "2024-01-03", "--end", "2024-01-03")
+    proxy.wait_for(lambda: proxy.insert_count() == 1)
+    job_id = proxy.inserts[0].job_id
+    os.kill(controller.process.pid, signal.SIGKILL)
+    controller.finish(10)
+    assert ws.runbook("stop", "1").code == 0
+    assert proxy.cancels == [job_id]
+    (cancelled,) = events(ws, "job_cancelled")
+    assert job_id in cancelled["message"]
+    proxy.release()
+    assert ws.runbook("resume").code == 0
+    assert [i.job_id for i in proxy.inserts] == [job_id, f"{job_id}_x1"]
+    assert rows_by_date(bqemu.endpoint, dataset) == {"2024-01-03": 1}
+
+
 def test_reattach_to_a_job_that_never_existed_submits_it(
     proxy: BigQueryProxy, dataset: str, bqemu: Emulator
 ) -> None:
