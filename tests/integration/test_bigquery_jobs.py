@@ -210,6 +210,37 @@ def test_stop_of_a_run_whose_controller_died_cancels_the_job_it_left(
     assert rows_by_date(bqemu.endpoint, dataset) == {"2024-01-03": 1}
 
 
+def test_a_worker_that_takes_over_an_expired_lease_reattaches_and_the_old_holder_lets_go(
+    make_workspace: Any, proxy: BigQueryProxy, dataset: str, bqemu: Emulator
+) -> None:
+    ws = workspace(make_workspace, proxy, dataset)
+    lease = {"RUNBOOK_LEASE_SECONDS": "3"}
+    proxy.hold("INSERT")
+    controller = start(ws, "run", "load", "--start", "2024-01-06", "--end", "2024-01-06", env=lease)
+    proxy.wait_for(lambda: proxy.insert_count() == 1)
+    job_id = proxy.inserts[0].job_id
+    os.kill(controller.process.pid, signal.SIGSTOP)  # frozen: its lease runs out
+    try:
+        wait_for(
+            lambda: query(ws.db, "SELECT lease_until < datetime('now') AS gone FROM task")[0]["gone"],
+            what="expiry",
+        )
+        worker = start(ws, "worker", "--run", "1", "--idle-exit", "2", env=lease)
+        wait_for(lambda: tasks(ws.db)[0]["claimed_by"] != query(ws.db, "SELECT controller_id FROM run")[0]["controller_id"],
+                 what="the worker's claim")  # fmt: skip
+        proxy.release()
+        code, out = worker.finish()
+        assert code == 0, out
+    finally:
+        os.kill(controller.process.pid, signal.SIGCONT)
+    code, out = controller.finish()
+    assert code == 0, out
+    assert proxy.insert_count() == 1 and proxy.cancels == []  # re-attached; the old holder let it run
+    assert rows_by_date(bqemu.endpoint, dataset) == {"2024-01-06": 1}
+    (task,) = tasks(ws.db)
+    assert task["status"] == "succeeded" and task["attempt"] == 2 and task["job_id"] == job_id
+
+
 def test_reattach_to_a_job_that_never_existed_submits_it(
     proxy: BigQueryProxy, dataset: str, bqemu: Emulator
 ) -> None:
