@@ -85,6 +85,7 @@ class Controller:
         self.host = this_host()
         self.controller_id = f"{self.host[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop_reason: str | None = None
+        self._quota_stop = False  # the stop is a daily quota's: running warehouse jobs are not cancelled
         self._previous_handlers: dict[int, Any] = {}
 
     # -- signals ---------------------------------------------------------------------------------
@@ -152,7 +153,7 @@ class Controller:
             log.event(message)
             # Nothing can be recorded: the run shows as interrupted (its owner is gone), and
             # resume continues it once the store is back.
-            loop.stop_running(grace=2, record=False)
+            loop.stop_running(grace=2, record=False, cancel_jobs=False)
             raise StoreUnavailable(message) from fault
         finally:
             if self.notices is not None:
@@ -253,7 +254,8 @@ class Controller:
         """Stop the steps running here (one that completes meanwhile counts), hand back the rest,
         mark the run interrupted: resumable."""
         reason = self._stop_reason or "stopped"
-        loop.stop_running()
+        # A daily quota: jobs already running finish and are paid for; resume takes their results.
+        loop.stop_running(cancel_jobs=not self._quota_stop)
         try:
             returned = loop.guarded(
                 lambda: self.store.interrupt(run_id, self.controller_id, epoch, reason, utcnow())
@@ -271,7 +273,7 @@ class Controller:
 
     def _lost(self, run_id: int, loop: WorkLoop, log: RunLog) -> Outcome:
         """Another controller took the run: stop everything here and write nothing about the run."""
-        loop.stop_running(grace=2)
+        loop.stop_running(grace=2, cancel_jobs=False)  # the new owner re-attaches to them
         current = self.store.get_run(run_id)
         owner = f"PID {current.pid} on {current.host}" if current else "another controller"
         message = f"run {run_id} was taken over by {owner}: this controller stopped"

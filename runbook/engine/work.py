@@ -336,13 +336,18 @@ class WorkLoop:
                     self._event(gate.run_id, "gate_blocked", message, processor=gate.processor)
                     self._say(message)
 
-    def stop_running(self, grace: float = STOP_GRACE_SECONDS, *, record: bool = True) -> None:
+    def stop_running(
+        self, grace: float = STOP_GRACE_SECONDS, *, record: bool = True, cancel_jobs: bool = True
+    ) -> None:
         """Ask every step here to end (SIGTERM, then SIGKILL after ``grace``) and record how each
         ended: one that finished meanwhile is recorded as succeeded, the others (and tasks claimed
         ahead) are handed back. Without ``record`` (the store is gone) nothing is written: their
-        leases run out."""
+        leases run out. With ``cancel_jobs`` their warehouse jobs are cancelled (a stop); without,
+        they are left running for whoever takes the tasks over to re-attach to (a lost run, a
+        store gone, a daily quota: what runs is paid for and will be used)."""
         for running in self.running.values():
-            running.stop_jobs.set()  # before cancel: the step cancels its warehouse job
+            if cancel_jobs:
+                running.stop_jobs.set()  # before cancel: the step cancels its warehouse job
             running.cancel.set()
             if running.pid:
                 threading.Thread(target=kill_process_group, args=(running.pid, grace), daemon=True).start()
