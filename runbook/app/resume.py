@@ -44,6 +44,7 @@ class Resumed:
     alive: list[Run]
     epoch: int | None = None
     watchers: list[tuple[Run, int]] = field(default_factory=list)  # adopted runs followed again: PIDs
+    waiting: list[str] = field(default_factory=list)  # runs left until their daily quota resets: why
 
 
 class Resume(Runs):
@@ -87,7 +88,9 @@ class Resume(Runs):
         moment = utcnow()
         waiting = [run for run in found.todo if run.resume_after is not None and run.resume_after > moment]
         if waiting and not force:
-            raise QuotaWait(quota_wait_line(waiting[0], moment))
+            if run_id is not None or len(waiting) == len(found.todo):
+                raise QuotaWait(quota_wait_line(waiting[0], moment))
+            found.todo = [run for run in found.todo if run not in waiting]  # the others go on
         if found.todo or found.rewatch:
             self.notifier()  # a webhook whose ${VAR} is unset: one line now, not a silent child
         if run_id is not None and found.alive:
@@ -113,10 +116,11 @@ class Resume(Runs):
                     f"run {run.id} was just taken by PID {now.pid} on {now.host} (another `runbook resume`): "
                     "not started twice"
                 )
+        later = [quota_wait_line(run, moment) for run in waiting] if not force else []
         if not detach and len(taken) == 1:
-            return Resumed([], taken[0][0], found.alive, taken[0][1], watchers)
+            return Resumed([], taken[0][0], found.alive, taken[0][1], watchers, later)
         detached = [(run, self.spawn(run.id, epoch=epoch)) for run, epoch in taken]
-        return Resumed(detached, None, found.alive, None, watchers)
+        return Resumed(detached, None, found.alive, None, watchers, later)
 
     def take_over(self, run: Run) -> int | None:
         """Win the run for this process (compare-and-set on its epoch): end its previous owner's

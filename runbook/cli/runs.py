@@ -182,6 +182,8 @@ def resume(obj: Context, run_id: int | None, detach: bool, join: bool, force: bo
             f"joined run {run_id} as worker {report.worker_id}: {report.tally.done} task(s) done ({report.reason})"
         )
         return
+    for line in resumed.waiting:
+        click.echo(line, err=True)
     for run in resumed.alive:
         click.echo(
             f"run {run.id} is still running (PID {run.pid} on {run.host}): not started twice", err=True

@@ -403,6 +403,8 @@ def test_cost_is_recorded_per_task_and_summed_in_show_history_and_the_handoff(
     assert shown["run"]["cost"] == expected and shown["run"]["per_processor"][0]["cost"] == expected
     assert {t["job_id"] for t in shown["tasks"]} == {t["job_id"] for t in tasks(ws.db)}
     assert ws.cli("history", "--json", check=True).json()["runs"][0]["cost"] == expected
+    text = ws.cli("show", "1", check=True).stdout
+    assert "WAREHOUSE COST" in text and "load                          6.0 GiB    6.0 GiB" in text
 
     handoff = ws.cli("handoff", "--format", "json", "--out", "-", check=True).json()
     (performance,) = handoff["performance"]
