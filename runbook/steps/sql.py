@@ -69,6 +69,10 @@ class SqlExecutor:
         events = [
             ("job_reattached", f"re-attached to job {job} of an earlier holder") for job in result.reattached
         ]
+        if result.cancelled == "":  # stopped while backing off: no job was running
+            return StepResult(
+                ok=False, cancelled=True, error="stopped before its job ran", events=events, **cost
+            )
         if result.cancelled is not None:
             message = f"job {result.cancelled} cancelled (stop)"
             ctx.log.write(message, ctx.tag)

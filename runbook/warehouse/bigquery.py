@@ -33,6 +33,7 @@ import datetime as dt
 import functools
 import random
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -297,17 +298,35 @@ class BigQueryWarehouse:
         """One statement of a step, as one job (again as ``{job_id}_x{n}`` after a transient job
         failure): looked up first when re-attaching, else submitted; waited for; its cost added."""
         config = self._config(sql, params, labels=spec.labels)
-        started = self._clock()
-        probing, failures, current = spec.attach, 0, job_id
 
         def retried(exc: TransientWarehouseError) -> None:
             if exc.throttle:
                 spec.on_throttle(exc.reason or "rate limit")
 
+        try:
+            return self._step_attempts(sql, config, job_id, spec, result, retried)
+        except _Woken:
+            if spec.stop.is_set():
+                result.cancelled = ""  # stopped before a job ran: nothing to cancel
+            else:
+                result.abandoned = True
+            return None
+
+    def _step_attempts(
+        self,
+        sql: str,
+        config: bigquery.QueryJobConfig,
+        job_id: str,
+        spec: JobSpec,
+        result: JobResult,
+        retried: Callable[[TransientWarehouseError], None],
+    ) -> bigquery.QueryJob | None:
+        started = self._clock()
+        probing, failures, current = spec.attach, 0, job_id
         while True:
             job: bigquery.QueryJob | None = None
             if probing:
-                job = self._retrying(functools.partial(self._lookup, current, sql), on_retry=retried)
+                job = self._retrying(functools.partial(self._lookup, current, sql), retried, spec.abandon)
                 if job is not None and job.state == "DONE" and job.error_result is not None:
                     # The earlier holder's job failed: it wrote nothing; run it again as the next id.
                     failures += 1
@@ -319,7 +338,7 @@ class BigQueryWarehouse:
                     result.reattached.append(current)
             if job is None:
                 job = self._retrying(
-                    functools.partial(self._submit_wrapped, sql, config, current), on_retry=retried
+                    functools.partial(self._submit_wrapped, sql, config, current), retried, spec.abandon
                 )
             result.job_ids.append(current)
             ended = self._wait(job, spec, sql, retried)
@@ -337,10 +356,15 @@ class BigQueryWarehouse:
             if not isinstance(error, TransientWarehouseError) or left <= 0:
                 raise error
             retried(error)
-            self._sleep(
-                min(self._retry_base_seconds * 2**failures, MAX_BACKOFF_SECONDS, left)
-                * random.uniform(0.5, 1.0)
+            pause = min(self._retry_base_seconds * 2**failures, MAX_BACKOFF_SECONDS, left) * random.uniform(
+                0.5, 1.0
             )
+            if self._sleep is time.sleep:
+                spec.abandon.wait(pause)
+            else:
+                self._sleep(pause)
+            if spec.abandon.is_set():
+                raise _Woken
             failures += 1
             current = f"{job_id}_x{failures}"
 
@@ -427,11 +451,33 @@ class BigQueryWarehouse:
         self,
         attempt: Callable[[], _T],
         on_retry: Callable[[TransientWarehouseError], None] = lambda exc: None,
+        wake: threading.Event | None = None,
     ) -> _T:
+        """``attempt()`` retried until the deadline; with ``wake``, a wait ends early when it is set
+        (a stop or a takeover: the attempt then raises :class:`_Woken` rather than go on)."""
+        sleep = self._sleep
+        if wake is not None:
+            if sleep is time.sleep:  # tests pass a fake sleep: keep it
+
+                def sleep(seconds: float) -> None:
+                    wake.wait(seconds)
+
+            def guarded() -> _T:
+                if wake.is_set():
+                    raise _Woken
+                return attempt()
+
+            call = guarded
+        else:
+            call = attempt
         return call_with_retries(
-            attempt, base_seconds=self._retry_base_seconds, deadline_seconds=self._retry_deadline,
-            sleep=self._sleep, clock=self._clock, on_retry=on_retry,
+            call, base_seconds=self._retry_base_seconds, deadline_seconds=self._retry_deadline,
+            sleep=sleep, clock=self._clock, on_retry=on_retry,
         )  # fmt: skip
+
+
+class _Woken(Exception):  # noqa: N818 - a condition, not an error
+    """A step's backoff was cut short by a stop or a takeover: nothing more is sent."""
 
 
 def _new_job_id() -> str:

@@ -19,6 +19,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -291,6 +292,26 @@ def test_permanent_errors_are_never_retried(proxy: BigQueryProxy, reason: str) -
         warehouse.run_job("SELECT 1", {}, JobSpec("permanent_" + reason))
     assert not isinstance(caught.value, TransientWarehouseError) and proxy.insert_count() == 1
     warehouse.close()
+
+
+def test_stop_ends_a_step_backing_off_from_rate_limits_at_once(
+    make_workspace: Any, proxy: BigQueryProxy, dataset: str, bqemu: Emulator
+) -> None:
+    ws = workspace(make_workspace, proxy, dataset)
+    proxy.fail("insert", count=10_000, status=429, reason="rateLimitExceeded")
+    controller = start(ws, "run", "load", "--start", "2024-01-07", "--end", "2024-01-07")
+    proxy.wait_for(lambda: proxy.insert_count() >= 3)  # waits of ~1 s, ~2 s, ~4 s ...
+    stopped = time.monotonic()
+    assert ws.runbook("stop", "1").code == 0
+    code, out = controller.finish(30)
+    assert code == 4, out
+    assert time.monotonic() - stopped < 8  # not the 10 s grace, nor the rest of the backoff
+    sent = proxy.insert_count()
+    time.sleep(1)
+    assert proxy.insert_count() == sent  # nothing sent after the stop
+    assert rows_by_date(bqemu.endpoint, dataset) == {}
+    (task,) = tasks(ws.db)
+    assert task["status"] == "pending" and task["job_id"] is not None  # resume probes it, then submits
 
 
 def test_throttling_gives_up_at_the_deadline(proxy: BigQueryProxy) -> None:
