@@ -78,6 +78,39 @@ def read_log(
             time.sleep(FOLLOW_POLL_SECONDS)
 
 
+def read_chunk(path: Path, offset: int, max_chars: int) -> dict[str, object]:
+    """At most ``max_chars`` characters of the log from byte ``offset`` (from the end when negative),
+    and where to continue: ``{"offset", "next_offset", "size", "eof", "text"}``, offsets in bytes of
+    the file. A run's log only grows, so a ``next_offset`` stays valid while it is written."""
+    size = path.stat().st_size if path.exists() else 0
+    start = max(size + offset, 0) if offset < 0 else min(offset, size)
+    if start == size or max_chars <= 0:
+        return {"offset": start, "next_offset": start, "size": size, "eof": start >= size, "text": ""}
+    with path.open("rb") as handle:
+        handle.seek(start)
+        raw = handle.read(max_chars * 4)
+    lead = 0
+    while lead < len(raw) and lead < 3 and 0x80 <= raw[lead] < 0xC0:
+        lead += 1  # inside a character: start at the next one
+    text = raw[lead:].decode("utf-8", errors="surrogateescape")
+    # A character cut at the end of what was read waits for the next call.
+    if start + len(raw) < size:
+        cut = len(text)
+        while cut > 0 and "\udc80" <= text[cut - 1] <= "\udcff" and len(text) - cut < 3:
+            cut -= 1
+        text = text[:cut]
+    text = text[:max_chars]
+    used = lead + len(text.encode("utf-8", errors="surrogateescape"))
+    shown = text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+    return {
+        "offset": start,
+        "next_offset": start + used,
+        "size": size,
+        "eof": start + used >= size,
+        "text": shown,
+    }
+
+
 def task_lines(path: Path, processor: str, start: str, end: str, *, limit: int) -> tuple[list[str], int]:
     """(the last ``limit`` lines of the log written by ``processor`` over start..end, its
     attempts' opening lines included; how many earlier ones were left out). One pass over the

@@ -50,7 +50,7 @@ processors:
   slow:
     phase: "2"
     version: v1
-    command: [sh, -c, "sleep 120"]
+    command: [sh, -c, "sleep 1800"]  # outlives the tests of a busy machine; stopped at teardown
 """
 
 

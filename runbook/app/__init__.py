@@ -6,18 +6,19 @@ dashboard and the MCP server do the same. Nothing below this layer prints or exi
 The use cases are grouped by subject in small modules, each a part of ``App``: runs (plan,
 submit, execute), resume (resume, stop), adopt (a process started outside runbook), notify
 (webhooks), workers, inspect (status, history, show, coverage, logs), checks
-(validate, check history), sessions (sessions, notes, handoffs) and the demo.
+(validate, check history), sessions (sessions, notes, handoffs) and the demo; documents builds
+the JSON documents of the CLI's ``--json`` from them (which the MCP server returns as well).
 """
 
 from __future__ import annotations
 
-from runbook.app.adopt import Adopt, Adopted
-from runbook.app.checks import Checks, Validation
-from runbook.app.demo import Demo, DemoResult, prepare_demo_folder
+from runbook.app.adopt import Adopted
+from runbook.app.checks import Validation
+from runbook.app.demo import DemoResult, prepare_demo_folder
+from runbook.app.documents import Documents
 from runbook.app.resume import Resumable, Resumed
 from runbook.app.runs import Planned, RunRequest
 from runbook.app.sessions import NOTE_KINDS, Report
-from runbook.app.workers import Workers
 
 __all__ = [
     "NOTE_KINDS", "Adopted", "App", "DemoResult", "Planned", "Report", "Resumable", "Resumed", "RunRequest", "Validation",
@@ -25,5 +26,5 @@ __all__ = [
 ]  # fmt: skip
 
 
-class App(Demo, Workers, Adopt, Checks):
+class App(Documents):
     """Plans, runs, resumes, stops, inspects, validates and hands off the runs of one workspace."""

@@ -70,11 +70,14 @@ class Inspect(Base):
         return run_detail(q, run, with_tasks=with_tasks, checks=self.run_checks)
 
     def run_checks(self, run_id: int) -> list[CheckSnapshot]:
-        from runbook.snapshots.checks import check_snapshot
+        from runbook.snapshots.checks import check_snapshot, merge_per_date
 
         q = self.reader()
         return (
-            [check_snapshot(r, self.check_descriptions()) for r in q.check_results(run_id=run_id)]
+            [
+                check_snapshot(r, self.check_descriptions())
+                for r in merge_per_date(q.check_results(run_id=run_id))
+            ]
             if q
             else []
         )

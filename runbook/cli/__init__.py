@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
-from runbook.cli import checks, db, demo, inspect, runs, serve, sessions
+from runbook.cli import checks, db, demo, inspect, mcp, runs, serve, sessions
 from runbook.cli._context import Context
 from runbook.errors import EXIT_OK, RunbookError, StoreUnavailable, UsageError
 
@@ -68,7 +68,7 @@ def cli(ctx: click.Context, config: str | None, verbose: bool) -> None:
     ctx.obj = Context(config, verbose)
 
 
-for module in (runs, inspect, checks, sessions, db, demo, serve):
+for module in (runs, inspect, checks, sessions, db, demo, serve, mcp):
     for command in module.COMMANDS:
         cli.add_command(command)
 

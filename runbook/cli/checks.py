@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from runbook.cli._context import Context, as_date, date_option, emit_document, json_option, pass_ctx
+from runbook.cli._context import Context, as_date, date_option, emit_json, json_option, pass_ctx
 from runbook.errors import EXIT_BLOCKED
 
 
@@ -29,8 +29,9 @@ def validate(obj: Context, processors: tuple[str, ...], start: Any, end: Any, js
 
     found = obj.app.validate(list(processors), as_date(start), as_date(end))
     if json_out:
-        emit_document(start=found.start, end=found.end, passed=found.passed,
-                      blocking_failures=found.blocking_failures, results=found.results)  # fmt: skip
+        from runbook.app.documents import validation_document
+
+        emit_json(validation_document(found))
     elif not found.results:
         click.echo("no checks configured" + (f" for {', '.join(processors)}" if processors else ""))
     else:
@@ -64,17 +65,16 @@ def checks_history(
 
     Example: runbook checks history usage_rate_coverage --processor player_game_summary
     """
-    found = obj.app.check_history(check, processor, limit)
+    found = obj.app.check_history_document(check, processor, limit)
     if json_out:
-        emit_document(filters={"check": check, "processor": processor, "limit": limit}, checks=found)
+        emit_json(found)
         return
-    if not found:
+    if not found["checks"]:
         click.echo("no check results yet: they are stored by `runbook run` and `runbook validate`")
         return
     from runbook.cli.output import check_history_lines
-    from runbook.snapshots import to_data
 
-    click.echo("\n".join(check_history_lines(to_data(found))))
+    click.echo("\n".join(check_history_lines(found["checks"])))
 
 
 COMMANDS = [validate, checks]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import click
 
-from runbook.cli._context import Context, as_date, date_option, emit_document, json_option, pass_ctx
+from runbook.cli._context import Context, as_date, date_option, emit_json, json_option, pass_ctx
 from runbook.kinds import RunStatus
 
 
@@ -24,21 +23,21 @@ def status(obj: Context, recent: int, json_out: bool) -> None:
 
     Example: runbook status --json | jq '.runs[] | {id, status, progress}'
     """
-    from runbook.clock import utcnow
     from runbook.snapshots import to_data
 
-    runs = obj.app.status(recent=recent)
-    pools = obj.app.pools()
     if json_out:
-        emit_document(generated_at=utcnow(), runs=runs, pools=pools)
+        emit_json(obj.app.status_document(recent=recent))
         return
+    runs = obj.app.status(recent=recent)
     if not runs:
         click.echo("no runs yet: start one with `runbook run --start D --end D`")
         return
     from runbook.cli.output import runs_text
 
     echo_lines(runs_text(to_data(runs)))
-    throttled = [f"{p.name} {p.effective_slots}/{p.size}" for p in pools if p.effective_slots < p.size]
+    throttled = [
+        f"{p.name} {p.effective_slots}/{p.size}" for p in obj.app.pools() if p.effective_slots < p.size
+    ]
     if throttled:
         click.echo(f"pools throttled by the warehouse (effective/configured slots): {', '.join(throttled)}")
     for run in runs:
@@ -73,21 +72,14 @@ def history(obj: Context, processor: str | None, status_: str | None, since: Any
 
     Example: runbook history --processor player_game_summary --status failed
     """
-    overlapping = None
-    if start or end:
-        overlapping = ((as_date(start) or dt.date.min).isoformat(), (as_date(end) or dt.date.max).isoformat())
-    since_utc = since.replace(tzinfo=dt.UTC) if since else None
-    runs = obj.app.history(
-        processor=processor, status=status_, since=since_utc, overlapping=overlapping, limit=limit
-    )
+    found = obj.app.history_document(processor=processor, status=status_, since=since, start=as_date(start),
+                                     end=as_date(end), limit=limit)  # fmt: skip
     if json_out:
-        filters = {"processor": processor, "status": status_, "since": since_utc, "dates": overlapping}
-        emit_document(filters=filters, runs=runs)
+        emit_json(found)
         return
     from runbook.cli.output import runs_text
-    from runbook.snapshots import to_data
 
-    echo_lines(runs_text(to_data(runs)) if runs else ["no runs match"])
+    echo_lines(runs_text(found["runs"]) if found["runs"] else ["no runs match"])
 
 
 @click.command()
@@ -100,15 +92,13 @@ def show(obj: Context, run_id: int, with_tasks: bool, json_out: bool) -> None:
 
     Example: runbook show 12
     """
-    from runbook.snapshots import to_data
-
-    detail = obj.app.run_detail(run_id, with_tasks=with_tasks)
+    detail = obj.app.show_document(run_id, with_tasks=with_tasks)
     if json_out:
-        emit_document(**to_data(detail))
+        emit_json(detail)
         return
     from runbook.cli.output import show_text
 
-    echo_lines(show_text(to_data(detail)))
+    echo_lines(show_text(detail))
 
 
 @click.command()
@@ -139,11 +129,9 @@ def coverage(obj: Context, processor: str, start: Any, end: Any, list_dates: boo
 
     Example: runbook coverage player_game_summary --start 2024-10-22 --end 2025-06-30
     """
-    from runbook.snapshots import to_data
-
-    snapshot = to_data(obj.app.coverage(processor, as_date(start), as_date(end)))
+    snapshot = obj.app.coverage_document(processor, as_date(start), as_date(end))
     if json_out:
-        emit_document(**snapshot)
+        emit_json(snapshot)
         return
     from runbook.cli.output import coverage_lines
 

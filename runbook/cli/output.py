@@ -274,15 +274,47 @@ def verdict(check: dict[str, Any]) -> str:
 def check_detail(check: dict[str, Any]) -> str:
     if check["error"]:
         return f"error: {check['error']}"
+    if check.get("per_date"):
+        total = check["metrics"].get("dates", 0)
+        ranges = check.get("failed_dates") or []
+        if not ranges:
+            return f"passed on all {total} date(s)"
+        failed = sum(int(r["dates"]) for r in ranges)
+        return f"failed on {failed} of {total} date(s)"
     return "; ".join(condition_text(c) for c in check["conditions"] if not c["passed"] or check["passed"])
 
 
+MAX_RANGE_LINES = 10
+
+
 def check_lines(checks: Iterable[dict[str, Any]], title: str, columns: int | None = None) -> list[str]:
-    """One line per check: verdict, processor.check (severity), the conditions with their values."""
+    """One line per check: verdict, processor.check (severity), the conditions with their values;
+    under a per-date check its failed dates as ranges with their values, then sample rows."""
     lines = [title]
     for check in checks:
         name = f"{check['processor']}.{check['check']} ({check['severity']})"
         lines.append(f"  {verdict(check)}  {name}: {check_detail(check)}")
+        lines += check_extra_lines(check)
+    return lines
+
+
+def check_extra_lines(check: dict[str, Any], indent: str = "        ") -> list[str]:
+    """The failed date ranges, the dates a rebuild changed and the sample rows of one check."""
+    lines: list[str] = []
+    ranges = check.get("failed_dates") or []
+    for entry in ranges[:MAX_RANGE_LINES]:
+        lines.append(f"{indent}{entry['text']}")
+    if len(ranges) > MAX_RANGE_LINES:
+        lines.append(f"{indent}... and {len(ranges) - MAX_RANGE_LINES} more range(s) (--json lists them all)")
+    for sample in check.get("samples") or []:
+        where = f" {sample['date']}" if sample.get("date") else ""
+        if sample.get("error"):
+            lines.append(f"{indent}sample{where}: the sample query failed: {sample['error']}")
+            continue
+        more = " (more rows exist)" if sample.get("more") else ""
+        lines.append(f"{indent}sample rows{where}{more}:")
+        for row in sample.get("rows") or []:
+            lines.append(f"{indent}  " + ", ".join(f"{key}={metric(value)}" for key, value in row.items()))
     return lines
 
 
@@ -307,6 +339,8 @@ def check_history_lines(checks: Iterable[dict[str, Any]], columns: int | None = 
                     columns,
                 )
             )
+            for entry in (result.get("failed_dates") or [])[:MAX_RANGE_LINES]:
+                lines.append(fit(f"      failed {entry['text']}", columns))
     return lines
 
 

@@ -12,7 +12,7 @@ from runbook.cli._context import (
     as_date,
     command_line,
     date_option,
-    emit_document,
+    emit_json,
     exit_with,
     json_option,
     pass_ctx,
@@ -49,18 +49,20 @@ def request(processors: tuple[str, ...], start: Any, end: Any, no_resume: bool, 
 
 
 def print_plan(planned: Planned, json_out: bool, dates: bool, estimate: list[Any] | None = None) -> None:
+    from runbook.app.documents import plan_document
     from runbook.cli.output import plan_text
-    from runbook.snapshots import to_data
-    from runbook.snapshots.plan import plan_snapshot
 
-    snapshot = plan_snapshot(planned.plan, [w.message for w in planned.warnings])
+    snapshot = plan_document(planned)
     if json_out:
-        extra = {"estimate": estimate} if estimate is not None else {}
-        emit_document(**to_data(snapshot), **extra)
+        if estimate is not None:
+            from runbook.snapshots import to_data
+
+            snapshot = {**snapshot, "estimate": to_data(estimate)}
+        emit_json(snapshot)
         return
-    for line in plan_text(to_data(snapshot), dates=dates):
+    for line in plan_text(snapshot, dates=dates):
         click.echo(line)
-    for warning in snapshot.warnings:
+    for warning in snapshot["warnings"]:
         click.echo(f"warning: {warning}")
     for entry in estimate or []:
         click.echo(estimate_line(entry))
@@ -95,9 +97,7 @@ def execute_here(obj: Context, run_id: int, json_out: bool, *, epoch: int | None
     app = obj.make_app(ProgressBars(out) if out.is_terminal or not json_out else None)
     outcome = app.execute(run_id, seen_epoch=epoch)
     if json_out:
-        detail = app.run_detail(run_id)
-        emit_document(run=detail.run, failures=detail.failures, blocked=detail.blocked, checks=detail.checks,
-                      events=detail.events, tasks=None)  # fmt: skip
+        emit_json(app.show_document(run_id))
     else:
         counts = ", ".join(f"{v} {k}" for k, v in sorted(outcome.counts.items()))
         run = app.get_run(run_id)
@@ -139,7 +139,9 @@ def run(obj: Context, processors: tuple[str, ...], start: Any, end: Any, no_resu
         execute_here(obj, created.id, json_out)
     pid = app.spawn(created.id)
     if json_out:
-        emit_document(run_id=created.id, pid=pid, log_path=created.log_path)
+        from runbook.app.documents import started_document
+
+        emit_json(started_document(created, pid))
         return
     click.echo(f"run {created.id} started in the background: PID {pid}, log {created.log_path}")
     click.echo(f"watch: runbook status   runbook logs {created.id} --tail 20")
@@ -193,9 +195,9 @@ def resume(obj: Context, run_id: int | None, detach: bool, join: bool, force: bo
     if resumed.here is not None:
         execute_here(obj, resumed.here.id, json_out, epoch=resumed.epoch)
     if json_out:
-        started = [{"run_id": run.id, "pid": pid, "log_path": run.log_path} for run, pid in resumed.detached]
-        watched = [{"run_id": run.id, "pid": run.pid, "watcher_pid": pid} for run, pid in resumed.watchers]
-        emit_document(resumed=started, alive=[r.id for r in resumed.alive], watchers=watched)
+        from runbook.app.documents import resumed_document
+
+        emit_json(resumed_document(resumed))
         return
     for run, pid in resumed.detached:
         click.echo(f"run {run.id} resumed in the background: PID {pid}, log {run.log_path}")
@@ -214,15 +216,9 @@ def stop(obj: Context, run_id: int) -> None:
 
     Example: runbook stop 12 && runbook resume 12
     """
-    from runbook.kinds import RunOrigin
+    from runbook.app.documents import stopped_document
 
-    run = obj.app.stop(run_id)
-    if run.origin == RunOrigin.ADOPTED and run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
-        click.echo(
-            f"run {run_id}: SIGTERM sent to the adopted process PID {run.pid}; runbook resume {run_id} builds the rest"
-        )
-        return
-    click.echo(f"run {run_id}: stop requested (PID {run.pid}); resume later with: runbook resume {run_id}")
+    click.echo(stopped_document(obj.app.stop(run_id))["message"])
 
 
 @click.command()
@@ -274,9 +270,9 @@ def worker(obj: Context, run_id: int | None, threads: int | None, max_tasks: int
     report = obj.app.work(run_id=run_id, threads=threads, max_tasks=max_tasks, idle_exit=idle_exit,
                           say=lambda line: click.echo(line, err=True))  # fmt: skip
     if json_out:
-        emit_document(worker=report.worker_id, done=report.tally.done, failed=report.tally.failed,
-                      lost=report.tally.lost, reason=report.reason,
-                      refused={str(k): v for k, v in report.skipped.items()})  # fmt: skip
+        from runbook.app.documents import worker_document
+
+        emit_json(worker_document(report))
         return
     click.echo(
         f"worker {report.worker_id}: {report.tally.done} task(s) done, {report.tally.failed} failed ({report.reason})"
@@ -317,7 +313,9 @@ def adopt(obj: Context, pid: int, log: str, processor: str, start: Any, end: Any
                             date_format=date_format, force=force)  # fmt: skip
     run = adopted.run
     if json_out:
-        emit_document(run_id=run.id, pid=pid, watcher_pid=adopted.watcher_pid, log_path=run.log_path)
+        from runbook.app.documents import adopted_document
+
+        emit_json(adopted_document(adopted, pid))
         return
     click.echo(
         f"run {run.id} adopted PID {pid} ({processor} {run.start_date}..{run.end_date}); watcher PID {adopted.watcher_pid}"

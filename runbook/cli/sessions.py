@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from runbook.cli._context import Context, emit_document, json_option, pass_ctx
+from runbook.cli._context import Context, emit_json, json_option, pass_ctx
 
 TZ_HELP = "Time zone for times in the report (IANA name; default: TZ or the system's). Env: RUNBOOK_TZ."
 # The values of runbook.kinds.NoteKind (a test keeps them equal), repeated so that `--help`
@@ -26,11 +26,11 @@ def session_start(obj: Context, title: str, json_out: bool) -> None:
 
     Example: runbook session start --title "Phase 4 backfill"
     """
-    from runbook.snapshots.sessions import session_snapshot
+    from runbook.app.documents import session_document
 
     started = obj.app.session_start(title)
     if json_out:
-        emit_document(session=session_snapshot(started))
+        emit_json(session_document(started))
         return
     click.echo(f"session {started.id} started" + (f": {started.title}" if started.title else ""))
     click.echo("record what you learn with `runbook note`; `runbook session end` writes the handoff")
@@ -49,11 +49,11 @@ def session_end(
 
     Example: runbook session end
     """
-    from runbook.snapshots.sessions import session_snapshot
+    from runbook.app.documents import session_document
 
     ended, report = obj.app.session_end(out=out, template=template, tz_name=tz_name)
     if json_out:
-        emit_document(session=session_snapshot(ended), handoff=report.path)
+        emit_json(session_document(ended, report))
     elif report.path == "-":
         click.echo(report.text, nl=False)
     else:
@@ -71,11 +71,11 @@ def note(obj: Context, text: tuple[str, ...], kind: str, json_out: bool) -> None
 
     Example: runbook note --kind fix "usage_rate now joins team_offense_game_summary"
     """
-    from runbook.snapshots.sessions import note_snapshot
+    from runbook.app.documents import note_document
 
     written = obj.app.note(" ".join(text), kind)
     if json_out:
-        emit_document(note=note_snapshot(written))
+        emit_json(note_document(written))
         return
     where = (
         f"session {written.session_id}"

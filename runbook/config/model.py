@@ -106,21 +106,101 @@ class ReadyTable(NamedTuple):
     date_column: str = "game_date"
 
 
+_CHECK_TABLE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,2}$")
+_CHECK_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DEFAULT_EXPECT = {
+    "volume": ["rows >= 0.5 * median(rows, 14)"],
+    "freshness": ["days_behind <= 0"],
+}
+
+
 class CheckConfig(NamedTuple):
+    """A validation check (docs/checks.md): SQL and conditions, or a ready-made ``kind``."""
+
     name: str
-    query: str
-    expect: list[str]
+    query: str | None = None
+    expect: list[str] = []
     severity: Literal["block", "warn"] = "block"
     description: str = ""
+    per_date: bool = False
+    sample: str | None = None
+    stable: list[str] = []
+    tolerance: float = 0.0
+    kind: Literal["sql", "volume", "freshness"] = "sql"
+    table: str | None = None
+    date_column: str = "game_date"
 
     def check(self) -> None:
         from runbook.expectations import Expectation, ExpressionError
 
+        if self.kind == "sql":
+            if self.query is None:
+                raise Invalid(
+                    "required key is missing (or use kind: volume / freshness with table:)", ("query",)
+                )
+            if self.table is not None:
+                raise Invalid("table: goes with kind: volume or kind: freshness", ("table",))
+            if not self.expect and not self.stable:
+                raise Invalid("needs at least 1 entry (or stable: metrics)", ("expect",))
+        else:
+            if self.query is not None:
+                raise Invalid(
+                    f"kind: {self.kind} writes its own query: use table: and date_column:", ("query",)
+                )
+            if self.table is None:
+                raise Invalid(
+                    f"kind: {self.kind} needs table: (dataset.table or project.dataset.table)", ("table",)
+                )
+            if not _CHECK_TABLE.match(self.table.strip().strip("`")):
+                raise Invalid(f"not a table name: {self.table!r} (use dataset.table or project.dataset.table)",
+                              ("table",))  # fmt: skip
+            if not _CHECK_COLUMN.match(self.date_column):
+                raise Invalid(f"not a column name: {self.date_column!r}", ("date_column",))
+            if self.kind == "freshness" and self.per_date:
+                raise Invalid(
+                    "kind: freshness looks at the newest date of the range: it is not per_date", ("per_date",)
+                )
         for index, text in enumerate(self.expect):
             try:
-                Expectation.parse(text)
+                parsed = Expectation.parse(text)
             except ExpressionError as exc:
                 raise Invalid(str(exc), ("expect", index)) from None
+            if parsed.baselines and not self.is_per_date:
+                call = sorted(parsed.baselines, key=lambda b: b.function)[0].function
+                raise Invalid(
+                    f"{text!r}: {call}() compares a date with earlier dates: it needs per_date: true",
+                    ("expect", index),
+                )
+        for index, metric in enumerate(self.stable):
+            if not _CHECK_COLUMN.match(metric):
+                raise Invalid(f"not a metric name: {metric!r}", ("stable", index))
+        if self.stable and not self.is_per_date:
+            raise Invalid(
+                "stable: compares each date before and after a rebuild: it needs per_date: true", ("stable",)
+            )
+
+    @property
+    def is_per_date(self) -> bool:
+        """Judged date by date: ``per_date: true``, and every ``kind: volume`` check."""
+        return self.per_date or self.kind == "volume"
+
+    @property
+    def conditions(self) -> list[str]:
+        """The ``expect:`` conditions, or a ready-made kind's default."""
+        return self.expect or DEFAULT_EXPECT.get(self.kind, [])
+
+    @property
+    def sql(self) -> str:
+        """The check's query: ``query:``, or the one a ready-made kind writes (BigQuery dialect)."""
+        if self.query is not None:
+            return self.query
+        table, column = self.table.strip().strip("`") if self.table else "", self.date_column
+        if self.kind == "volume":
+            return (
+                f"SELECT `{column}` AS date, COUNT(*) AS rows FROM `{table}`\n"
+                f"WHERE `{column}` BETWEEN @start AND @end\nGROUP BY 1"
+            )
+        return f"SELECT MAX(`{column}`) AS newest_date, COUNT(*) AS rows FROM `{table}`\nWHERE `{column}` <= @end"
 
 
 class ProcessorConfig(NamedTuple):
@@ -146,6 +226,7 @@ class ProcessorConfig(NamedTuple):
     ready: list[ReadyTable] = []
     extent: str | None = None
     checks: list[CheckConfig] = []
+    check_batch_days: int = 7
 
     def check(self) -> None:
         kinds = [kind for kind in STEP_KINDS if getattr(self, kind) is not None]
@@ -334,7 +415,7 @@ rules(
 )
 rules(HttpPoll, interval=Rule(before=parse_duration))
 rules(HttpStep, json_body=Rule(alias="json"))
-rules(CheckConfig, expect=Rule(min_items=1))
+rules(CheckConfig, tolerance=Rule(ge=0))
 rules(
     ProcessorConfig,
     batch_days=Rule(ge=1),
@@ -342,6 +423,7 @@ rules(
     timeout=Rule(before=_positive_duration),
     workers=Rule(ge=1),
     bootstrap_days=Rule(ge=0),
+    check_batch_days=Rule(ge=1, le=366),
 )
 rules(CalendarConfig, off_weekdays=Rule(before=_weekdays), bootstrap_days=Rule(ge=0))
 rules(

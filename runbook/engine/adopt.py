@@ -30,12 +30,12 @@ from typing import Any
 
 from runbook.clock import utcnow
 from runbook.engine.liveness import adopted_alive, this_host
-from runbook.engine.seams import Gatekeeper, Notices
+from runbook.engine.seams import Gatekeeper, Notices, gate_dates_message, judge_gate
 from runbook.errors import RunBusy, UsageError
 from runbook.formatting import as_utc
 from runbook.kinds import WATCHER, NotifyEvent, RunStatus
 from runbook.state.queue import LostRun, Source
-from runbook.state.records import Run
+from runbook.state.records import Gate, Run
 from runbook.state.store import Store
 
 DEFAULT_PATTERN = r"\d{4}-\d{2}-\d{2}"
@@ -280,31 +280,32 @@ class AdoptWatcher:
         )  # fmt: skip
         for gate in claimed.gates:
             failures: list[str] = []
+            failed_dates: dict[str, str] = {}
             if self.gatekeeper is not None and self.gatekeeper.has_checks(gate.processor):
-                failures = self._checks(run, epoch, gate.processor)
-            self.store.finish_gate(self.watcher_id, gate, failures, utcnow())
-            if failures:
-                message = f"blocking check failed on {gate.processor}: {failures[0]}"
+                failures, failed_dates = self._checks(run, epoch, gate)
+            self.store.finish_gate(self.watcher_id, gate, failures, utcnow(), failed_dates)
+            if failures or failed_dates:
+                message = (
+                    f"blocking check failed on {gate.processor}: {failures[0]}"
+                    if failures
+                    else gate_dates_message(gate, failed_dates)
+                )
                 self.store.add_event("gate_blocked", message, run_id=run.id, processor=gate.processor)
                 self.say(message)
 
-    def _checks(self, run: Run, epoch: int, processor: str) -> list[str]:
+    def _checks(self, run: Run, epoch: int, gate: Gate) -> tuple[list[str], dict[str, str]]:
         """The processor's checks, on a thread, while this watcher keeps beating (checks on a big
         warehouse take minutes, and the run must not look abandoned meanwhile)."""
         assert self.gatekeeper is not None
         gatekeeper = self.gatekeeper
         failures: list[str] = []
+        failed_dates: dict[str, str] = {}
 
         def judge() -> None:
             try:
-                failures.extend(
-                    gatekeeper.run_checks(
-                        processor,
-                        run.id,
-                        dt.date.fromisoformat(run.start_date),
-                        dt.date.fromisoformat(run.end_date),
-                    )
-                )
+                found, dates = judge_gate(gatekeeper, self.store, gate, run)
+                failures.extend(found)
+                failed_dates.update(dates)
             except Exception as exc:  # noqa: BLE001 - a check that cannot run blocks, as in a run
                 failures.append(f"checks could not run: {exc}")
 
@@ -313,5 +314,5 @@ class AdoptWatcher:
         while True:
             judging.join(HEARTBEAT_SECONDS)
             if not judging.is_alive():
-                return failures
+                return failures, failed_dates
             self.store.owner_beat(run.id, self.watcher_id, epoch, utcnow())

@@ -8,7 +8,10 @@ into task-to-task rows with one statement (see ``WorkQueue.add_graph``):
   chunks of ``batch_days`` included;
 - with ``depends_on_past`` a task also waits for the previous task of its own processor;
 - a processor with checks has a gate: its checks run once its tasks are done, and when one of
-  them is blocking, the tasks of its direct downstream wait for them to pass.
+  them is blocking, the tasks of its direct downstream wait for them to pass;
+- its ``per_date`` checks have one gate per window of ``check_batch_days`` dates: they run once the
+  window's tasks are done, and a downstream task waits only for the window of its dates (and is
+  blocked only when a blocking check failed on one of them).
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ def links(config: RunbookConfig, processors: Sequence[str], spans: Mapping[str, 
     gates = []
     for name in present:
         proc = config.processors[name]
-        if not proc.checks:
-            continue
-        blocking = any(check.severity == "block" for check in proc.checks)
-        downstream = [other for other in present if blocking and name in config.processors[other].needs]
-        gates.append(GateSpec(name, blocking, downstream))
+        for per_date in (False, True):
+            checks = [check for check in proc.checks if check.is_per_date == per_date]
+            if not checks:
+                continue
+            blocking = any(check.severity == "block" for check in checks)
+            downstream = [other for other in present if blocking and name in config.processors[other].needs]
+            gates.append(GateSpec(name, blocking, downstream, proc.check_batch_days if per_date else 0))
     return Links(needs, past, gates)

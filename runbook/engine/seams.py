@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from runbook.state.records import Gate, Run
 
 
 class Observer(Protocol):
@@ -49,8 +52,61 @@ class Gatekeeper(Protocol):
     def blocking(self, processor: str) -> bool: ...
     def has_checks(self, processor: str) -> bool: ...
     def run_checks(self, processor: str, run_id: int, start: dt.date, end: dt.date) -> list[str]:
-        """Run the processor's checks, store their results, return messages of failed blocking ones."""
+        """Run the processor's range-wide checks, store their results, return messages of failed
+        blocking ones."""
         ...
+
+    def run_date_checks(
+        self,
+        processor: str,
+        run_id: int,
+        start: dt.date,
+        end: dt.date,
+        dates: Collection[dt.date] | None = None,
+    ) -> dict[str, str]:
+        """Run the processor's per-date checks over a window (judging ``dates`` only, when given),
+        store their results, return the dates a blocking one failed on, with what failed."""
+        ...
+
+
+class _GateStore(Protocol):
+    def succeeded_dates(self, run_id: int, processor: str, start: str, end: str) -> set[str]: ...
+
+
+def judge_gate(
+    gatekeeper: Gatekeeper, store: _GateStore, gate: Gate, run: Run
+) -> tuple[list[str], dict[str, str]]:
+    """Run a gate's checks: the range-wide ones over the run's range, or for a per-date gate the
+    per-date ones over its window, judging the dates whose tasks succeeded in this run.
+    Returns (failures of blocking range-wide checks, failed dates of blocking per-date checks)."""
+    if gate.per_date:
+        built = store.succeeded_dates(gate.run_id, gate.processor, gate.start_date, gate.end_date)
+        failed = gatekeeper.run_date_checks(
+            gate.processor,
+            gate.run_id,
+            dt.date.fromisoformat(gate.start_date),
+            dt.date.fromisoformat(gate.end_date),
+            {dt.date.fromisoformat(day) for day in built},
+        )
+        return [], failed
+    failures = gatekeeper.run_checks(
+        gate.processor,
+        gate.run_id,
+        dt.date.fromisoformat(run.start_date),
+        dt.date.fromisoformat(run.end_date),
+    )
+    return failures, {}
+
+
+def gate_dates_message(gate: Gate, failed_dates: Mapping[str, str]) -> str:
+    """``blocking check failed on pgs for 3 date(s) (2024-11-05, ...): downstream of those dates blocked``."""
+    days = sorted(failed_dates)
+    shown = ", ".join(days[:5]) + (f", and {len(days) - 5} more" if len(days) > 5 else "")
+    first = failed_dates[days[0]]
+    return (
+        f"blocking check failed on {gate.processor} for {len(days)} date(s) ({shown}): the downstream of "
+        f"those dates is blocked, other dates go on; {first}"
+    )
 
 
 class Readiness(Protocol):

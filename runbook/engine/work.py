@@ -26,7 +26,7 @@ from typing import Any
 
 from runbook.clock import utcnow
 from runbook.config import RunbookConfig
-from runbook.engine.seams import Gatekeeper, Observer, Readiness
+from runbook.engine.seams import Gatekeeper, Observer, Readiness, gate_dates_message, judge_gate
 from runbook.errors import StateError
 from runbook.kinds import SkipReason, TaskStatus
 from runbook.runlog import RunLog
@@ -330,9 +330,14 @@ class WorkLoop:
                 self.unrecorded.append(outcome)
             elif kind == "gate" and key in self.gates:
                 gate = self.gates.pop(key)
-                self._finish_gate(gate, payload)
-                if payload:
-                    message = f"blocking check failed on {gate.processor}: {payload[0]}"
+                failures, failed_dates = payload
+                self._finish_gate(gate, failures, failed_dates)
+                if failures:
+                    message = f"blocking check failed on {gate.processor}: {failures[0]}"
+                    self._event(gate.run_id, "gate_blocked", message, processor=gate.processor)
+                    self._say(message)
+                elif failed_dates:
+                    message = gate_dates_message(gate, failed_dates)
                     self._event(gate.run_id, "gate_blocked", message, processor=gate.processor)
                     self._say(message)
 
@@ -521,18 +526,14 @@ class WorkLoop:
     def _gate_thread(self, gate: Gate) -> None:
         assert self.gatekeeper is not None
         run = self.runs(gate.run_id)
+        failed_dates: dict[str, str] = {}
         try:
             if run is None:
                 raise RuntimeError(f"run {gate.run_id} not found")
-            failures = self.gatekeeper.run_checks(
-                gate.processor,
-                gate.run_id,
-                dt.date.fromisoformat(run.start_date),
-                dt.date.fromisoformat(run.end_date),
-            )
+            failures, failed_dates = judge_gate(self.gatekeeper, self.store, gate, run)
         except Exception as exc:  # noqa: BLE001 - a broken check blocks, it does not crash
             failures = [f"checks could not run: {exc}"]
-        self._results.put(("gate", gate.id, failures))
+        self._results.put(("gate", gate.id, (failures, failed_dates)))
 
     # -- results ----------------------------------------------------------------------------------
 
@@ -599,8 +600,10 @@ class WorkLoop:
         if self.observer is not None:
             self.observer.message(text)
 
-    def _finish_gate(self, gate: Gate, failures: list[str]) -> None:
-        self.guarded(lambda: self.store.finish_gate(self.worker_id, gate, failures, utcnow()))
+    def _finish_gate(
+        self, gate: Gate, failures: list[str], failed_dates: dict[str, str] | None = None
+    ) -> None:
+        self.guarded(lambda: self.store.finish_gate(self.worker_id, gate, failures, utcnow(), failed_dates))
 
     def guarded(self, action: Callable[[], Any]) -> Any:
         """Run a write of the store. A dropped connection is tried again for a while (a database

@@ -41,7 +41,7 @@ from runbook.snapshots.runs import (
 from runbook.snapshots.sessions import note_groups, session_snapshot
 from runbook.state.connect import redact_url
 from runbook.state.queries import Queries
-from runbook.state.records import Task, WorkSession
+from runbook.state.records import CheckResult, Task, WorkSession
 from runbook.workspace import Workspace
 
 MAX_RUNS = 30  # runs of the scope shown (newest); the report says how many there were
@@ -120,7 +120,7 @@ def build_context(
     descriptions = {
         (name, c.name): c.description for name, proc in config.processors.items() for c in proc.checks
     }
-    checks = [check_snapshot(result, descriptions) for result in (q.latest_check_results() if q else [])]
+    checks = [check_snapshot(result, descriptions) for result in _latest_checks(q)]
     checks.sort(key=lambda c: (c.passed, c.severity != Severity.BLOCK, _rank(config, c.processor), c.check))
     failing_gates = {c.processor for c in checks if not c.passed and c.severity == Severity.BLOCK}
     states = [
@@ -284,3 +284,19 @@ def _workspace_info(workspace: Workspace) -> dict[str, Any]:
         if path.is_absolute() and path.is_relative_to(workspace.root):
             url = f"sqlite:///{path.relative_to(workspace.root)}"
     return {"name": workspace.config.name, "config": workspace.config_path.name, "database": redact_url(url)}
+
+
+def _latest_checks(q: Queries | None) -> list[CheckResult]:
+    """The newest result of every check; a per-date check's newest run merged over its windows."""
+    from runbook.snapshots.checks import merge_per_date
+
+    found: list[CheckResult] = []
+    for result in q.latest_check_results() if q else []:
+        if result.per_date and result.run_id is not None and q is not None:
+            same = q.check_results(
+                processor=result.processor, check_name=result.check_name, run_id=result.run_id
+            )
+            found += merge_per_date(same)
+        else:
+            found.append(result)
+    return found

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from runbook.formatting import iso_utc
@@ -66,13 +67,72 @@ def check_snapshot(
         filled_query=fill_parameters(result.query, params).strip(),
         params=params,
         at=iso_utc(result.at),
+        per_date=bool(result.per_date),
+        failed_dates=list(result.failed_dates or []),
+        samples=list(result.samples or []),
+        changed_dates=list(result.changed_dates or []),
+    )
+
+
+def merge_per_date(results: Sequence[CheckResult]) -> list[CheckResult]:
+    """The results with each per-date check's windows in one run (one result per gate window)
+    merged into one result over all of them; the newest result of a window wins. Range-wide
+    results are kept as they are."""
+    groups: dict[tuple[int | None, str, str], list[CheckResult]] = {}
+    order: list[CheckResult | tuple[int | None, str, str]] = []
+    for result in results:
+        if not result.per_date or result.run_id is None:
+            order.append(result)
+            continue
+        key = (result.run_id, result.processor, result.check_name)
+        if key not in groups:
+            order.append(key)
+        groups.setdefault(key, []).append(result)
+    merged = []
+    for item in order:
+        merged.append(item if isinstance(item, CheckResult) else _merge(groups[item]))
+    return merged
+
+
+def _merge(results: list[CheckResult]) -> CheckResult:
+    windows: dict[tuple[str, str], CheckResult] = {}
+    for result in sorted(results, key=lambda r: r.id):
+        windows[(result.start_date, result.end_date)] = result
+    parts = sorted(windows.values(), key=lambda r: r.start_date)
+    if len(parts) == 1:
+        return parts[0]
+    newest = max(parts, key=lambda r: r.id)
+    counts = {
+        key: sum(int(r.metrics.get(key) or 0) for r in parts)
+        for key in ("dates", "passed_dates", "failed_dates")
+    }
+    conditions = []
+    for index, condition in enumerate(newest.conditions):
+        same = [r.conditions[index] for r in parts if len(r.conditions) > index]
+        conditions.append(
+            {**condition, "passed": all(c.get("passed") for c in same),
+             "failed_dates": sum(int(c.get("failed_dates") or 0) for c in same)}
+        )  # fmt: skip
+    errors = list(dict.fromkeys(r.error for r in parts if r.error))
+    return replace(
+        newest,
+        passed=all(r.passed for r in parts),
+        start_date=parts[0].start_date,
+        end_date=max(r.end_date for r in parts),
+        metrics=counts,
+        conditions=conditions,
+        params={"start": parts[0].start_date, "end": max(r.end_date for r in parts)},
+        error="; ".join(errors) or None,
+        failed_dates=[entry for r in parts for entry in (r.failed_dates or [])],
+        samples=[entry for r in parts for entry in (r.samples or [])][:5] or None,
+        changed_dates=[entry for r in parts for entry in (r.changed_dates or [])] or None,
     )
 
 
 def check_history(results: Iterable[CheckResult], *, limit: int | None) -> list[dict[str, Any]]:
     """Results grouped per (processor, check), oldest first, with each numeric metric's series."""
     groups: dict[tuple[str, str], list[CheckResult]] = {}
-    for result in results:
+    for result in merge_per_date(list(results)):
         groups.setdefault((result.processor, result.check_name), []).append(result)
     checks = []
     for (processor, name), rows in groups.items():

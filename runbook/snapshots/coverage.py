@@ -286,6 +286,15 @@ def coverage_range(
     return start, end
 
 
+def passed_on(result: CheckResult, day: str) -> bool:
+    """Whether ``result`` passed for ``day``: a per-date result failed only on its failed dates."""
+    if result.passed:
+        return True
+    if result.per_date and not result.error:
+        return not any(r.get("start", "") <= day <= r.get("end", "") for r in result.failed_dates or [])
+    return False
+
+
 def latest_checks_per_day(results: Sequence[CheckResult], days: Sequence[str]) -> list[list[CheckResult]]:
     """For each of ``days`` (consecutive ISO dates), the newest result of each check covering it."""
     index = {day: position for position, day in enumerate(days)}
@@ -344,7 +353,8 @@ def date_state(
         last_attempt=state.last_attempt,
         skip_reason=gap_reason(state) if build is None else None,
         checks=[
-            DayCheck(check=r.check_name, passed=r.passed, run_id=r.run_id, at=iso_utc(r.at)) for r in checks
+            DayCheck(check=r.check_name, passed=passed_on(r, day), run_id=r.run_id, at=iso_utc(r.at))
+            for r in checks
         ],
     )
 
@@ -400,7 +410,7 @@ def _failing_check_ranges(days: Sequence[str], per_day: Sequence[Sequence[CheckR
     failing: dict[str, set[str]] = {}
     for day, results in zip(days, per_day, strict=True):
         for result in results:
-            if not result.passed:
+            if not passed_on(result, day):
                 failing.setdefault(result.check_name, set()).add(day)
     return [
         CheckRange(check=name, start=r.start, end=r.end, dates=r.dates)

@@ -285,6 +285,10 @@ class CheckSnapshot(NamedTuple):
     filled_query: str  # the query with its parameters written in, ready to paste
     params: dict[str, Any]
     at: str | None
+    per_date: bool = False  # judged date by date: metrics count the dates, failed_dates names them
+    failed_dates: list[dict[str, Any]] = []  # ranges {start, end, dates, failed, errors, values, text}
+    samples: list[dict[str, Any]] = []  # sample rows of a failure {date, rows, more, error}
+    changed_dates: list[dict[str, Any]] = []  # stable: {date, metric, before, after, change}
 
 
 class RunDetail(NamedTuple):

@@ -237,8 +237,11 @@ def live_runs(q: Queries) -> list[Run]:
 
 def status_runs(q: Queries, *, recent: int = 5) -> list[Run]:
     """What ``runbook status`` lists: live runs, then the ``recent`` latest finished ones, newest first."""
+    # Live runs first: a run that ends between the two reads is then in both (its finished row
+    # wins), never in neither.
+    live = live_runs(q)
     done = q.list_runs(statuses=FINISHED_RUN_STATUSES, limit=recent) if recent else []
-    runs = {run.id: run for run in [*live_runs(q), *done]}
+    runs = {run.id: run for run in [*live, *done]}
     return sorted(runs.values(), key=lambda run: run.id, reverse=True)
 
 

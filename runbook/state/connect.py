@@ -29,7 +29,7 @@ from runbook.errors import StateError
 HEAD_REVISION = "0008"
 RUNBOOK_TABLES = frozenset(
     {"run", "task", "task_latest", "task_dep", "gate", "gate_dep", "worker", "pool", "event", "check_result",
-     "work_session", "note", "notification"}
+     "check_date", "work_session", "note", "notification"}
 )  # fmt: skip
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")

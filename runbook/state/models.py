@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Text, false
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -185,7 +185,7 @@ class GateTable(SQLModel, table=True):
     holds its downstream until they pass."""
 
     __tablename__ = "gate"
-    __table_args__ = (Index("ix_gate_run_processor", "run_id", "processor", unique=True),)
+    __table_args__ = (Index("ix_gate_run_processor", "run_id", "processor", "start_date", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="run.id")
@@ -197,6 +197,9 @@ class GateTable(SQLModel, table=True):
     lease_until: dt.datetime | None = _when()
     message: str | None = Field(default=None, sa_column=Column(Text))
     finished_at: dt.datetime | None = _when()
+    # The window of dates of a per-date gate; empty: the processor's checks over the whole run.
+    start_date: str = Field(default="", max_length=10, sa_column_kwargs={"server_default": ""})
+    end_date: str = Field(default="", max_length=10, sa_column_kwargs={"server_default": ""})
 
 
 class GateDepTable(SQLModel, table=True):
@@ -297,6 +300,30 @@ class CheckResultTable(SQLModel, table=True):
     conditions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     query: str = Field(default="", sa_column=Column(Text, nullable=False))
     params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    at: dt.datetime | None = _when(nullable=False)
+    per_date: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    failed_dates: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    samples: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    changed_dates: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+
+
+class CheckDateTable(SQLModel, table=True):
+    """One date judged by a ``per_date`` check: its metrics and conditions (baselines and the
+    before/after of a rebuild read them)."""
+
+    __tablename__ = "check_date"
+    __table_args__ = (Index("ix_check_date_check_date", "processor", "check_name", "date"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    result_id: int = Field(foreign_key="check_result.id", index=True)
+    run_id: int | None = Field(default=None, foreign_key="run.id")
+    processor: str = Field(max_length=128)
+    check_name: str = Field(max_length=128)
+    date: str = Field(max_length=10)
+    passed: bool
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    conditions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     error: str | None = Field(default=None, sa_column=Column(Text))
     at: dt.datetime | None = _when(nullable=False)
 

@@ -436,14 +436,20 @@ class Queries:
         found: dict[int, list[tuple[str, str, bool]]] = {run_id: [] for run_id in run_ids}
         if not run_ids:
             return found
+        # A per-date check has one result per window of dates: the newest of each window counts.
         rows = self.db.rows(
             "SELECT run_id, processor, check_name, passed FROM check_result WHERE id IN ("
-            "SELECT MAX(id) FROM check_result WHERE run_id IN :ids GROUP BY run_id, processor, check_name"
+            "SELECT MAX(id) FROM check_result WHERE run_id IN :ids "
+            "GROUP BY run_id, processor, check_name, start_date, end_date"
             ") ORDER BY run_id, processor, check_name",
             {"ids": list(run_ids)},
         )
+        verdicts: dict[tuple[int, str, str], bool] = {}
         for run_id, processor, name, passed in rows:
-            found[run_id].append((processor, name, bool(passed)))
+            key = (int(run_id), str(processor), str(name))
+            verdicts[key] = verdicts.get(key, True) and bool(passed)
+        for (run_id, processor, name), passed in verdicts.items():
+            found[run_id].append((processor, name, passed))
         return found
 
     # -- sessions and notes -----------------------------------------------------------------------

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 ERROR_TAIL_CHARS = 4000
 CLAIM_LOCK = 0x72756E62_0002  # PostgreSQL advisory lock keys: "runb" + a number
 ADMISSION_LOCK = 0x72756E62_0003
-GATE_COLUMNS = "id, run_id, processor, blocking, status, waits, claimed_by, lease_until, message, finished_at"
+GATE_COLUMNS = "id, run_id, processor, blocking, status, waits, claimed_by, lease_until, message, finished_at, start_date, end_date"
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,13 @@ class Need(NamedTuple):
 
 
 class GateSpec(NamedTuple):
-    """The checks of ``processor``; with ``blocking``, the tasks of ``downstream`` wait for them."""
+    """The checks of ``processor``; with ``blocking``, the tasks of ``downstream`` wait for them.
+    With ``window_days``, its per-date checks: one gate per window of that many days."""
 
     processor: str
     blocking: bool
     downstream: list[str]
+    window_days: int = 0
 
 
 class Links(NamedTuple):
@@ -292,6 +294,9 @@ class WorkQueue:
                         {"run": run_id, "p": processor},
                     )
                 for gate in links.gates:
+                    if gate.window_days:
+                        _add_date_gates(db, run_id, gate)
+                        continue
                     if not db.scalar(
                         "SELECT 1 FROM task WHERE run_id = :run AND processor = :p AND status <> 'skipped' LIMIT 1",
                         {"run": run_id, "p": gate.processor},
@@ -522,8 +527,21 @@ class WorkQueue:
 
     # -- results ----------------------------------------------------------------------------------
 
-    def finish_gate(self, worker: str, gate: Gate, failures: Sequence[str], now: dt.datetime) -> bool:
-        """Record a gate's verdict (``failures`` empty: passed) and release or block what waits for it."""
+    def finish_gate(
+        self,
+        worker: str,
+        gate: Gate,
+        failures: Sequence[str],
+        now: dt.datetime,
+        failed_dates: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Record a gate's verdict (``failures`` empty: passed) and release or block what waits for it.
+
+        For a per-date gate, ``failed_dates`` are the dates a blocking check failed on (with what
+        failed): only the waiting tasks that cover one of them are blocked, the others go on."""
+        general = list(failures)
+        if failed_dates:
+            failures = [*failures, *failed_dates.values()]
 
         def finish(db: Database) -> bool:
             with db.transaction(exclusive=True):
@@ -540,7 +558,19 @@ class WorkQueue:
                     int(r[0])
                     for r in db.rows("SELECT task_id FROM gate_dep WHERE gate_id = :g", {"g": gate.id})
                 ]
-                if not failures:
+                if failed_dates and not general and gate.blocking:
+                    hit, free = _split_by_dates(db, waiting, failed_dates)
+                    _release(db, free)
+                    for message, ids in hit.items():
+                        _cascade(
+                            db,
+                            ids,
+                            TaskStatus.BLOCKED,
+                            f"blocked by gate: {message}",
+                            now,
+                            include_roots=True,
+                        )
+                elif not failures:
                     _release(db, waiting)
                 elif gate.blocking:
                     _cascade(
@@ -555,6 +585,21 @@ class WorkQueue:
 
         result: bool = self._write(finish)
         return result
+
+    def succeeded_dates(self, run_id: int, processor: str, start: str, end: str) -> set[str]:
+        """The dates in [start, end] that succeeded tasks of the processor built in the run."""
+        found: set[str] = set()
+        for first, last in self.db.rows(
+            "SELECT date, end_date FROM task WHERE run_id = :run AND processor = :p AND status = 'succeeded' "
+            "AND date <= :end AND end_date >= :start",
+            {"run": run_id, "p": processor, "start": start, "end": end},
+        ):
+            day, stop = dt.date.fromisoformat(str(first)), dt.date.fromisoformat(str(last))
+            while day <= stop:
+                if start <= day.isoformat() <= end:
+                    found.add(day.isoformat())
+                day += dt.timedelta(days=1)
+        return found
 
     def stalled(self, run_id: int, now: dt.datetime) -> bool:
         """Whether pending work of the run can never start: nothing running or ready, no retry due
@@ -706,7 +751,7 @@ def _record(
     ready_gate = False
     if finished:
         if gated is None or any(task.processor in gated for task in finished):
-            ready_gate = _gates_done(db, [(task.run_id, task.processor) for task in finished])
+            ready_gate = _gates_done(db, [(task.run_id, task.processor, task.date) for task in finished])
         ids = [task.id for task in finished]
         for start in range(0, len(ids), 500):
             db.execute(latest.OF_TASKS, {"ids": ids[start : start + 500]})
@@ -967,12 +1012,12 @@ def _cascade(
     if include_roots:
         found.update(roots)
     ids = sorted(found)
-    marked: list[tuple[int, str]] = []
+    marked: list[tuple[int, str, str]] = []
     for start in range(0, len(ids), 500):
         rows = db.rows(
             "UPDATE task SET status = :status, finished_at = :now, lease_until = NULL, error_tail = :reason, "
             f"skip_reason = COALESCE(:skip, skip_reason) WHERE id IN :ids AND {PENDING_BY_ID} "
-            "RETURNING run_id, processor",
+            "RETURNING run_id, processor, date",
             {
                 "ids": ids[start : start + 500],
                 "status": status,
@@ -981,23 +1026,84 @@ def _cascade(
                 "skip": skip_reason,
             },
         )
-        marked += [(int(r[0]), str(r[1])) for r in rows]
+        marked += [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
         db.execute(latest.OF_TASKS, {"ids": ids[start : start + 500]})
     _gates_done(db, marked)
 
 
-def _gates_done(db: Database, finished: Sequence[tuple[int, str]]) -> bool:
-    """Tasks of these (run, processor) pairs are finished: their gates wait for one fewer each.
+def _gates_done(db: Database, finished: Sequence[tuple[int, str, str]]) -> bool:
+    """Tasks of these (run, processor, date) are finished: their gates (the processor's gate,
+    and the per-date gate whose window holds the date) wait for one fewer each.
     True when one of them has nothing left to wait for (it is ready to be judged)."""
     ready = False
-    for (run_id, processor), count in Counter(finished).items():
+    for (run_id, processor, day), count in Counter(finished).items():
         rows = db.rows(
             "UPDATE gate SET waits = waits - :n WHERE run_id = :run AND processor = :p AND status = 'pending' "
-            "RETURNING waits",
-            {"n": count, "run": run_id, "p": processor},
+            "AND (start_date = '' OR (start_date <= :day AND end_date >= :day)) RETURNING waits",
+            {"n": count, "run": run_id, "p": processor, "day": day},
         )
         ready = ready or any(int(row[0]) <= 0 for row in rows)
     return ready
+
+
+def _add_date_gates(db: Database, run_id: int, gate: GateSpec) -> None:
+    """One gate per window of ``gate.window_days`` days of the processor's runnable tasks; the
+    downstream tasks whose dates touch a window wait for its gate."""
+    days = [
+        (str(r[0]), str(r[1]))
+        for r in db.rows(
+            "SELECT date, end_date FROM task WHERE run_id = :run AND processor = :p AND status <> 'skipped' "
+            "ORDER BY date",
+            {"run": run_id, "p": gate.processor},
+        )
+    ]
+    windows: list[list[str]] = []
+    for first, last in days:
+        if windows and dt.date.fromisoformat(first) <= dt.date.fromisoformat(windows[-1][0]) + dt.timedelta(
+            days=gate.window_days - 1
+        ):
+            windows[-1][1] = max(windows[-1][1], last)
+        else:
+            windows.append([first, last])
+    for start, end in windows:
+        gate_id = db.insert(
+            "INSERT INTO gate (run_id, processor, blocking, status, waits, start_date, end_date) "
+            "VALUES (:run, :processor, :blocking, 'pending', 0, :start, :end) RETURNING id",
+            {
+                "run": run_id,
+                "processor": gate.processor,
+                "blocking": gate.blocking,
+                "start": start,
+                "end": end,
+            },
+        )
+        if gate.downstream:
+            db.execute(
+                "INSERT INTO gate_dep (gate_id, task_id) SELECT :gate, id FROM task "
+                "WHERE run_id = :run AND processor IN :downstream AND status <> 'skipped' "
+                "AND date <= :end AND end_date >= :start",
+                {"gate": gate_id, "run": run_id, "downstream": gate.downstream, "start": start, "end": end},
+            )
+
+
+def _split_by_dates(
+    db: Database, task_ids: Sequence[int], failed_dates: Mapping[str, str]
+) -> tuple[dict[str, list[int]], list[int]]:
+    """The tasks that cover a failed date (by the message of their first failed date), and the others."""
+    hit: dict[str, list[int]] = {}
+    free: list[int] = []
+    failed = sorted(failed_dates)
+    for start in range(0, len(task_ids), 500):
+        for task_id, first, last in db.rows(
+            "SELECT id, date, end_date FROM task WHERE id IN :ids",
+            {"ids": list(task_ids[start : start + 500])},
+        ):
+            day = next((d for d in failed if str(first) <= d <= str(last)), None)
+            if day is None:
+                free.append(int(task_id))
+            else:
+                hit.setdefault(failed_dates[day], []).append(int(task_id))
+    return hit, free
 
 
 def _reopen(db: Database, run_id: int) -> int:
@@ -1045,7 +1151,8 @@ def _recompute_waits(db: Database, run_id: int) -> None:
     )
     db.execute(
         "UPDATE gate SET waits = (SELECT COUNT(*) FROM task t WHERE t.run_id = gate.run_id "
-        "AND t.processor = gate.processor AND t.status IN ('pending', 'running')) "
+        "AND t.processor = gate.processor AND t.status IN ('pending', 'running') "
+        "AND (gate.start_date = '' OR (t.date >= gate.start_date AND t.date <= gate.end_date))) "
         "WHERE run_id = :run AND status = 'pending'",
         {"run": run_id},
     )

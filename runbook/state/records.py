@@ -114,6 +114,27 @@ class CheckResult:
     params: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     at: dt.datetime | None = None
+    per_date: bool = False
+    failed_dates: list[dict[str, Any]] | None = None  # per date: the failed dates as ranges
+    samples: list[dict[str, Any]] | None = None  # sample rows of a failure (per failed date)
+    changed_dates: list[dict[str, Any]] | None = None  # stable: metrics a rebuild changed
+
+
+@dataclass(slots=True)
+class CheckDate:
+    """One date judged by a ``per_date`` check."""
+
+    id: int
+    result_id: int
+    run_id: int | None
+    processor: str
+    check_name: str
+    date: str
+    passed: bool
+    metrics: dict[str, Any] = field(default_factory=dict)
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    at: dt.datetime | None = None
 
 
 @dataclass(slots=True)
@@ -141,6 +162,12 @@ class Gate:
     lease_until: dt.datetime | None = None
     message: str | None = None
     finished_at: dt.datetime | None = None
+    start_date: str = ""  # a per-date gate's window; empty: the whole run
+    end_date: str = ""
+
+    @property
+    def per_date(self) -> bool:
+        return bool(self.start_date)
 
 
 @dataclass(slots=True)
@@ -206,7 +233,10 @@ _TIMES = {
     "sent_at",
     "resume_after",
 }
-_JSON = {"processors", "options", "versions", "data", "metrics", "conditions", "params", "payload"}
+_JSON = {
+    "processors", "options", "versions", "data", "metrics", "conditions", "params", "payload",
+    "failed_dates", "samples", "changed_dates",
+}  # fmt: skip
 
 
 def _converters(record: type) -> list[Any]:
@@ -216,7 +246,7 @@ def _converters(record: type) -> list[Any]:
             found.append(as_utc)
         elif name in _JSON:
             found.append(_json)
-        elif name in ("passed", "blocking"):
+        elif name in ("passed", "blocking", "per_date"):
             found.append(bool)
         else:
             found.append(None)

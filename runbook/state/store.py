@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from runbook.clock import utcnow
 from runbook.errors import StateError
+from runbook.formatting import as_utc
 from runbook.kinds import RunStatus, TaskStatus
 from runbook.state import latest
 from runbook.state.adoption import Adoptions
@@ -34,7 +35,9 @@ from runbook.state.connect import (
 from runbook.state.outbox import Outbox
 from runbook.state.queries import Queries
 from runbook.state.queue import WorkQueue
-from runbook.state.records import CheckResult, Note, Run, Task, WorkSession
+from runbook.state.records import CheckDate, CheckResult, Note, Run, Task, WorkSession, columns
+
+CHECK_DATE_COLUMNS = ", ".join(columns(CheckDate))
 
 ERROR_TAIL_CHARS = 4000
 _T = TypeVar("_T")
@@ -279,15 +282,108 @@ class Store(Queries, WorkQueue, Outbox, Adoptions):
             )
         )
 
-    def add_check_result(self, **fields: Any) -> CheckResult:
+    def add_check_result(self, dates: Sequence[Mapping[str, Any]] = (), **fields: Any) -> CheckResult:
+        """Store one check result and, for a per-date check, one ``check_date`` row per date
+        judged (``dates``: {date, passed, metrics, conditions, error}), in one transaction."""
         values = {"at": utcnow(), "query": "", **fields}
         for key in ("metrics", "conditions", "params"):
             values[key] = Json(values.get(key) or ([] if key == "conditions" else {}))
+        for key in ("failed_dates", "samples", "changed_dates"):
+            if values.get(key) is not None:
+                values[key] = Json(values[key])
         names = list(values)
         sql = f"INSERT INTO check_result ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)}) RETURNING id"
-        result_id = self._write(lambda db: db.insert(sql, values))
+
+        def add(db: Database) -> int:
+            with db.transaction():
+                result_id = int(db.insert(sql, values))
+                for day in dates:
+                    db.execute(
+                        "INSERT INTO check_date (result_id, run_id, processor, check_name, date, passed, metrics, "
+                        "conditions, error, at) VALUES (:result, :run, :p, :c, :date, :passed, :metrics, "
+                        ":conditions, :error, :at)",
+                        {"result": result_id, "run": values.get("run_id"), "p": values["processor"],
+                         "c": values["check_name"], "date": day["date"], "passed": bool(day["passed"]),
+                         "metrics": Json(day.get("metrics") or {}), "conditions": Json(day.get("conditions") or []),
+                         "error": day.get("error"), "at": values["at"]},
+                    )  # fmt: skip
+                return result_id
+
+        result_id = self._write(add)
         found = self.check_results_by_id([result_id])
         return found[0]
+
+    def check_dates_before(self, processor: str, check: str, before: str, count: int) -> list[CheckDate]:
+        """The latest stored row of each of the ``count`` dates before ``before`` that a check
+        judged, newest date first."""
+        from runbook.state.records import from_rows
+
+        return from_rows(
+            CheckDate,
+            self.db.rows(
+                f"SELECT {CHECK_DATE_COLUMNS} FROM check_date WHERE id IN (SELECT MAX(id) FROM check_date "
+                "WHERE processor = :p AND check_name = :c AND date < :before GROUP BY date) "
+                f"ORDER BY date DESC LIMIT {int(count)}",
+                {"p": processor, "c": check, "before": before},
+            ),
+        )
+
+    def check_dates_before_builds(
+        self, processor: str, check: str, dates: Sequence[str]
+    ) -> dict[str, CheckDate]:
+        """For each of ``dates``, the values a check stored for it before the date was last built
+        (the start of its newest succeeded task); the newest stored values when it never was."""
+        from runbook.state.records import from_rows
+
+        if not dates:
+            return {}
+        built: dict[str, dt.datetime] = {}
+        for first, last, started in self.db.rows(
+            "SELECT date, end_date, MAX(started_at) FROM task WHERE processor = :p AND status = 'succeeded' "
+            "AND date <= :end AND end_date >= :start GROUP BY date, end_date",
+            {"p": processor, "start": min(dates), "end": max(dates)},
+        ):
+            when = as_utc(started) if started is not None else None
+            if when is None:
+                continue
+            day, stop = dt.date.fromisoformat(str(first)), dt.date.fromisoformat(str(last))
+            while day <= stop:
+                key = day.isoformat()
+                if key not in built or built[key] < when:
+                    built[key] = when
+                day += dt.timedelta(days=1)
+        found: dict[str, CheckDate] = {}
+        for start in range(0, len(dates), 500):
+            rows = from_rows(
+                CheckDate,
+                self.db.rows(
+                    f"SELECT {CHECK_DATE_COLUMNS} FROM check_date WHERE processor = :p AND check_name = :c "
+                    "AND date IN :dates ORDER BY id",
+                    {"p": processor, "c": check, "dates": list(dates[start : start + 500])},
+                ),
+            )
+            for row in rows:
+                cutoff = built.get(row.date)
+                if cutoff is None or (row.at is not None and row.at < cutoff):
+                    found[row.date] = row
+        return found
+
+    def check_dates_latest(self, processor: str, check: str, dates: Sequence[str]) -> dict[str, CheckDate]:
+        """The latest stored row of each of ``dates`` for a check (dates never judged are absent)."""
+        from runbook.state.records import from_rows
+
+        found: dict[str, CheckDate] = {}
+        for start in range(0, len(dates), 500):
+            rows = from_rows(
+                CheckDate,
+                self.db.rows(
+                    f"SELECT {CHECK_DATE_COLUMNS} FROM check_date WHERE id IN (SELECT MAX(id) FROM check_date "
+                    "WHERE processor = :p AND check_name = :c AND date IN :dates GROUP BY date)",
+                    {"p": processor, "c": check, "dates": list(dates[start : start + 500])},
+                ),
+            )
+            found.update((row.date, row) for row in rows)
+        return found
 
     def check_results_by_id(self, ids: Sequence[int]) -> list[CheckResult]:
         from runbook.state.queries import CHECK_COLUMNS

@@ -141,3 +141,66 @@ def test_explain_and_show_print_values_briefly() -> None:
     )
     assert [show(v) for v in (None, 47.9, 1 / 3, 7, float("nan"))] == ["NULL", "47.9", "0.333333", "7", "nan"]
     assert outcome("x > 0", x=float("nan"))["left"] is None  # never NaN in the stored JSON
+
+
+# -- baselines from history ------------------------------------------------------------------------
+
+
+def test_baseline_calls_are_parsed_with_their_metric_and_window() -> None:
+    from runbook.expectations import Baseline
+
+    parsed = Expectation.parse(
+        "rows >= 0.5 * median(rows, 14) and pct > quantile(pct, 0.1, 28) - last_week(pct)"
+    )
+    assert parsed.names == {"rows", "pct"}
+    assert parsed.baselines == {
+        Baseline("median", "rows", 14),
+        Baseline("quantile", "pct", 28, 0.1),
+        Baseline("last_week", "pct"),
+    }
+
+
+def test_median_and_quantile_use_the_n_newest_values() -> None:
+    from runbook.expectations import NO_HISTORY, Baseline
+
+    newest_first = [10, 20, 30, 40, 1000]
+    assert Baseline("median", "rows", 4).compute(newest_first) == 25.0
+    assert Baseline("quantile", "rows", 5, 0.25).compute(newest_first) == 20.0
+    assert Baseline("quantile", "rows", 4, 1.0).compute(newest_first) == 40.0
+    assert Baseline("last_week", "rows").compute([7]) == 7
+    assert Baseline("median", "rows", 3).compute([]) is NO_HISTORY
+
+
+def test_a_baseline_without_history_is_not_judged_and_says_so() -> None:
+    from runbook.expectations import Baseline
+
+    parsed = Expectation.parse("rows >= 0.5 * median(rows, 14)")
+    unjudged = parsed.evaluate({"rows": 1})
+    assert unjudged.passed and unjudged.as_dict()["no_history"] is True
+    assert unjudged.explain() == "rows >= 0.5 * median(rows, 14) (no history yet: not judged)"
+    judged = parsed.evaluate({"rows": 1}, {Baseline("median", "rows", 14): 10.0})
+    assert not judged.passed and judged.explain() == "rows >= 0.5 * median(rows, 14) (1 >= 5)"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("rows >= mean(rows, 3)", "unknown function 'mean'"),
+        ("rows >= os.system(1)", "is not allowed"),
+        ("rows >= median(rows)", "median takes 2 argument(s)"),
+        ("rows >= median(rows, 3, 4)", "median takes 2 argument(s)"),
+        ("rows >= median(rows, n=3)", "median takes 2 argument(s)"),
+        ("rows >= median(1, 3)", "must be a metric name"),
+        ("rows >= median(rows, 0)", "N in median(metric, N) must be a whole number"),
+        ("rows >= median(rows, 2.5)", "must be a whole number"),
+        ("rows >= median(rows, 400)", "from 1 to 366"),
+        ("rows >= quantile(rows, 1.5, 7)", "q in quantile(metric, q, N) must be a number from 0 to 1"),
+        ("rows >= quantile(rows, x, 7)", "must be a number from 0 to 1"),
+        ("rows >= last_week(rows, 7)", "last_week takes 1 argument(s)"),
+        ("median(rows, 3)", "is not a condition"),
+    ],
+)
+def test_wrong_baseline_calls_are_refused(text: str, problem: str) -> None:
+    with pytest.raises(ExpressionError) as caught:
+        Expectation.parse(text)
+    assert problem in str(caught.value)

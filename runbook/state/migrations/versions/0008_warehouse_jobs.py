@@ -1,7 +1,7 @@
 """warehouse jobs: each task's job id and cost; when an interrupted run may resume
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-30 08:00:00
 
 ``task.job_id`` is the warehouse job id of the task's current attempt, stored before the job is
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
