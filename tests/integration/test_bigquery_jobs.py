@@ -73,10 +73,12 @@ def rows_by_date(endpoint: str, dataset: str) -> dict[str, int]:
 
 
 def workspace(
-    make_workspace: Any, proxy: BigQueryProxy, dataset: str, *, pool: int = 2, extra: str = ""
-) -> Any:
+    make_workspace: Any, proxy: BigQueryProxy, dataset: str, *, pool: int = 2, extra: str = "",
+    top: str = "", env: dict[str, str] | None = None,
+) -> Any:  # fmt: skip
     return make_workspace(
         f"""
+        {top}
         name: bills
         workers: 4
         calendar:
@@ -94,7 +96,8 @@ def workspace(
           load:
             sql: INSERT INTO `proj.{dataset}.daily` (d, n) VALUES (@date, 1)
             pool: bq
-        """
+        """,
+        extra_env=env,
     )
 
 
@@ -337,9 +340,11 @@ def test_a_daily_quota_is_not_retried_and_says_when_it_resets(proxy: BigQueryPro
 
 
 def test_throttling_shrinks_the_pool_and_successes_grow_it_back(
-    make_workspace: Any, proxy: BigQueryProxy, dataset: str, bqemu: Emulator
+    make_workspace: Any, proxy: BigQueryProxy, dataset: str, bqemu: Emulator, hooks: Any
 ) -> None:
-    ws = workspace(make_workspace, proxy, dataset, pool=4)
+    hook = hooks(lambda n: 200)
+    notify = "notify:\n          - url: ${HOOK}\n            on: [throttled]"
+    ws = workspace(make_workspace, proxy, dataset, pool=4, top=notify, env={"HOOK": hook.url})
     proxy.fail("insert", count=3, status=403, reason="rateLimitExceeded")
     result = ws.runbook("run", "load", "--json")
     assert result.code == 0, result.stdout + result.stderr
@@ -360,6 +365,10 @@ def test_throttling_shrinks_the_pool_and_successes_grow_it_back(
     ]
     status = ws.cli("status", "--json", check=True).json()
     assert status["pools"] == [{"name": "bq", "size": 4, "effective_slots": 4}]
+    (sent,) = wait_for(lambda: hook.bodies("throttled"), what="the throttled webhook")
+    assert {k: sent["details"][k] for k in ("pool", "size", "effective_size", "reason")} == {
+        "pool": "bq", "size": 4, "effective_size": 2, "reason": "rateLimitExceeded"
+    }  # fmt: skip
 
 
 def test_a_daily_quota_interrupts_the_run_and_resume_waits_for_the_reset(
