@@ -479,3 +479,21 @@ def test_plan_estimate_dry_runs_first_and_last_date_and_prices_the_range(
         in text
     )
     assert "estimated cost of the plan: $0.08 at $5/TiB" in text
+
+
+def test_on_postgresql_pools_adapt_and_costs_add_up(
+    make_workspace: Any, proxy: BigQueryProxy, dataset: str, pg_url: str
+) -> None:
+    ws = workspace(make_workspace, proxy, dataset, pool=4, top=f"state:\n          database_url: {pg_url}")
+    proxy.job_bytes = lambda sql: GIB if "INSERT" in sql else 0
+    proxy.fail("insert", count=2, status=403, reason="jobRateLimitExceeded")
+    result = ws.runbook("run", "load")
+    assert result.code == 0, result.stdout + result.stderr
+    shown = ws.cli("show", "1", "--json", "--tasks", check=True).json()
+    assert shown["run"]["cost"]["bytes_billed"] == 8 * GIB and shown["run"]["cost"]["tasks"] == 8
+    assert all(t["job_id"] and t["bytes_processed"] == GIB for t in shown["tasks"])
+    kinds = [e["kind"] for e in shown["events"] if e["kind"].startswith("pool_")]
+    assert kinds[0] == "pool_throttled" and "pool_recovered" in kinds
+    assert ws.cli("status", "--json", check=True).json()["pools"] == [
+        {"name": "bq", "size": 4, "effective_slots": 4}
+    ]
