@@ -11,6 +11,7 @@ the same everywhere. The rounding rule, documented in docs/json.md:
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 
@@ -85,3 +86,16 @@ def human_bytes(value: int | float | None, missing: str = "—") -> str:
             return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
         amount /= 1024
     return f"{amount:.1f} PiB"
+
+
+_EXIT_LINE = re.compile(r"^exit code -?\d+$")
+
+
+def error_line(error: str | None) -> str:
+    """The line that says what went wrong: the last one, unless that is only ``exit code N``
+    (at most 300 characters; ``(no error output)`` when there is none)."""
+    lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
+    if not lines:
+        return "(no error output)"
+    meaningful = [line for line in lines if not _EXIT_LINE.match(line)]
+    return (meaningful or lines)[-1][:300]

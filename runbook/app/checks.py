@@ -44,7 +44,10 @@ class Checks(Base):
         return Validation(
             start=first,
             end=last,
-            results=[check_snapshot(outcome.result, descriptions) for outcome in outcomes],
+            results=[
+                check_snapshot(outcome.result, descriptions, self.config.warehouse.kind)
+                for outcome in outcomes
+            ],
             blocking_failures=[outcome.summary() for outcome in outcomes if outcome.blocking_failure],
             config_error=next((o.config_error for o in outcomes if o.config_error), None),
         )
@@ -56,4 +59,8 @@ class Checks(Base):
         q = self.reader()
         if q is None:
             return []
-        return check_history(q.check_results(processor=processor, check_name=check), limit=limit)
+        return check_history(
+            q.check_results(processor=processor, check_name=check),
+            limit=limit,
+            dialect=self.config.warehouse.kind,
+        )

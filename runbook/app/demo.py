@@ -88,7 +88,10 @@ class Demo(Sessions, Runs, Inspect):
         if not checks:
             latest = self.reader()
             checks = (
-                [check_snapshot(r, self.check_descriptions()) for r in latest.latest_check_results()]
+                [
+                    check_snapshot(r, self.check_descriptions(), self.config.warehouse.kind)
+                    for r in latest.latest_check_results()
+                ]
                 if latest
                 else []
             )

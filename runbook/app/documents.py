@@ -22,7 +22,7 @@ from runbook.snapshots import document
 
 if TYPE_CHECKING:
     from runbook.app.adopt import Adopted
-    from runbook.app.resume import Resumed
+    from runbook.app.resume import Resumed, ResumePreview
     from runbook.app.runs import Planned
     from runbook.app.sessions import Report
     from runbook.engine.worker import WorkerReport
@@ -139,6 +139,32 @@ def resumed_document(resumed: Resumed) -> Document:
     started = [{"run_id": run.id, "pid": pid, "log_path": run.log_path} for run, pid in resumed.detached]
     watched = [{"run_id": run.id, "pid": run.pid, "watcher_pid": pid} for run, pid in resumed.watchers]
     return document(resumed=started, alive=[r.id for r in resumed.alive], watchers=watched)
+
+
+def resume_preview_document(preview: ResumePreview) -> Document:
+    """``runbook resume --dry-run --json``: per run, the tasks it would run and reopen."""
+    from collections import Counter
+
+    from runbook.snapshots.runs import date_ranges, expand_days
+
+    runs: list[dict[str, Any]] = []
+    for run, rows in preview.runs:
+        counts = Counter(status for _, _, _, status in rows)
+        days: dict[str, list[str]] = {}
+        for processor, date, end_date, _ in rows:
+            days.setdefault(processor, []).extend(expand_days(date, end_date))
+        runs.append(
+            {
+                "run_id": run.id,
+                "status": run.status,
+                "processors": list(run.processors),
+                "reopen": {s: counts.get(s, 0) for s in ("failed", "blocked", "cancelled")},
+                "continue": {s: counts.get(s, 0) for s in ("pending", "running")},
+                "ranges": {p: date_ranges(sorted(set(d)), d) for p, d in days.items()},
+                "dates": [{"processor": p, "date": d, "end_date": e, "status": st} for p, d, e, st in rows],
+            }
+        )
+    return document(runs=runs, alive=[r.id for r in preview.alive], rewatch=[r.id for r in preview.rewatch])
 
 
 def adopted_document(adopted: Adopted, pid: int) -> Document:

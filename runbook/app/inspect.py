@@ -75,7 +75,7 @@ class Inspect(Base):
         q = self.reader()
         return (
             [
-                check_snapshot(r, self.check_descriptions())
+                check_snapshot(r, self.check_descriptions(), self.config.warehouse.kind)
                 for r in merge_per_date(q.check_results(run_id=run_id))
             ]
             if q

@@ -47,6 +47,17 @@ class Resumed:
     waiting: list[str] = field(default_factory=list)  # runs left until their daily quota resets: why
 
 
+@dataclass
+class ResumePreview:
+    """What ``runbook resume --dry-run`` shows: per run to resume, the tasks it would run (its
+    pending and running tasks, and the failed, blocked and cancelled ones it reopens); the runs
+    left alone because their controller is alive; the adopted runs whose watcher it would restart."""
+
+    runs: list[tuple[Run, list[tuple[str, str, str, str]]]]  # (run, [(processor, date, end_date, status)])
+    alive: list[Run]
+    rewatch: list[Run]
+
+
 class Resume(Runs):
     """The resume and stop use cases (mixed into :class:`runbook.app.App`)."""
 
@@ -121,6 +132,22 @@ class Resume(Runs):
             return Resumed([], taken[0][0], found.alive, taken[0][1], watchers, later)
         detached = [(run, self.spawn(run.id, epoch=epoch)) for run, epoch in taken]
         return Resumed(detached, None, found.alive, None, watchers, later)
+
+    def resume_preview(self, run_id: int | None) -> ResumePreview:
+        """What :meth:`resume` would do, recording nothing (``runbook resume --dry-run``)."""
+        found = self.resumable(run_id)
+        if run_id is not None and found.alive:
+            run = found.alive[0]
+            raise RunBusy(
+                f"run {run.id} is running: its controller is PID {run.pid} on {run.host} (alive); "
+                f"`runbook resume {run.id}` would not start it twice (`runbook worker --run {run.id}` helps it)"
+            )
+        q = self.reader()
+        rows = q.open_task_dates([run.id for run in found.todo]) if q is not None else []
+        per_run: dict[int, list[tuple[str, str, str, str]]] = {run.id: [] for run in found.todo}
+        for run_key, processor, date, end_date, status in rows:
+            per_run[run_key].append((processor, date, end_date, status))
+        return ResumePreview([(run, per_run[run.id]) for run in found.todo], found.alive, found.rewatch)
 
     def take_over(self, run: Run) -> int | None:
         """Win the run for this process (compare-and-set on its epoch): end its previous owner's
@@ -221,4 +248,4 @@ def quota_wait_line(run: Run, now: dt.datetime) -> str:
     )
 
 
-__all__ = ["Resumable", "Resume", "Resumed", "quota_wait_line"]
+__all__ = ["ResumePreview", "Resumable", "Resume", "Resumed", "quota_wait_line"]

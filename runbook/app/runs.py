@@ -215,7 +215,13 @@ class Runs(Notifications):
             "run_created", request.command_line and self.redactor(request.command_line), run_id=run.id
         )
         for warning in planned.warnings:
-            store.add_event("extent_warning", warning.message, run_id=run.id, processor=warning.processor)
+            store.add_event(
+                "extent_warning",
+                warning.message,
+                run_id=run.id,
+                processor=warning.processor,
+                data=warning.data(),
+            )
         return run
 
     def record_graph(self, run_id: int) -> None:

@@ -26,6 +26,14 @@ EVENT_KIND = "extent_warning"
 class ExtentWarning:
     processor: str
     message: str
+    start: dt.date | None = None  # the source's dates outside the range asked for (None when unknown)
+    end: dt.date | None = None
+
+    def data(self) -> dict[str, str]:
+        """What the ``extent_warning`` event keeps besides its message: the dates not covered."""
+        if self.start is None or self.end is None:
+            return {}
+        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
 
     def __str__(self) -> str:
         return self.message
@@ -65,6 +73,8 @@ def extent_warnings(
                         name,
                         f"{name}: source has data through {last}: {_dates(count)} after your end date "
                         f"{end} {_are(count)} not covered",
+                        end + dt.timedelta(days=1),
+                        last,
                     )
                 )
         if first is not None and first < start:
@@ -75,6 +85,8 @@ def extent_warnings(
                         name,
                         f"{name}: source has data from {first}: {_dates(count)} before your start date "
                         f"{start} {_are(count)} not covered",
+                        first,
+                        start - dt.timedelta(days=1),
                     )
                 )
     return found
@@ -83,7 +95,9 @@ def extent_warnings(
 def record_extent_warnings(store: Store, run_id: int, warnings: Sequence[ExtentWarning]) -> None:
     """Keep the warnings on the run's timeline (event ``extent_warning``)."""
     for warning in warnings:
-        store.add_event(EVENT_KIND, warning.message, run_id=run_id, processor=warning.processor)
+        store.add_event(
+            EVENT_KIND, warning.message, run_id=run_id, processor=warning.processor, data=warning.data()
+        )
 
 
 def source_bounds(rows: list[dict[str, Any]]) -> tuple[dt.date | None, dt.date | None]:

@@ -160,11 +160,14 @@ def execute(obj: Context, run_id: int, epoch: int | None) -> None:
 @click.argument("run_id", type=int, required=False)
 @click.option("--detach", "-d", is_flag=True, help="Continue in the background.")
 @click.option("--join", is_flag=True, help="If RUN_ID has a live controller, help it as a worker instead.")
+@click.option("--dry-run", is_flag=True, help="Show the tasks it would run (and reopen); record nothing.")
 @click.option("--force", is_flag=True, help="Resume a run stopped by a daily quota before the quota resets.")
 @json_option
 @pass_ctx
-def resume(obj: Context, run_id: int | None, detach: bool, join: bool, force: bool, json_out: bool) -> None:
-    """Continue interrupted runs (or RUN_ID, also a failed one) exactly where they stopped.
+def resume(obj: Context, run_id: int | None, detach: bool, join: bool, dry_run: bool, force: bool,
+           json_out: bool) -> None:  # fmt: skip
+    """Continue interrupted runs (or RUN_ID, also a failed or blocked one) exactly where they
+    stopped: its failed and blocked tasks are reopened with fresh retries, its gates judged again.
 
     A run whose controller is alive is not started twice: RUN_ID then exits 5 naming its owner,
     or with --join this process works on it as a worker. A run interrupted by a used-up daily
@@ -174,6 +177,9 @@ def resume(obj: Context, run_id: int | None, detach: bool, join: bool, force: bo
     """
     from runbook.errors import RunBusy
 
+    if dry_run:
+        print_resume_preview(obj, run_id, json_out)
+        return
     try:
         resumed = obj.app.resume(run_id, detach=detach, force=force)
     except RunBusy:
@@ -202,6 +208,32 @@ def resume(obj: Context, run_id: int | None, detach: bool, join: bool, force: bo
     for run, pid in resumed.detached:
         click.echo(f"run {run.id} resumed in the background: PID {pid}, log {run.log_path}")
     if not resumed.detached and not resumed.alive and not resumed.watchers:
+        click.echo("nothing to resume")
+
+
+def print_resume_preview(obj: Context, run_id: int | None, json_out: bool) -> None:
+    """``runbook resume --dry-run``: per run, the tasks it would run, by processor and date range."""
+    from runbook.app.documents import resume_preview_document
+
+    preview = obj.app.resume_preview(run_id)
+    found = resume_preview_document(preview)
+    if json_out:
+        emit_json(found)
+        return
+    for entry in found["runs"]:
+        reopen = ", ".join(f"{n} {s}" for s, n in entry["reopen"].items() if n) or "nothing"
+        more = ", ".join(f"{n} {s}" for s, n in entry["continue"].items() if n) or "nothing"
+        click.echo(f"run {entry['run_id']} ({entry['status']}): would reopen {reopen}; continue {more}")
+        for processor, ranges in entry["ranges"].items():
+            spans = ", ".join(
+                r["start"] if r["start"] == r["end"] else f"{r['start']}..{r['end']}" for r in ranges
+            )
+            click.echo(f"  {processor}: {sum(r['dates'] for r in ranges)} date(s): {spans}")
+    for run in preview.alive:
+        click.echo(f"run {run.id} is still running (PID {run.pid} on {run.host}): it would be left alone")
+    for run in preview.rewatch:
+        click.echo(f"run {run.id}: PID {run.pid} runs without a watcher: a new watcher would follow it")
+    if not found["runs"] and not preview.alive and not preview.rewatch:
         click.echo("nothing to resume")
 
 

@@ -28,6 +28,7 @@ from runbook.clock import utcnow
 from runbook.config import RunbookConfig
 from runbook.engine.seams import Gatekeeper, Observer, Readiness, gate_dates_message, judge_gate
 from runbook.errors import StateError
+from runbook.formatting import error_line
 from runbook.kinds import SkipReason, TaskStatus
 from runbook.runlog import RunLog
 from runbook.state.queue import Claimed, Outcome, Source
@@ -571,7 +572,7 @@ class WorkLoop:
         if outcome.status == TaskStatus.PENDING and not outcome.returned:
             wait = self.config.processors[task.processor].retries.wait_before(task.attempt)
             message = f"{_span(task)} attempt {task.attempt} failed ({last[:120]}); retry in {wait:g}s"
-            self._event(task.run_id, "task_retry", message, task)
+            self._event(task.run_id, "task_retry", message, task, data={"error": error_line(outcome.error)})
         elif outcome.status == TaskStatus.FAILED:
             self.tally.failed += 1
             self._event(
@@ -579,6 +580,7 @@ class WorkLoop:
                 "task_failed",
                 f"{_span(task)} failed after {task.attempt} attempt(s): {last[:200]}",
                 task,
+                data={"error": error_line(outcome.error)},
             )
         elif outcome.status == TaskStatus.SKIPPED:
             self._event(task.run_id, "task_skipped", f"{_span(task)}: {outcome.error}", task, log=False)
@@ -590,9 +592,11 @@ class WorkLoop:
                 self.observer.task_finished(task.processor, outcome.status)
 
     def _event(self, run_id: int, kind: str, message: str, task: Task | None = None, *, processor: str | None = None,
-               log: bool = True) -> None:  # fmt: skip
+               log: bool = True, data: dict[str, Any] | None = None) -> None:  # fmt: skip
         name, day = (task.processor, task.date) if task else (processor, None)
-        self.guarded(lambda: self.store.add_event(kind, message, run_id=run_id, processor=name, date=day))
+        self.guarded(
+            lambda: self.store.add_event(kind, message, run_id=run_id, processor=name, date=day, data=data)
+        )
         if log:
             self.logs(run_id).event(message)
 

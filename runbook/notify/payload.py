@@ -40,9 +40,14 @@ def next_action(run: RunSnapshot) -> dict[str, Any] | None:
 
     running = [run] if run.status in ACTIVE_RUN_STATUSES else []
     interrupted = [run] if run.status == RunStatus.INTERRUPTED else []
-    found = actions.next_actions([], running, interrupted, [], [], [])
+    resumable = [run] if run.status in (RunStatus.FAILED, RunStatus.BLOCKED) else []
+    facts = actions.Facts(
+        processors=[], running=running, interrupted=interrupted, resumable=resumable, open_dates={}, checks=[],
+        failures=[], attempt_errors={}, gaps={}, stale={}, expected={}, notes={},
+    )  # fmt: skip
+    found = [a for a in actions.decide(facts) if a.command and a.situation != "started"]
     if found:
-        return dict(found[0])
+        return {"kind": found[0].kind, "text": found[0].text, "command": found[0].command}
     if "resume" in run.commands:
         return {
             "kind": "resume",

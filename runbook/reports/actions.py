@@ -1,19 +1,33 @@
-"""The report's verdicts: the overall status line and the next actions, derived from the snapshots.
+"""The next-action engine: from the read model to what to do next, each with its exact command.
 
-Next actions come in a fixed order: runs to watch, runs to resume, failing checks to look at,
-blocked processors and why, failed dates, downstream processors whose upstreams are complete,
-processors waiting for an upstream, gaps and stale dates to fill, then the ``next`` notes.
+:class:`Facts` is what the engine reads (built by :func:`runbook.reports.context.build_context`
+from the snapshots). :data:`SITUATIONS` is a table: each situation (a run is running, a run was
+interrupted, dates failed, a gate failed, dates were never built, ...) has a detector that turns
+the facts into :class:`Action` entries. The actions are then ordered: those that complete work
+first (``does == "work"``), then those that observe or verify (``"observe"``), then the ones that
+only inform (``"note"``). Every command runs literally from the workspace and returns: work is
+started with ``--detach``; a running run is watched with ``runbook status --json``, never with
+``logs -f``.
+
+A situation added by another part of runbook slots in as one more row of :data:`SITUATIONS` (see
+the ``HOOK`` row for a quota pause; per-date check failures came in that way), with the facts it
+needs added to :class:`Facts` with an empty default.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import bisect
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
+from runbook.formatting import plural
 from runbook.formatting import span as date_span
 from runbook.kinds import OverallStatus, ProcessorStatus, Severity
-from runbook.snapshots.model import BlockedGroup, CheckSnapshot, DateRange, NoteSnapshot, RunSnapshot
+from runbook.snapshots.model import CheckSnapshot, FailureGroup, NoteSnapshot, RunSnapshot
 from runbook.snapshots.processors import ProcessorState
+from runbook.snapshots.runs import date_ranges
 
 OVERALL_EMOJI = {
     OverallStatus.RUNNING: "🔄",
@@ -24,6 +38,74 @@ OVERALL_EMOJI = {
     OverallStatus.COMPLETE: "✅",
     OverallStatus.IDLE: "⬜",
 }
+# The headline word, for people and agents: "blocked" is only ever a failed blocking check.
+OVERALL_LABEL = {
+    OverallStatus.RUNNING: "running",
+    OverallStatus.INTERRUPTED: "interrupted",
+    OverallStatus.BLOCKED: "blocked by check",
+    OverallStatus.FAILED: "failed",
+    OverallStatus.INCOMPLETE: "incomplete",
+    OverallStatus.COMPLETE: "complete",
+    OverallStatus.IDLE: "idle",
+}
+MAX_RANGE_ACTIONS = 6  # gap (or stale) commands listed one by one; the rest share one command
+WORK, OBSERVE, NOTE = "work", "observe", "note"
+_DOES_ORDER = {WORK: 0, OBSERVE: 1, NOTE: 2}
+
+
+class Action(NamedTuple):
+    """One thing to do: ``command`` (None when there is nothing to type) runs as is from the
+    workspace and returns. ``situation`` names the row of :data:`SITUATIONS` it comes from;
+    ``does`` is ``work`` (completes work), ``observe`` (looks or verifies) or ``note``."""
+
+    kind: str
+    text: str
+    command: str | None
+    does: str
+    situation: str
+    run_id: int | None = None
+
+
+class ExtentFact(NamedTuple):
+    """Source data of a processor outside the range its newest run was asked for."""
+
+    processor: str
+    run_id: int
+    start: str
+    end: str
+    message: str
+
+
+@dataclass
+class Facts:
+    """What the engine reads: the read model's snapshots plus, per run, the dates it has left."""
+
+    processors: list[ProcessorState]
+    running: list[RunSnapshot]
+    interrupted: list[RunSnapshot]
+    # Failed or blocked runs holding the newest attempt of some expected date (``resume`` reopens them).
+    resumable: list[RunSnapshot]
+    # run id -> processor -> dates of its tasks not done (pending, running, failed, blocked, cancelled).
+    open_dates: dict[int, dict[str, set[str]]]
+    checks: list[CheckSnapshot]
+    failures: list[FailureGroup]
+    # (processor, error line) -> the error line of every failed attempt of the group's dates.
+    attempt_errors: dict[tuple[str, str], list[list[str]]]
+    gaps: dict[str, set[str]]  # expected dates never built, per processor
+    stale: dict[str, set[str]]  # built with another code version than the current one
+    expected: dict[str, list[str]]
+    notes: dict[str, list[NoteSnapshot]]
+    host: str = ""  # this machine, as the state store names it
+    extent: list[ExtentFact] = field(default_factory=list)
+    # HOOK (quota pause): runs paused by the warehouse's quota, with the time they may go on:
+    # [(run, "2026-01-07T18:00:00Z")] -> `runbook resume N` after that time.
+    paused: list[tuple[RunSnapshot, str]] = field(default_factory=list)
+    # Per-date checks: dates whose newest per-date verdict failed, per processor and check:
+    # {(processor, check): {dates}} -> rebuild those dates (and their downstream).
+    failed_check_dates: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+
+
+# -- the overall status -----------------------------------------------------------------------
 
 
 def overall_status(
@@ -33,136 +115,570 @@ def overall_status(
     checks: Sequence[CheckSnapshot],
     any_runs: bool,
 ) -> dict[str, Any]:
-    """complete / running / blocked / failed / interrupted (or incomplete, or idle with no runs)."""
-    blocked = [p.name for p in processors if p.status == ProcessorStatus.BLOCKED]
+    """The workspace in one word, first that applies: running, interrupted, blocked (a blocking
+    check fails), failed (dates whose newest attempt failed, or blocked by them), incomplete
+    (dates never built, or stale), complete; idle without any run."""
     failing = [c for c in checks if not c.passed]
+    failing_gates = [c for c in failing if c.severity == Severity.BLOCK]
+    blocked = [p.name for p in processors if p.status == ProcessorStatus.BLOCKED]
     failed = [p.name for p in processors if p.failed]
     gaps = [p.name for p in processors if p.gaps]
+    stale = [p.name for p in processors if p.stale]
     status: OverallStatus
     if running:
         status = OverallStatus.RUNNING
     elif interrupted:
         status = OverallStatus.INTERRUPTED
-    elif blocked or any(c.severity == Severity.BLOCK for c in failing):
+    elif failing_gates:
         status = OverallStatus.BLOCKED
-    elif failed:
+    elif failed or blocked:
         status = OverallStatus.FAILED
     elif not any_runs:
         status = OverallStatus.IDLE
-    elif gaps:
+    elif gaps or stale:
         status = OverallStatus.INCOMPLETE
     else:
         status = OverallStatus.COMPLETE
     return {
         "status": status,
+        "label": OVERALL_LABEL[status],
         "emoji": OVERALL_EMOJI[status],
         "running_runs": [r.id for r in running],
         "interrupted_runs": [r.id for r in interrupted],
         "blocked_processors": blocked,
         "failing_checks": [f"{c.processor}.{c.check}" for c in failing],
+        "failing_gates": [f"{c.processor}.{c.check}" for c in failing_gates],
         "failed_processors": failed,
         "processors_with_gaps": gaps,
+        "processors_with_stale": stale,
     }
 
 
-def _span(found: Sequence[DateRange]) -> str:
-    return f"--start {found[0].start} --end {found[-1].end}" if found else ""
+# -- helpers ----------------------------------------------------------------------------------
 
 
-def next_actions(
-    processors: Sequence[ProcessorState],
-    running: Sequence[RunSnapshot],
-    interrupted: Sequence[RunSnapshot],
-    checks: Sequence[CheckSnapshot],
-    blocked: Sequence[BlockedGroup],
-    next_notes: Sequence[NoteSnapshot],
-) -> list[dict[str, Any]]:
-    """What to do next, each with the exact command where there is one."""
-    actions: list[dict[str, Any]] = []
+def _ranges_text(days: Iterable[str], limit: int = 3) -> str:
+    chosen = set(days)
+    found = date_ranges(sorted(chosen), chosen)
+    text = ", ".join(date_span(r.start, r.end) for r in found[:limit])
+    return text + (f" and {plural(len(found) - limit, 'more range')}" if len(found) > limit else "")
 
-    def add(kind: str, text: str, command: str | None = None) -> None:
-        actions.append({"kind": kind, "text": text, "command": command})
 
-    for run in running:
-        p = run.progress
-        add(
-            "watch",
-            f"Run {run.id} is running ({', '.join(run.processors)}): {p.succeeded}/{p.work} tasks done",
-            run.commands["follow"],
-        )
-    for run in interrupted:
-        p = run.progress
-        add(
-            "resume",
-            f"Resume interrupted run {run.id} ({', '.join(run.processors)}): {p.succeeded}/{p.work} tasks done",
-            f"runbook resume {run.id}",
-        )
-    for check in checks:
-        if not check.passed:
-            failed = [c.expr for c in check.conditions if not c.passed]
-            why = check.error or "; ".join(failed) or "failed"
-            add(
-                "check",
-                f"Investigate {check.severity} check {check.check} on {check.processor} ({why}), then re-validate",
-                f"runbook validate {check.processor} --start {check.start_date} --end {check.end_date}",
-            )
-    busy = {name for run in [*running, *interrupted] for name in run.processors}
-    by_name = {p.name: p for p in processors}
-    reasons = {group.processor: group.reason for group in blocked}
-    for check in checks:
-        if not check.passed and check.severity == Severity.BLOCK:
-            reasons.setdefault(check.processor, f"its blocking check {check.check} failed")
-    for entry in processors:
-        if entry.status == ProcessorStatus.BLOCKED and entry.name in reasons:
-            add("blocked", f"{entry.name} is blocked: {reasons[entry.name]}")
-    for entry in processors:
-        if entry.failed and entry.name not in busy:
-            first = entry.failed_ranges[0].start if entry.failed_ranges else None
-            add(
-                "failed",
-                f"{entry.failed} date(s) of {entry.name} failed"
-                + (f" (first: {first}); see Failures" if first else ""),
-                f"runbook run {entry.name} {_span(entry.failed_ranges)}".rstrip(),
-            )
-    for entry in processors:
-        name = entry.name
-        done = (ProcessorStatus.COMPLETE, ProcessorStatus.BLOCKED, ProcessorStatus.FAILED)
-        if name in busy or entry.status in done or not entry.gaps:
+def _per_processor(dates: Mapping[str, set[str]], order: Sequence[str]) -> str:
+    parts = [f"{name} {_ranges_text(dates[name])}" for name in order if dates.get(name)]
+    return "; ".join(parts)
+
+
+def _progress(run: RunSnapshot) -> str:
+    p = run.progress
+    return f"{p.succeeded}/{p.work} tasks"
+
+
+def _last(text: str, width: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _newer_fix(facts: Facts, since: str | None) -> NoteSnapshot | None:
+    """The newest ``fix`` note made after ``since`` (an ISO time), if any."""
+    fixes = [n for n in facts.notes.get("fix", []) if n.at and (since is None or n.at > since)]
+    return fixes[-1] if fixes else None
+
+
+def _claimed(facts: Facts) -> dict[str, set[str]]:
+    """Per processor, the dates some live, interrupted or resumable run will build."""
+    found: dict[str, set[str]] = {}
+    for run in _windows(facts):
+        for name, days in facts.open_dates.get(run.id, {}).items():
+            found.setdefault(name, set()).update(days)
+    return found
+
+
+def _windows(facts: Facts) -> list[RunSnapshot]:
+    """Runs that hold (or will hold, once resumed) processors over their date ranges."""
+    return [*facts.running, *facts.interrupted, *facts.resumable, *(r for r, _ in facts.paused)]
+
+
+def segments(
+    wanted: Mapping[str, set[str]], selected: Mapping[str, set[str]], order: Sequence[str]
+) -> list[tuple[list[str], str, str, int]]:
+    """Commands ``(processors, start, end, dates)`` that together select exactly ``wanted``.
+
+    A command ``runbook run P... --only-gaps --start S --end E`` selects every date of
+    ``selected[P]`` in [S, E]; ``wanted[P]`` is the part of it no other action covers. Ranges
+    are grown date by date while no listed processor would select a date it should not.
+    """
+    unwanted = {name: sorted(selected.get(name, set()) - wanted.get(name, set())) for name in order}
+    by_day: dict[str, list[str]] = {}
+    for name in order:
+        for day in wanted.get(name, ()):
+            by_day.setdefault(day, []).append(name)
+    found: list[tuple[list[str], str, str, int]] = []
+    names: set[str] = set()
+    first = last = ""
+    count = 0
+
+    def clash(members: Iterable[str], low: str, high: str) -> bool:
+        for name in members:
+            excluded = unwanted.get(name, [])
+            position = bisect.bisect_left(excluded, low)
+            if position < len(excluded) and excluded[position] <= high:
+                return True
+        return False
+
+    for day in sorted(by_day):
+        members = names | set(by_day[day])
+        if names and not clash(members, first, day):
+            names, last = members, day
+            count += len(by_day[day])
             continue
-        ups = [by_name[up] for up in entry.needs if up in by_name]
-        waiting = [up for up in ups if up.status != ProcessorStatus.COMPLETE]
-        if ups and not waiting:
-            add(
-                "ready",
-                f"Upstreams of {name} are complete ({', '.join(entry.needs)}): build its {entry.gaps} missing date(s)",
-                f"runbook run {name} --only-gaps {_span(entry.gap_ranges)}",
-            )
-        elif waiting:
-            up = waiting[0]
-            pct = f"{up.percent}% built" if up.percent is not None else up.status
-            add("waiting", f"{name} waits for {up.name} ({pct})")
-        else:
-            add(
-                "gaps",
-                f"Fill {entry.gaps} date(s) of {name} never built",
-                f"runbook run {name} --only-gaps {_span(entry.gap_ranges)}",
-            )
-    for entry in processors:
-        if entry.stale and entry.name not in busy:
-            add(
-                "stale",
-                f"Rebuild {entry.stale} date(s) of {entry.name} built with an older code version than {entry.version}",
-                f"runbook run {entry.name} --only-stale {_span(entry.stale_ranges)}",
-            )
-    if processors and all(p.expected is None for p in processors) and not running and not interrupted:
-        add(
-            "start",
-            "No dates to report on yet: set calendar.start/end in runbook.yaml or start a first run",
-            "runbook run --start YYYY-MM-DD --end YYYY-MM-DD",
+        if names:
+            found.append(([n for n in order if n in names], first, last, count))
+        names, first, last, count = set(by_day[day]), day, day, len(by_day[day])
+    if names:
+        found.append(([n for n in order if n in names], first, last, count))
+    return found
+
+
+def _upstreams(facts: Facts, name: str) -> set[str]:
+    needs = {p.name: p.needs for p in facts.processors}
+    found: set[str] = set()
+    todo = list(needs.get(name, []))
+    while todo:
+        up = todo.pop()
+        if up not in found:
+            found.add(up)
+            todo.extend(needs.get(up, []))
+    return found
+
+
+def _feeding_runs(facts: Facts, names: Sequence[str], start: str, end: str) -> set[tuple[int, str]]:
+    """(run, upstream) pairs: a run that will build an upstream of ``names`` within [start, end]."""
+    ups = set().union(*(_upstreams(facts, name) for name in names)) - set(names)
+    found = set()
+    for run in _windows(facts):
+        for up, days in facts.open_dates.get(run.id, {}).items():
+            if up in ups and any(start <= day <= end for day in days):
+                found.add((run.id, up))
+    return found
+
+
+def _overlapping_runs(facts: Facts, names: Sequence[str], start: str, end: str) -> list[int]:
+    return sorted(
+        {
+            run.id
+            for run in _windows(facts)
+            if set(run.processors) & set(names) and run.start_date <= end and run.end_date >= start
+        }
+    )
+
+
+# -- the situations ---------------------------------------------------------------------------
+
+
+def _interrupted(facts: Facts) -> list[Action]:
+    actions = []
+    for run in facts.interrupted:
+        workers = [w for w in run.processes if w.kind == "worker" and w.alive and not w.stopped_at]
+        extra = f"; its {plural(len(workers), 'live worker')} keep working for it" if workers else ""
+        text = (
+            f"Resume interrupted run {run.id} ({', '.join(run.processors)}, {_progress(run)} done): its "
+            f"controller is gone; it goes on where it stopped and reopens its failed and blocked tasks{extra}"
         )
-    for note in next_notes:
-        add("note", note.text)
+        persistent = [g for g in facts.failures if run.id in g.runs and _persistent(facts, g)]
+        if persistent and _newer_fix(facts, run.heartbeat_at) is None:
+            text = (
+                "Fix first: "
+                + "; ".join(_persistent_errors(facts, persistent))
+                + f". Then: {text[0].lower()}{text[1:]}"
+            )
+        actions.append(
+            Action(
+                "resume",
+                text,
+                f"runbook resume {run.id} --detach",
+                WORK,
+                "interrupted",
+                run.id,
+            )
+        )
     return actions
 
 
-__all__ = ["OVERALL_EMOJI", "date_span", "next_actions", "overall_status"]
+def _persistent(facts: Facts, group: FailureGroup) -> bool:
+    """Whether every date of the group failed every attempt, at least twice, with its error."""
+    seen = facts.attempt_errors.get((group.processor, group.error), [])
+    return bool(seen) and all(len(errors) >= 2 and set(errors) == {group.error} for errors in seen)
+
+
+def _persistent_errors(facts: Facts, groups: Sequence[FailureGroup]) -> list[str]:
+    """What failed the same way on every attempt, with the error line, for "Fix first:"."""
+    found = []
+    for group in groups:
+        tries = max((len(e) for e in facts.attempt_errors.get((group.processor, group.error), [])), default=0)
+        days = [d for r in group.ranges for d in _span_days(r.start, r.end)]
+        found.append(
+            f"{group.processor} failed every attempt ({tries} tries) on {_ranges_text(days)} with: {group.error}"
+        )
+    return found
+
+
+def _failed_runs(facts: Facts) -> list[Action]:
+    """Failed or blocked runs: ``runbook resume N`` reopens their failed and blocked tasks (and
+    judges their gates again), so the downstream dates get built too."""
+    order = [p.name for p in facts.processors]
+    gates = [c for c in facts.checks if not c.passed and c.severity == Severity.BLOCK]
+    actions = []
+    for run in facts.resumable:
+        dates = facts.open_dates.get(run.id, {})
+        failed = [g for g in facts.failures if run.id in g.runs]
+        persistent = [g for g in failed if _persistent(facts, g)]
+        run_gates = [
+            c for c in gates if c.run_id == run.id or (c.run_id is None and c.processor in run.processors)
+        ]
+        counts = {
+            "failed": run.progress.failed,
+            "blocked": run.progress.blocked,
+            "pending": run.progress.pending + run.progress.cancelled,
+        }
+        what = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "its open tasks"
+        building = _per_processor(dates, order)
+        text = f"Resume run {run.id} ({run.status}): it reopens {what} task(s)" + (
+            f" and builds {building}" if building else " and builds what waited on them"
+        )
+        fixes = _persistent_errors(facts, persistent)
+        for check in run_gates:
+            failing = "; ".join(c.expr for c in check.conditions if not c.passed) or check.error or "failed"
+            days = facts.failed_check_dates.get((check.processor, check.check))
+            on = f" on {_ranges_text(days)}" if days else ""
+            fixes.append(f"blocking check {check.processor}.{check.check} failed{on} ({failing})")
+        if fixes:
+            fix = _newer_fix(facts, run.finished_at)
+            if fix is not None:
+                text = (
+                    f"{text}. A fix was noted since it stopped ({_last(fix.text, 80)}); it failed on: "
+                    + "; ".join(fixes)
+                )
+            else:
+                text = "Fix first: " + "; ".join(fixes) + f". Then: {text[0].lower()}{text[1:]}"
+        elif failed:
+            errors = "; ".join(f"{g.processor}: {g.error}" for g in failed[:2])
+            text = (
+                f"{text} (the failures differed between attempts, or were not retried: {_last(errors, 120)})"
+            )
+        actions.append(Action("resume", text, f"runbook resume {run.id} --detach", WORK, "failed", run.id))
+        for check in run_gates:
+            actions.append(
+                Action(
+                    "check",
+                    f"After fixing, see that {check.processor}.{check.check} passes (exit 0; 3 while it "
+                    f"still fails)",
+                    f"runbook validate {check.processor} --start {check.start_date} --end {check.end_date}",
+                    OBSERVE,
+                    "gate",
+                    run.id,
+                )
+            )
+    return actions
+
+
+def _consecutive(days: Iterable[str]) -> list[tuple[str, str, int]]:
+    """(first, last, count) of each run of consecutive calendar days among ``days``."""
+    found: list[tuple[str, str, int]] = []
+    for day in sorted(set(days)):
+        if found and dt.date.fromisoformat(day) - dt.date.fromisoformat(found[-1][1]) == dt.timedelta(days=1):
+            found[-1] = (found[-1][0], day, found[-1][2] + 1)
+        else:
+            found.append((day, day, 1))
+    return found
+
+
+def _span_days(start: str, end: str) -> list[str]:
+    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    return [(first + dt.timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+
+def _gates_without_run(facts: Facts) -> list[Action]:
+    """A blocking check that fails with no run to resume (``runbook validate`` found it)."""
+    held = {run.id for run in facts.resumable}
+    actions = []
+    for check in facts.checks:
+        if check.passed or check.severity != Severity.BLOCK:
+            continue
+        if check.run_id in held or any(check.processor in r.processors for r in facts.resumable):
+            continue
+        failing = "; ".join(c.expr for c in check.conditions if not c.passed) or check.error or "failed"
+        actions.append(
+            Action(
+                "check",
+                f"Fix the data of {check.processor}: its blocking check {check.check} fails ({failing}); "
+                f"then check again (exit 0 once it passes, 3 while it fails)",
+                f"runbook validate {check.processor} --start {check.start_date} --end {check.end_date}",
+                OBSERVE,
+                "gate",
+                check.run_id,
+            )
+        )
+    return actions
+
+
+def _range_actions(facts: Facts, which: str) -> list[Action]:
+    """Dates never built (``which == "gaps"``) or stale, that no run will build: ``runbook run``."""
+    order = [p.name for p in facts.processors]
+    selected = facts.gaps if which == "gaps" else facts.stale
+    claimed = _claimed(facts)
+    wanted = {name: selected.get(name, set()) - claimed.get(name, set()) for name in order}
+    found = segments(wanted, selected, order)
+    if not found:
+        return []
+    flag = "--only-gaps" if which == "gaps" else "--only-stale"
+    if len(found) > MAX_RANGE_ACTIONS:
+        shown, rest = found[: MAX_RANGE_ACTIONS - 1], found[MAX_RANGE_ACTIONS - 1 :]
+        names = [n for n in order if any(n in part[0] for part in rest)]
+        merged = (names, rest[0][1], rest[-1][2], sum(part[3] for part in rest))
+        found = [*shown, merged]
+    actions = []
+    for names, start, end, count in found:
+        what = "never built" if which == "gaps" else "built with an older code version"
+        text = f"Build {plural(count, 'date')} {what}: {', '.join(names)} {date_span(start, end)}"
+        busy = _overlapping_runs(facts, names, start, end)
+        feeding = _feeding_runs(facts, names, start, end)
+        if busy:
+            text += f" once run {', '.join(map(str, busy))} is done (it holds these processors and dates)"
+        elif feeding:
+            ups = ", ".join(sorted({up for _, up in feeding}))
+            runs = ", ".join(str(r) for r in sorted({r for r, _ in feeding}))
+            text += f" once run {runs} is done (it builds their upstream {ups} on these dates first)"
+        if which == "stale":
+            versions = {p.name: p.version for p in facts.processors if p.name in names}
+            text += " (now " + ", ".join(f"{n} {v}" for n, v in versions.items() if v) + ")"
+        actions.append(
+            Action(
+                "gaps" if which == "gaps" else "stale",
+                text,
+                f"runbook run {' '.join(names)} {flag} --start {start} --end {end} --detach",
+                WORK,
+                "never_built" if which == "gaps" else "stale",
+            )
+        )
+    return actions
+
+
+def _never_built(facts: Facts) -> list[Action]:
+    return _range_actions(facts, "gaps")
+
+
+def _stale(facts: Facts) -> list[Action]:
+    return _range_actions(facts, "stale")
+
+
+def _beyond_range(facts: Facts) -> list[Action]:
+    return [
+        Action(
+            "extent",
+            f"The source of {fact.processor} has data outside the range of run {fact.run_id}: "
+            f"{_last(fact.message, 140)}; build {date_span(fact.start, fact.end)} too (and widen "
+            f"calendar.start/end in runbook.yaml to keep it in reports)",
+            f"runbook run {fact.processor} --start {fact.start} --end {fact.end} --detach",
+            WORK,
+            "beyond_range",
+            fact.run_id,
+        )
+        for fact in facts.extent
+    ]
+
+
+def _paused(facts: Facts) -> list[Action]:
+    """HOOK (quota pause): a run paused until a time goes on with ``runbook resume N`` after it."""
+    return [
+        Action(
+            "resume",
+            f"Run {run.id} is paused by the warehouse's quota until {until}: resume it after that time",
+            f"runbook resume {run.id} --detach",
+            WORK,
+            "quota_pause",
+            run.id,
+        )
+        for run, until in facts.paused
+    ]
+
+
+def _downstream(facts: Facts, name: str) -> list[str]:
+    """The processors that need ``name``, directly or not, in config order."""
+    return [p.name for p in facts.processors if name in _upstreams(facts, p.name)]
+
+
+def _failed_check_dates(facts: Facts) -> list[Action]:
+    """Per-date checks: rebuild the dates a check failed on, with everything downstream of them
+    (built from the same data, or blocked by the check)."""
+    severity = {(c.processor, c.check): c.severity for c in facts.checks}
+    actions = []
+    for (processor, check), days in sorted(facts.failed_check_dates.items()):
+        if not days:
+            continue
+        names = [processor, *_downstream(facts, processor)]
+        warn = (
+            " (a warning: nothing was blocked)" if severity.get((processor, check)) == Severity.WARN else ""
+        )
+        for first, last, count in _consecutive(days):
+            text = (
+                f"Rebuild {plural(count, 'date')} of {processor} whose check {check} failed{warn}: "
+                f"{date_span(first, last)}, once the cause is fixed"
+            )
+            if len(names) > 1:
+                text += f"; {', '.join(names[1:])} downstream too"
+            busy = [r.id for r in [*facts.running, *facts.interrupted] if set(r.processors) & set(names)
+                    and r.start_date <= last and r.end_date >= first]  # fmt: skip
+            if busy:
+                text += f", once run {', '.join(map(str, busy))} is done"
+            actions.append(
+                Action(
+                    "rebuild",
+                    text,
+                    f"runbook run {' '.join(names)} --no-resume --start {first} --end {last} --detach",
+                    WORK,
+                    "check_dates",
+                )
+            )
+    return actions
+
+
+def _running(facts: Facts) -> list[Action]:
+    actions = []
+    for run in facts.running:
+        owner = run.owner
+        where = f"PID {owner.pid or '—'} on {owner.host or '?'}"
+        alive = "alive" if run.alive else "not answering" if run.alive is False else "liveness unknown here"
+        workers = [w for w in run.processes if w.kind == "worker" and w.alive and not w.stopped_at]
+        helpers = f", helped by {plural(len(workers), 'worker')}" if workers else ""
+        text = (
+            f"Run {run.id} is {run.status} ({', '.join(run.processors)}: {_progress(run)}; {where}, "
+            f"{alive}{helpers}): let it finish and check on it (returns at once)"
+        )
+        if facts.host and owner.host and owner.host != facts.host:
+            # A busy owner: another machine's live controller owns the run.
+            text += (
+                f". Another machine owns it: `runbook resume {run.id}` exits 5 (busy); "
+                f"`runbook worker --run {run.id} --idle-exit 60` helps it from here"
+            )
+        actions.append(Action("watch", text, "runbook status --json", OBSERVE, "running", run.id))
+    return actions
+
+
+def _warn_checks(facts: Facts) -> list[Action]:
+    actions = []
+    for check in facts.checks:
+        if check.passed or check.severity == Severity.BLOCK:
+            continue
+        failing = "; ".join(c.expr for c in check.conditions if not c.passed) or check.error or "failed"
+        actions.append(
+            Action(
+                "check",
+                f"Look into warning check {check.processor}.{check.check} ({failing}); it does not block",
+                f"runbook checks history {check.processor} --json",
+                OBSERVE,
+                "warn_check",
+                check.run_id,
+            )
+        )
+    return actions
+
+
+def _nothing_to_do(facts: Facts) -> list[Action]:
+    if facts.running or facts.interrupted or facts.resumable or facts.paused:
+        return []
+    if any(facts.gaps.values()) or any(facts.stale.values()) or facts.extent:
+        return []
+    if any(not c.passed and c.severity == Severity.BLOCK for c in facts.checks):
+        return []
+    if facts.processors and all(p.expected is None for p in facts.processors):
+        return [
+            Action(
+                "start",
+                "No date range yet: set calendar.start and calendar.end in runbook.yaml (then the gaps "
+                "to build are listed here), or start a run with --start and --end",
+                None,
+                NOTE,
+                "no_range",
+            )
+        ]
+    if any(p.failed or p.blocked for p in facts.processors):
+        return []
+    return [
+        Action(
+            "done",
+            "Nothing to do: every expected date of every processor is built with its current code version",
+            None,
+            NOTE,
+            "nothing_to_do",
+        )
+    ]
+
+
+def _next_notes(facts: Facts) -> list[Action]:
+    return [
+        Action("note", f"Noted for next time: {note.text}", None, NOTE, "note")
+        for note in facts.notes.get("next", [])
+    ]
+
+
+class Situation(NamedTuple):
+    name: str
+    detect: Callable[[Facts], list[Action]]
+
+
+# In this order within each kind of action (work, observe, note).
+SITUATIONS: list[Situation] = [
+    Situation("interrupted", _interrupted),
+    Situation("quota_pause", _paused),  # HOOK: filled by the quota pause (facts.paused)
+    Situation("check_dates", _failed_check_dates),  # per-date checks: rebuild before resuming what they block
+    Situation("failed", _failed_runs),  # failed after retries (same error or not), blocked downstream, gates
+    Situation("gate", _gates_without_run),
+    Situation("never_built", _never_built),
+    Situation("stale", _stale),
+    Situation("beyond_range", _beyond_range),
+    Situation("running", _running),  # also a busy owner (another machine) and its workers
+    Situation("warn_check", _warn_checks),
+    Situation("nothing_to_do", _nothing_to_do),
+    Situation("note", _next_notes),
+]
+
+
+def decide(facts: Facts) -> list[Action]:
+    """Every situation's actions: work first, then observation, then notes."""
+    found = [action for situation in SITUATIONS for action in situation.detect(facts)]
+    ordered = sorted(enumerate(found), key=lambda pair: (_DOES_ORDER[pair[1].does], pair[0]))
+    actions = [action for _, action in ordered]
+    if any(a.does == WORK for a in actions) and not facts.running:
+        actions.append(
+            Action(
+                "watch",
+                "After starting work: see it go (returns at once); `runbook handoff --format brief` tells what is left",
+                "runbook status --json",
+                OBSERVE,
+                "started",
+            )
+        )
+        actions.sort(key=lambda a: _DOES_ORDER[a.does])
+    return actions
+
+
+def next_actions(facts: Facts) -> list[dict[str, Any]]:
+    """The actions as JSON-ready data (``next_actions`` of the handoff)."""
+    return [action._asdict() for action in decide(facts)]
+
+
+__all__ = [
+    "OVERALL_EMOJI",
+    "OVERALL_LABEL",
+    "SITUATIONS",
+    "Action",
+    "ExtentFact",
+    "Facts",
+    "Situation",
+    "date_span",
+    "decide",
+    "next_actions",
+    "overall_status",
+    "segments",
+]

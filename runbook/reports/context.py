@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from runbook.config import RunbookConfig
-from runbook.engine.liveness import liveness
+from runbook.engine.liveness import liveness, this_host
 from runbook.errors import UsageError
-from runbook.formatting import iso_utc
+from runbook.formatting import error_line, iso_utc
 from runbook.kinds import ACTIVE_RUN_STATUSES, RunStatus, Severity, TaskStatus
 from runbook.redact import Redactor, redact_tree
 from runbook.reports import actions, phases, sections
@@ -28,12 +28,13 @@ from runbook.snapshots import JSON_SCHEMA_VERSION, to_data
 from runbook.snapshots.checks import check_snapshot
 from runbook.snapshots.coverage import ProcessorCoverage, coverage_range
 from runbook.snapshots.heatmap import heat_map, live_states
-from runbook.snapshots.model import PoolSnapshot
-from runbook.snapshots.processors import CalendarFor, processor_state, workspace_coverages
+from runbook.snapshots.model import CheckSnapshot, FailureGroup, NoteSnapshot, PoolSnapshot, RunSnapshot
+from runbook.snapshots.processors import CalendarFor, ProcessorState, processor_state, workspace_coverages
 from runbook.snapshots.runs import (
     Liveness,
     blocked_groups,
     event_snapshot,
+    expand_days,
     failure_groups,
     live_runs,
     run_snapshots,
@@ -120,7 +121,7 @@ def build_context(
     descriptions = {
         (name, c.name): c.description for name, proc in config.processors.items() for c in proc.checks
     }
-    checks = [check_snapshot(result, descriptions) for result in _latest_checks(q)]
+    checks = [check_snapshot(result, descriptions, config.warehouse.kind) for result in _latest_checks(q)]
     checks.sort(key=lambda c: (c.passed, c.severity != Severity.BLOCK, _rank(config, c.processor), c.check))
     failing_gates = {c.processor for c in checks if not c.passed and c.severity == Severity.BLOCK}
     states = [
@@ -151,7 +152,8 @@ def build_context(
     overall = actions.overall_status(
         states, running, interrupted, checks, any_runs=bool(snapshots) or any(s.built for s in states)
     )
-    next_actions = actions.next_actions(states, running, interrupted, checks, blocked, notes.get("next", []))
+    facts = _facts(q, states, running, interrupted, checks, coverages, notes, failures, now=now, alive=alive)
+    next_actions = actions.next_actions(facts)
     context = {
         "schema_version": JSON_SCHEMA_VERSION,
         "generated_at": iso_utc(now),
@@ -186,6 +188,7 @@ def build_context(
         "runs": scoped_runs,
         "running": running,
         "interrupted": interrupted,
+        "resumable": facts.resumable,
         "checks": checks,
         "failures": {
             "groups": failures[:MAX_FAILURE_GROUPS],
@@ -205,6 +208,105 @@ def build_context(
     if heatmap is not None:
         redacted["heatmap"] = to_data(heatmap._replace(warnings=redacted["warnings"]))
     return redacted
+
+
+def _facts(
+    q: Queries | None,
+    states: list[ProcessorState],
+    running: list[RunSnapshot],
+    interrupted: list[RunSnapshot],
+    checks: list[CheckSnapshot],
+    coverages: dict[str, ProcessorCoverage],
+    notes: dict[str, list[NoteSnapshot]],
+    failures: list[FailureGroup],
+    *,
+    now: dt.datetime,
+    alive: Liveness,
+) -> actions.Facts:
+    """What the next-action engine reads, from the snapshots and the coverage of every processor."""
+    live = {run.id for run in [*running, *interrupted]}
+    held: set[int] = set()
+    failed_rows: list[tuple[str, Any]] = []
+    for name, coverage in coverages.items():
+        for status in (TaskStatus.FAILED, TaskStatus.BLOCKED):
+            for row in coverage.attempts(status):
+                held.add(row.run_id)
+                if status == TaskStatus.FAILED:
+                    failed_rows.append((name, row))
+    resumable: list[RunSnapshot] = []
+    if q is not None and held - live:
+        found = [
+            run
+            for run in q.runs_by_id(sorted(held - live))
+            if run.status in (RunStatus.FAILED, RunStatus.BLOCKED)
+        ]
+        resumable = [
+            s
+            for s in run_snapshots(q, found, now=now, alive=alive)
+            if s.status in (RunStatus.FAILED, RunStatus.BLOCKED)
+        ]
+    open_dates: dict[int, dict[str, set[str]]] = {}
+    ids = [run.id for run in [*running, *interrupted, *resumable]]
+    for run_id, processor, date, end_date, _ in q.open_task_dates(ids) if q is not None else []:
+        open_dates.setdefault(run_id, {}).setdefault(processor, set()).update(expand_days(date, end_date))
+    attempt_errors: dict[tuple[str, str], list[list[str]]] = {}
+    if q is not None and failed_rows:
+        tails = q.task_errors([row.id for _, row in failed_rows])
+        seen = q.attempt_errors(sorted({row.run_id for _, row in failed_rows}))
+        for name, row in failed_rows:
+            key = (name, error_line(tails.get(row.id)))
+            attempt_errors.setdefault(key, []).append(seen.get((row.run_id, name, row.date), []))
+    return actions.Facts(
+        processors=states,
+        running=running,
+        interrupted=interrupted,
+        resumable=resumable,
+        open_dates=open_dates,
+        checks=checks,
+        failures=failures,
+        attempt_errors=attempt_errors,
+        gaps={name: set(c.gaps()) for name, c in coverages.items()},
+        stale={name: set(c.stale()) for name, c in coverages.items()},
+        expected={name: c.expected for name, c in coverages.items()},
+        notes=notes,
+        host=this_host(),
+        extent=_extent(q, list(coverages)),
+        failed_check_dates=_failed_check_dates(checks),
+    )
+
+
+def _failed_check_dates(checks: list[CheckSnapshot]) -> dict[tuple[str, str], set[str]]:
+    """Per processor and per-date check, the dates its newest verdicts failed."""
+    found: dict[tuple[str, str], set[str]] = {}
+    for check in checks:
+        if check.passed or not check.per_date:
+            continue
+        days = found.setdefault((check.processor, check.check), set())
+        for entry in check.failed_dates:
+            start, end = entry.get("start"), entry.get("end") or entry.get("start")
+            if start:
+                days.update(expand_days(str(start), str(end)))
+    return {key: days for key, days in found.items() if days}
+
+
+def _extent(q: Queries | None, names: list[str]) -> list[actions.ExtentFact]:
+    """The extent warnings of the newest run of each processor (its source beyond that run's range)."""
+    if q is None or not names:
+        return []
+    newest: dict[str, int] = {}
+    for run in q.list_runs(limit=50):
+        for name in run.processors:
+            newest.setdefault(name, run.id)
+    found = []
+    for event in q.events_of_kind(sorted(set(newest.values())), "extent_warning"):
+        if event.processor is None or event.run_id is None or newest.get(event.processor) != event.run_id:
+            continue
+        start, end = event.data.get("start"), event.data.get("end")
+        if start and end:
+            found.append(
+                actions.ExtentFact(event.processor, event.run_id, str(start), str(end), event.message)
+            )
+    return found
 
 
 def _rank(config: Any, processor: str) -> int:

@@ -240,10 +240,30 @@ def render(
         ) from None
     lines = tidy(output).splitlines()
     if max_lines is not None and len(lines) > max_lines:
-        cut = len(lines) - max_lines + 1
-        lines = [*lines[: max_lines - 1], f"… {cut} more lines: run `runbook handoff` for the full report"]
+        lines = cut_lines(lines, max_lines)
     output = "\n".join(lines) + "\n"
     return output
+
+
+def cut_lines(lines: list[str], max_lines: int, keep: str = "Next:") -> list[str]:
+    """At most ``max_lines`` lines: the middle is cut, never the part from the line ``keep`` on
+    (what to do next), and one line says how many lines were cut and where the full report is."""
+    tail_at = next((i for i, line in enumerate(lines) if line.strip() == keep), len(lines))
+    tail = lines[tail_at:]
+    if len(tail) > max_lines // 2:
+        tail = [
+            *tail[: max_lines // 2 - 1],
+            f"… {len(tail) - max_lines // 2 + 1} more lines: `runbook handoff`",
+        ]
+    room = max_lines - len(tail) - 2  # the note and a blank line
+    head = lines[:tail_at]
+    cut = len(head) - room
+    if cut <= 0:
+        return [*head, *tail]
+    while room > 0 and not head[room - 1].strip():
+        room -= 1  # no blank line just before the note
+    cut = len(head) - room
+    return [*head[:room], f"… {cut} more lines: run `runbook handoff --out -` for the full report", "", *tail]
 
 
 def tidy(markdown: str) -> str:

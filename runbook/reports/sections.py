@@ -30,9 +30,11 @@ def processor_windows(stats: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "first_start": None,
                 "last_finish": None,
                 "counts": Counter(),
+                "days": Counter(),
             },
         )
         window["counts"][row["status"]] += row["tasks"]
+        window["days"][row["status"]] += int(row.get("days") or row["tasks"])
         if row["first_start"] is not None:
             first = window["first_start"]
             window["first_start"] = row["first_start"] if first is None else min(first, row["first_start"])
@@ -88,8 +90,7 @@ def performance_entries(
         entry = found.setdefault(
             name, {"processor": name, "dates": 0, "failed": 0, "wall_seconds": 0.0, "workers": set()}
         )
-        batch = config.processors[name].batch_days if name in config.processors else 1
-        entry["dates"] += window["counts"][TaskStatus.SUCCEEDED] * batch
+        entry["dates"] += window["days"][TaskStatus.SUCCEEDED]  # dates, not tasks: a chunk counts its dates
         entry["failed"] += window["counts"][TaskStatus.FAILED]
         entry["wall_seconds"] += max((window["last_finish"] - window["first_start"]).total_seconds(), 0.0)
         entry["workers"].add(runs[run_id].workers)

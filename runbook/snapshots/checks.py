@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -14,23 +15,24 @@ from runbook.state.records import CheckResult
 _PARAMETER = re.compile(r"(?<![@\w])@([A-Za-z_][A-Za-z0-9_]*)")
 
 
+def _literal(match: re.Match[str], params: Mapping[str, Any]) -> str:
+    """The SQL literal of the parameter ``match`` names (the match itself when it has no value)."""
+    name = match.group(1)
+    if name not in params:
+        return match.group(0)
+    value = params[name]
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def fill_parameters(query: str, params: Mapping[str, Any]) -> str:
     """The query with ``@name`` parameters replaced by literals, for reading and pasting."""
-
-    def literal(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in params:
-            return match.group(0)
-        value = params[name]
-        if value is None:
-            return "NULL"
-        if isinstance(value, bool):
-            return "TRUE" if value else "FALSE"
-        if isinstance(value, int | float):
-            return repr(value)
-        return "'" + str(value).replace("'", "''") + "'"
-
-    return _PARAMETER.sub(literal, query)
+    return _PARAMETER.sub(lambda match: _literal(match, params), query)
 
 
 def condition_snapshot(stored: Mapping[str, Any]) -> ConditionSnapshot:
@@ -46,9 +48,51 @@ def condition_snapshot(stored: Mapping[str, Any]) -> ConditionSnapshot:
     )
 
 
+def pasteable(query: str, params: Mapping[str, Any], dialect: str = "bigquery") -> str:
+    """The query with its parameters written in, in the SQL of the workspace's warehouse: as
+    written (BigQuery) for BigQuery, transpiled for DuckDB (no backticks, DuckDB's functions), so
+    it runs when pasted into that warehouse's console. The transpiled text is cached per query:
+    only the parameters differ from one result to the next."""
+    if dialect != "duckdb" or not query.strip():
+        return fill_parameters(query, params).strip()
+    translated = _duckdb_text(query.strip())
+    if translated is None:
+        return fill_parameters(query, params).strip()  # shown as written: better than nothing
+    return _DUCKDB_PARAMETER.sub(lambda match: _literal(match, params), translated)
+
+
+_DUCKDB_PARAMETER = re.compile(r"(?<![$\w])\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@functools.lru_cache(maxsize=256)
+def _duckdb_text(query: str) -> str | None:
+    """``query`` (BigQuery) as DuckDB SQL laid out on several lines, with ``$name`` parameters."""
+    import sqlglot
+    from sqlglot.errors import SqlglotError
+
+    from runbook.errors import WarehouseError
+    from runbook.warehouse.dialect import translate
+
+    try:
+        statements = translate(query)
+    except WarehouseError:
+        return None
+    parts = []
+    for statement in statements:
+        try:
+            parts.append(
+                sqlglot.parse_one(statement.duckdb_sql, read="duckdb").sql(dialect="duckdb", pretty=True)
+            )
+        except SqlglotError:
+            parts.append(statement.duckdb_sql)
+    return ";\n".join(parts)
+
+
 def check_snapshot(
-    result: CheckResult, descriptions: Mapping[tuple[str, str], str] | None = None
+    result: CheckResult, descriptions: Mapping[tuple[str, str], str] | None = None, dialect: str = "bigquery"
 ) -> CheckSnapshot:
+    """One check result; ``dialect`` (``bigquery`` or ``duckdb``, the workspace warehouse's kind)
+    is the SQL its ``filled_query`` is written in."""
     params = dict(result.params)
     return CheckSnapshot(
         id=result.id,
@@ -64,7 +108,7 @@ def check_snapshot(
         conditions=[condition_snapshot(c) for c in result.conditions if isinstance(c, dict)],
         error=result.error,
         query=result.query,
-        filled_query=fill_parameters(result.query, params).strip(),
+        filled_query=pasteable(result.query, params, dialect),
         params=params,
         at=iso_utc(result.at),
         per_date=bool(result.per_date),
@@ -129,7 +173,9 @@ def _merge(results: list[CheckResult]) -> CheckResult:
     )
 
 
-def check_history(results: Iterable[CheckResult], *, limit: int | None) -> list[dict[str, Any]]:
+def check_history(
+    results: Iterable[CheckResult], *, limit: int | None, dialect: str = "bigquery"
+) -> list[dict[str, Any]]:
     """Results grouped per (processor, check), oldest first, with each numeric metric's series."""
     groups: dict[tuple[str, str], list[CheckResult]] = {}
     for result in merge_per_date(list(results)):
@@ -148,7 +194,7 @@ def check_history(results: Iterable[CheckResult], *, limit: int | None) -> list[
                 "processor": processor,
                 "check": name,
                 "severity": rows[-1].severity,
-                "results": [check_snapshot(row) for row in rows],
+                "results": [check_snapshot(row, dialect=dialect) for row in rows],
                 "series": {key: [row.metrics.get(key) for row in rows] for key in names},
             }
         )

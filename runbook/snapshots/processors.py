@@ -98,7 +98,7 @@ def processor_state(
     failing_gates: set[str],
 ) -> ProcessorState:
     """One processor's row of the status tables (``failing_gates``: processors whose newest
-    blocking check result failed)."""
+    blocking check result failed; kept for callers, it no longer makes the processor blocked)."""
     proc = config.processors[name]
     values: dict[str, Any] = {
         "expected": None, "built": 0, "percent": None, "gaps": 0, "gap_ranges": [], "stale": 0, "stale_ranges": [],
@@ -129,7 +129,9 @@ def processor_state(
         status = ProcessorStatus.RUNNING
     elif name in interrupted:
         status = ProcessorStatus.INTERRUPTED
-    elif values["blocked"] or name in failing_gates:
+    elif values["blocked"]:
+        # Its own dates were blocked (by a failed upstream or a failing gate upstream). A processor
+        # whose own check fails built its dates: the check is reported, the processor is not blocked.
         status = ProcessorStatus.BLOCKED
     elif values["failed"]:
         status = ProcessorStatus.FAILED

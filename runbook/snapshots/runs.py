@@ -24,7 +24,7 @@ from runbook.engine.liveness import (
     this_host,
     worker_alive,
 )
-from runbook.formatting import iso_utc, rate
+from runbook.formatting import error_line, iso_utc, rate
 from runbook.kinds import (
     ACTIVE_RUN_STATUSES,
     FINISHED_RUN_STATUSES,
@@ -55,7 +55,6 @@ from runbook.state.records import Event, Run, Task, Worker
 
 Liveness = Callable[[Run], bool | None]
 ERROR_TAIL_LINES = 15
-_EXIT_LINE = re.compile(r"^exit code -?\d+$")
 _DATES = re.compile(r" \d{4}-\d{2}-\d{2}(?:\.\.\d{4}-\d{2}-\d{2})?")
 
 
@@ -289,11 +288,7 @@ def event_snapshot(event: Event) -> EventSnapshot:
 
 def error_summary(error: str | None) -> str:
     """The line that says what went wrong: the last one, unless that is only ``exit code N``."""
-    lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
-    if not lines:
-        return "(no error output)"
-    meaningful = [line for line in lines if not _EXIT_LINE.match(line)]
-    return (meaningful or lines)[-1][:300]
+    return error_line(error)
 
 
 def tail(error: str | None, lines: int = ERROR_TAIL_LINES) -> str:
@@ -368,9 +363,14 @@ def blocked_groups(blocked: Sequence[Task], sequences: dict[str, list[str]]) -> 
 
 
 def _days(task: Task) -> list[str]:
-    if task.date == task.end_date:
-        return [task.date]
-    first, last = dt.date.fromisoformat(task.date), dt.date.fromisoformat(task.end_date)
+    return expand_days(task.date, task.end_date)
+
+
+def expand_days(date: str, end_date: str | None) -> list[str]:
+    """Every ISO date of [date, end_date] (a chunk of ``batch_days`` covers several)."""
+    if not end_date or date == end_date:
+        return [date]
+    first, last = dt.date.fromisoformat(date), dt.date.fromisoformat(end_date)
     return [(first + dt.timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
 

@@ -42,6 +42,13 @@ class Queries:
         found = from_rows(Run, self.db.rows(f"SELECT {RUN_COLUMNS} FROM run WHERE id = :id", {"id": run_id}))
         return found[0] if found else None
 
+    def runs_by_id(self, run_ids: Sequence[int]) -> list[Run]:
+        """The runs ``run_ids`` that exist, by id."""
+        if not run_ids:
+            return []
+        sql = f"SELECT {RUN_COLUMNS} FROM run WHERE id IN :ids ORDER BY id"
+        return from_rows(Run, self.db.rows(sql, {"ids": list(run_ids)}))
+
     def list_runs(
         self,
         *,
@@ -163,17 +170,33 @@ class Queries:
         return found
 
     def run_processor_stats(self, run_ids: Sequence[int]) -> list[dict[str, Any]]:
-        """Per run, processor and status: tasks, first start, last finish, rows affected."""
+        """Per run, processor and status: tasks, first start, last finish, rows affected, and the
+        dates the tasks cover (a chunk of ``batch_days`` counts each of its dates)."""
         if not run_ids:
             return []
         from runbook.formatting import as_utc
 
+        span = (
+            "CAST(end_date AS DATE) - CAST(date AS DATE) + 1"
+            if self.db.dialect == "postgresql"
+            else "CAST(julianday(end_date) - julianday(date) AS INTEGER) + 1"
+        )
         rows = self.db.rows(
-            "SELECT run_id, processor, status, COUNT(*), MIN(started_at), MAX(finished_at), SUM(rows_affected) "
-            "FROM task WHERE run_id IN :ids GROUP BY run_id, processor, status ORDER BY run_id, processor, status",
+            "SELECT run_id, processor, status, COUNT(*), MIN(started_at), MAX(finished_at), SUM(rows_affected), "
+            f"SUM({span}) FROM task WHERE run_id IN :ids GROUP BY run_id, processor, status "
+            "ORDER BY run_id, processor, status",
             {"ids": list(run_ids)},
         )
-        keys = ("run_id", "processor", "status", "tasks", "first_start", "last_finish", "rows_affected")
+        keys = (
+            "run_id",
+            "processor",
+            "status",
+            "tasks",
+            "first_start",
+            "last_finish",
+            "rows_affected",
+            "days",
+        )
         found = [dict(zip(keys, row, strict=True)) for row in rows]
         for row in found:
             row["first_start"] = as_utc(row["first_start"])
@@ -323,6 +346,38 @@ class Queries:
         )
         return [(row[0], row[1], row[2], row[3]) for row in rows]
 
+    def open_task_dates(self, run_ids: Sequence[int]) -> list[tuple[int, str, str, str, str]]:
+        """(run_id, processor, date, end_date, status) of the tasks of ``run_ids`` that are not
+        done: pending, running, and the failed, blocked and cancelled ones ``runbook resume`` reopens."""
+        if not run_ids:
+            return []
+        rows = self.db.rows(
+            "SELECT run_id, processor, date, end_date, status FROM task WHERE run_id IN :ids "
+            "AND status IN ('pending', 'running', 'failed', 'blocked', 'cancelled') ORDER BY run_id, seq, id",
+            {"ids": list(run_ids)},
+        )
+        return [(int(row[0]), row[1], row[2], row[3], row[4]) for row in rows]
+
+    def attempt_errors(self, run_ids: Sequence[int]) -> dict[tuple[int, str, str], list[str]]:
+        """(run, processor, date) -> the error line of each failed attempt, oldest first, from the
+        ``task_retry`` and ``task_failed`` events of ``run_ids``."""
+        if not run_ids:
+            return {}
+        rows = self.db.rows(
+            f"SELECT {EVENT_COLUMNS} FROM event WHERE run_id IN :ids AND kind IN ('task_retry', 'task_failed') "
+            "ORDER BY id",
+            {"ids": list(run_ids)},
+        )
+        found: dict[tuple[int, str, str], list[str]] = {}
+        for event in from_rows(Event, rows):
+            if event.run_id is None or event.processor is None or event.date is None:
+                continue
+            error = event.data.get("error") if isinstance(event.data, dict) else None
+            found.setdefault((event.run_id, event.processor, event.date), []).append(
+                str(error) if error is not None else ""
+            )
+        return found
+
     def tasks_covering(
         self, processor: str, day: str, *, lookback_days: int, limit: int
     ) -> tuple[list[Task], int]:
@@ -354,6 +409,13 @@ class Queries:
         if limit:
             sql += f" LIMIT {int(limit)}"
         return from_rows(Event, self.db.rows(sql, params))
+
+    def events_of_kind(self, run_ids: Sequence[int], kind: str) -> list[Event]:
+        """The events of ``kind`` of ``run_ids``, oldest first."""
+        if not run_ids:
+            return []
+        sql = f"SELECT {EVENT_COLUMNS} FROM event WHERE run_id IN :ids AND kind = :kind ORDER BY at, id"
+        return from_rows(Event, self.db.rows(sql, {"ids": list(run_ids), "kind": kind}))
 
     def timeline(
         self,

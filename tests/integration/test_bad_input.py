@@ -72,6 +72,42 @@ CASES = [
         ["runbook.yaml", "line", "invalid YAML"],
     ),
     (
+        "impossible-off-day",
+        "calendar:\n  off_days: [2024-01-02, 2024-02-30]\nprocessors:\n  a: {command: echo}\n",
+        ("run", *WINDOW),
+        ["runbook.yaml", "calendar.off_days.1", "not a valid date", "'2024-02-30'"],
+    ),
+    (
+        "undefined-template-name",
+        'processors:\n  a: {command: "echo {{ undefined_name }}"}\n',
+        ("run", *WINDOW),
+        ["runbook.yaml", "processors.a.command", "unknown variable 'undefined_name'", "known: attempt, date"],
+    ),
+    (
+        "undefined-template-name-in-list",
+        'processors:\n  a:\n    command: [sh, -c, "echo {{ dat }}"]\n',
+        ("plan", *WINDOW),
+        ["runbook.yaml", "processors.a.command.2", "unknown variable 'dat'"],
+    ),
+    (
+        "zero-timeout",
+        "processors:\n  a: {command: echo, timeout: 0s}\n",
+        ("run", *WINDOW),
+        [
+            "runbook.yaml",
+            "processors.a.timeout",
+            "must be more than 0 seconds",
+            "'0s'",
+            "leave it out for no limit",
+        ],
+    ),
+    (
+        "processor-defined-twice",
+        "processors:\n  a: {command: echo one}\n  b: {command: echo}\n  a: {command: echo two}\n",
+        ("run", *WINDOW),
+        ["runbook.yaml", "line 4", "key 'a' is given twice"],
+    ),
+    (
         "cli-end-before-start",
         None,
         ("run", "--start", "2024-02-01", "--end", "2024-01-01"),
@@ -170,3 +206,45 @@ def test_usage_errors_anywhere_are_one_line_and_exit_2(
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("runbook: error: ")
     assert fragment in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("show", "7"), ("show", "7", "--json"), ("stop", "7"), ("resume", "7"), ("resume", "7", "--dry-run"),
+     ("logs", "7"), ("logs", "7", "-f")],
+    ids=lambda args: " ".join(args),
+)  # fmt: skip
+def test_an_unknown_run_in_a_fresh_workspace_creates_no_state_db(
+    make_workspace: Any, args: tuple[str, ...]
+) -> None:
+    ws = make_workspace(GOOD)
+    assert_one_line_error(ws.runbook(*args), ["run 7 not found", "runbook status"])
+    assert not ws.db.parent.exists()
+
+
+def test_commands_that_only_read_create_no_state_db(make_workspace: Any) -> None:
+    ws = make_workspace(
+        GOOD.replace("processors:", "calendar: {start: 2024-01-01, end: 2024-01-03}\nprocessors:")
+    )
+    for args in (("status",), ("status", "--json"), ("history",), ("coverage", "a"), ("plan",),
+                 ("resume", "--dry-run"), ("handoff", "--format", "brief"), ("handoff", "--format", "json"),
+                 ("checks", "history")):  # fmt: skip
+        result = ws.runbook(*args)
+        assert result.code == 0, (args, result.stderr)
+        assert not ws.db.parent.exists(), args
+
+
+def test_a_runbook_yaml_above_the_documented_size_is_refused_before_parsing(make_workspace: Any) -> None:
+    from runbook.config import MAX_CONFIG_BYTES
+
+    ws = make_workspace(GOOD)
+    with ws.config.open("a", encoding="utf-8") as handle:
+        handle.write(("# " + "x" * 98 + "\n") * (10 * 1024 * 1024 // 100))  # 10 MB of comments
+    size = ws.config.stat().st_size
+    assert size > 10_000_000 > MAX_CONFIG_BYTES
+    assert_one_line_error(
+        ws.runbook("plan", *WINDOW), ["runbook.yaml", f"{size:,} bytes", f"{MAX_CONFIG_BYTES:,}"]
+    )
+    assert not ws.db.parent.exists()
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text(encoding="utf-8")
+    assert f"{MAX_CONFIG_BYTES:,} bytes" in docs

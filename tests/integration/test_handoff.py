@@ -332,6 +332,7 @@ def test_golden_blocked(tmp_path: Path, update_golden: bool) -> None:
     state = blocked_state(tmp_path)
     assert_golden("handoff-blocked.md", state.render(55), update_golden)
     assert_golden("handoff-blocked.json", state.render(55, format="json"), update_golden)
+    assert_golden("handoff-blocked-brief.md", state.render(55, format="brief"), update_golden)
 
 
 def test_golden_finished_session(tmp_path: Path, update_golden: bool) -> None:
@@ -566,8 +567,13 @@ def test_brief_is_at_most_40_lines(tmp_path: Path) -> None:
     brief = state.render(20, format="brief")
     lines = brief.splitlines()
     assert len(lines) == 40
-    assert lines[-1].startswith("… ") and "runbook handoff" in lines[-1]
     assert lines[0].startswith("# wide")
+    # The middle is cut, with a pointer to the full report; what to do next is never cut.
+    [note] = [line for line in lines if line.startswith("… ")]
+    assert "runbook handoff" in note
+    assert lines.index(note) < lines.index("Next:")
+    assert lines[lines.index("Next:") + 1].startswith("1. Fix first: ")
+    assert "`runbook resume 1 --detach`" in lines[lines.index("Next:") + 1]
 
 
 # -- the real CLI -------------------------------------------------------------------------------
@@ -589,7 +595,7 @@ def test_cli_handoff_writes_markdown_and_prints_json_and_brief(make_workspace: C
     assert entry["gap_ranges"] == [{"start": "2026-01-05", "end": "2026-01-10", "dates": 6}]
     assert (
         data["next_actions"][0]["command"]
-        == "runbook run game_summary --only-gaps --start 2026-01-05 --end 2026-01-10"
+        == "runbook run game_summary player_stats composite_factors --only-gaps --start 2026-01-01 --end 2026-01-10 --detach"
     )
     brief = ws.cli("handoff", "--format", "brief", check=True).stdout
     assert brief.startswith("# nba-golden, ") and len(brief.splitlines()) <= 40
@@ -689,5 +695,24 @@ def test_a_queued_run_counts_as_running(tmp_path: Path) -> None:
     data = state.context(5, alive=[run])
     assert [(r["id"], r["status"]) for r in data["running"]] == [(run, "queued")]
     assert data["overall"]["status"] == "running"
-    assert f"runbook logs {run} -f" in state.render(5, alive=[run])
+    report = state.render(5, alive=[run])
+    assert f"runbook logs {run} --tail 50" in report and "-f`" not in report
     assert state.context(5)["interrupted"][0]["id"] == run  # its PID is gone: interrupted
+
+
+def test_dates_per_hour_counts_dates_not_tasks(make_workspace: Callable[..., Any]) -> None:
+    """Chunks of 3 dates over 7 dates: 3 tasks (3 + 3 + 1 dates) build 7 dates."""
+    ws = make_workspace(
+        """
+        calendar: {start: 2026-01-01, end: 2026-01-07}
+        processors:
+          chunked:
+            command: [sh, -c, "sleep 0.2"]
+            batch_days: 3
+        """
+    )
+    ws.runbook("run", check=True)
+    [entry] = ws.cli("handoff", "--format", "json", check=True).json()["performance"]
+    assert entry["processor"] == "chunked" and entry["dates"] == 7
+    per_task = 3 / (entry["wall_seconds"] / 3600)  # what counting tasks would give
+    assert entry["dates_per_hour"] > 2 * per_task

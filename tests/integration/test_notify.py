@@ -107,7 +107,7 @@ def test_a_failed_run_names_the_failure_and_the_next_action(make_workspace: Any,
     (doc,) = wait_for(lambda: hook.bodies("failed"), what="the failed notification")
     assert doc["run"]["status"] == "failed" and doc["run"]["progress"]["failed"] == 1
     assert "failed: 2/3 tasks built, 1 failed" in doc["summary"]
-    assert doc["next_action"]["command"] == "runbook resume 1"
+    assert doc["next_action"]["command"] == "runbook resume 1 --detach"
     assert hook.count() == 1  # a target that listens to failed only hears nothing else
 
 
@@ -211,7 +211,7 @@ def test_a_killed_controller_is_announced_once_by_the_watching_workers(
         (doc,) = wait_for(lambda: hook.bodies("interrupted"), timeout=60, what="the interrupted notification")
         assert doc["run"]["status"] == "interrupted" and doc["run"]["alive"] is False
         assert doc["details"]["reason"].startswith(f"its controller (PID {info['pid']} on ")
-        assert doc["next_action"]["command"] == "runbook resume 1"
+        assert doc["next_action"]["command"] == "runbook resume 1 --detach"
         assert doc["sender"]["pid"] in {w.pid for w in workers}
         time.sleep(6)  # three more rounds of both watchers: nothing is sent again
         assert hook.count() == 1
@@ -287,7 +287,7 @@ def test_runbook_serve_announces_a_killed_controller(make_workspace: Any, hooks:
         os.kill(info["pid"], signal.SIGKILL)
         (doc,) = wait_for(lambda: hook.bodies("interrupted"), timeout=60, what="the interrupted notification")
         assert doc["sender"]["pid"] == server.process.pid
-        assert doc["next_action"]["command"] == "runbook resume 1"
+        assert doc["next_action"]["command"] == "runbook resume 1 --detach"
     finally:
         teardown(ws, server)
     secrets_absent(ws)

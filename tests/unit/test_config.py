@@ -268,3 +268,14 @@ def test_notify_targets_read_on_from_yaml_and_take_their_defaults(tmp_path: Path
 )  # fmt: skip
 def test_notify_mistakes_are_one_line(notify: Any, expected: str) -> None:
     assert error_of({**config(), "notify": notify}).endswith(expected)
+
+
+def test_retries_attempts_counts_retries_after_the_first_try_as_documented() -> None:
+    from pathlib import Path
+
+    for value in (3, {"attempts": 3}):
+        proc = parse_config(config(a={"command": "x", "retries": value}), "f").processors["a"]
+        assert (proc.retries.attempts, proc.retries.tries) == (3, 4)
+    assert parse_config(config(a={"command": "x"}), "f").processors["a"].retries.tries == 1
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text(encoding="utf-8")
+    assert "`attempts` counts retries, not tries" in docs and "runs a step at most 4 times" in docs

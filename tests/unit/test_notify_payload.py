@@ -47,8 +47,8 @@ def test_the_json_document_carries_the_run_object_summary_and_next_action() -> N
     assert found["summary"] == "Run 7 (pgs 2024-10-22..2025-04-13) failed: 170/172 tasks built, 2 failed"
     assert found["next_action"] == {
         "kind": "resume",
-        "text": "See what went wrong in run 7, fix it, then resume it (failed dates are retried)",
-        "command": "runbook resume 7",
+        "text": "Resume run 7 (failed): it reopens 2 failed task(s) and builds what waited on them",
+        "command": "runbook resume 7 --detach",
     }
     run = found["run"]
     assert isinstance(run, dict) and run["id"] == 7 and run["status"] == "failed" and run["origin"] == "run"
@@ -73,12 +73,13 @@ def test_each_event_has_a_summary_line(
 
 
 def test_the_next_action_follows_the_run() -> None:
-    assert payload.next_action(snapshot("running"))["command"] == "runbook logs 7 -f"  # type: ignore[index]
+    # A command that returns (the receiver may be an agent): never `logs -f`.
+    assert payload.next_action(snapshot("running"))["command"] == "runbook status --json"  # type: ignore[index]
     interrupted = payload.next_action(snapshot("interrupted"))
     assert (
         interrupted is not None
         and interrupted["kind"] == "resume"
-        and interrupted["command"] == "runbook resume 7"
+        and interrupted["command"] == "runbook resume 7 --detach"
     )
     assert payload.next_action(snapshot("succeeded"))["command"] == "runbook show 7"  # type: ignore[index]
 
@@ -98,7 +99,10 @@ def test_the_slack_message_says_the_same_in_blocks_and_escapes_its_control_chara
     assert names == ["*Processors*", "*Dates*", "*Progress*", "*Status*", "*PID*", "*ETA*"]
     texts = [f["text"] for f in facts["fields"]]
     assert "*Progress*\n170/258 built (65.8%)" in texts and "*ETA*\n1h00m" in texts  # 86 left at 86 an hour
-    assert action["text"]["text"] == "*Next:* Run 7 is running (pgs): 170/258 tasks done\n`runbook logs 7 -f`"
+    assert action["text"]["text"] == (
+        "*Next:* Run 7 is running (pgs: 170/258 tasks; PID 4242 on etl-1, alive): let it finish and check on it "
+        "(returns at once)\n`runbook status --json`"
+    )
     assert context["elements"][0]["text"] == "runbook · stalled · 2026-01-07T18:00:00Z · from etl-1"
     escaped = payload.slack_message({**found, "summary": "a < b & c > d"})
     assert escaped["blocks"][1]["text"]["text"] == "a &lt; b &amp; c &gt; d"
