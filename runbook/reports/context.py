@@ -256,10 +256,17 @@ def _facts(
         for name, row in failed_rows:
             key = (name, error_line(tails.get(row.id)))
             attempt_errors.setdefault(key, []).append(seen.get((row.run_id, name, row.date), []))
+    # A run a daily quota interrupted goes on once the quota resets: a pause, not an interruption.
+    moment = iso_utc(now) or ""
+    paused = [
+        (run, run.resume_after) for run in interrupted if run.resume_after and run.resume_after > moment
+    ]
+    waiting = {run.id for run, _ in paused}
     return actions.Facts(
         processors=states,
         running=running,
-        interrupted=interrupted,
+        interrupted=[run for run in interrupted if run.id not in waiting],
+        paused=paused,
         resumable=resumable,
         open_dates=open_dates,
         checks=checks,

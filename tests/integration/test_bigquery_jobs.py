@@ -385,6 +385,15 @@ def test_a_daily_quota_interrupts_the_run_and_resume_waits_for_the_reset(
     assert run["resume_after"] == later.isoformat().replace("+00:00", "Z")
     assert all(t["status"] in ("pending", "succeeded") for t in tasks(ws.db))
 
+    handoff = ws.cli("handoff", "--format", "json", "--out", "-", check=True).json()
+    situations = {(a["situation"], a["command"]) for a in handoff["next_actions"]}
+    assert ("quota_pause", "runbook resume 1 --detach") in situations
+    assert not any(situation == "interrupted" for situation, _ in situations)  # a pause, not an interruption
+    (paused,) = handoff["interrupted"]
+    assert paused["resume_after"] == run["resume_after"] and "daily quota exhausted" in paused["error"]
+    markdown = ws.cli("handoff", "--out", "-", check=True).stdout
+    assert "(resume after " in markdown and "daily quota exhausted" in markdown
+
     waiting = ws.runbook("resume")
     assert waiting.code == 4 and waiting.stdout == ""
     line = waiting.stderr.strip()
