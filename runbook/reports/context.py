@@ -17,6 +17,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from runbook.config import RunbookConfig
 from runbook.engine.liveness import liveness, this_host
 from runbook.errors import UsageError
 from runbook.formatting import error_line, iso_utc
@@ -27,7 +28,7 @@ from runbook.snapshots import JSON_SCHEMA_VERSION, collector_paused, to_data
 from runbook.snapshots.checks import check_snapshot
 from runbook.snapshots.coverage import ProcessorCoverage, coverage_range
 from runbook.snapshots.heatmap import heat_map, live_states
-from runbook.snapshots.model import CheckSnapshot, FailureGroup, NoteSnapshot, RunSnapshot
+from runbook.snapshots.model import CheckSnapshot, FailureGroup, NoteSnapshot, PoolSnapshot, RunSnapshot
 from runbook.snapshots.processors import CalendarFor, ProcessorState, processor_state, workspace_coverages
 from runbook.snapshots.runs import (
     Liveness,
@@ -130,6 +131,7 @@ def _build_context(
                 now=now,
                 alive=alive,
                 outcomes=q.outcomes_of(stats, sorted(every)),
+                costs=True,
             )  # fmt: skip
             if q
             else []
@@ -225,6 +227,7 @@ def _build_context(
         "timeline": {"events": [event_snapshot(e) for e in events], "omitted": total_events - len(events)},
         "gantt": sections.gantt_entries(windows, {s.id: s for s in scoped_runs}, now),
         "performance": sections.performance_entries(windows, {s.id: s for s in scoped_runs}, config),
+        "pools": _pools(q, config),
         "notes": notes,
         "next_actions": next_actions,
     }
@@ -281,10 +284,17 @@ def _facts(
         for name, row in failed_rows:
             key = (name, error_line(tails.get(row.id)))
             attempt_errors.setdefault(key, []).append(seen.get((row.run_id, name, row.date), []))
+    # A run a daily quota interrupted goes on once the quota resets: a pause, not an interruption.
+    moment = iso_utc(now) or ""
+    paused = [
+        (run, run.resume_after) for run in interrupted if run.resume_after and run.resume_after > moment
+    ]
+    waiting = {run.id for run, _ in paused}
     return actions.Facts(
         processors=states,
         running=running,
-        interrupted=interrupted,
+        interrupted=[run for run in interrupted if run.id not in waiting],
+        paused=paused,
         resumable=resumable,
         open_dates=open_dates,
         checks=checks,
@@ -337,6 +347,15 @@ def _extent(q: Queries | None, names: list[str]) -> list[actions.ExtentFact]:
 def _rank(config: Any, processor: str) -> int:
     order = list(config.processors)
     return order.index(processor) if processor in order else 1 << 30
+
+
+def _pools(q: Queries | None, config: RunbookConfig) -> list[PoolSnapshot]:
+    """The configured pools with the slots they have now (fewer while the warehouse throttles)."""
+    stored = q.pool_sizes() if q is not None else {}
+    return [
+        PoolSnapshot(name, size, stored[name][1] if name in stored and stored[name][0] == size else size)
+        for name, size in sorted(config.pools.items())
+    ]
 
 
 def _coverages(

@@ -276,6 +276,30 @@ class Queries:
             spans[processor] = max(spans.get(processor, 1), days)
         return spans
 
+    def pool_sizes(self) -> dict[str, tuple[int, int]]:
+        """Each pool's (configured size, effective size) as the processes last recorded them."""
+        return {
+            str(r[0]): (int(r[1]), int(r[2]))
+            for r in self.db.rows("SELECT name, size, effective_size FROM pool ORDER BY name", {})
+        }
+
+    def costs(self, run_ids: Sequence[int]) -> dict[int, dict[str, tuple[int, int, int, int]]]:
+        """What each run's warehouse jobs cost, by processor: (bytes processed, bytes billed, slot
+        ms, tasks that reported a cost); processors whose tasks reported none are left out."""
+        found: dict[int, dict[str, tuple[int, int, int, int]]] = {}
+        if not run_ids:
+            return found
+        for run_id, processor, processed, billed, slots, count in self.db.rows(
+            "SELECT run_id, processor, SUM(bytes_processed), SUM(bytes_billed), SUM(slot_ms), COUNT(*) FROM task "
+            "WHERE run_id IN :ids AND (bytes_processed IS NOT NULL OR bytes_billed IS NOT NULL) "
+            "GROUP BY run_id, processor",
+            {"ids": list(run_ids)},
+        ):
+            found.setdefault(int(run_id), {})[str(processor)] = (
+                int(processed or 0), int(billed or 0), int(slots or 0), int(count),
+            )  # fmt: skip
+        return found
+
     def run_workers(self, run_ids: Sequence[int]) -> dict[int, list[tuple[Worker, int, int]]]:
         """Per run: the processes that worked on it or were started for it, each with the tasks it
         finished and the tasks it runs now in that run."""
