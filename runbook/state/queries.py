@@ -110,8 +110,9 @@ class Queries:
     def fingerprint(self) -> tuple[Any, ...]:
         """A few indexed reads that change whenever a report on the store may: the newest id of
         every table that grows (tasks, events, notes, check results, runs, sessions), how many
-        runs are in each status and when the last one finished, every unfinished run's status and
-        heartbeat with its tasks by status, sessions ended, and the workers' newest heartbeat.
+        runs are in each status and when the last one finished, every unfinished run's status,
+        heartbeat and quota pause with its tasks by status, sessions ended, and the workers' newest
+        heartbeat.
         ``runbook serve`` keeps a rendered handoff for as long as this stays the same."""
         finished = {"finished": list(FINISHED_RUN_STATUSES)}
         newest = self.db.rows(
@@ -125,7 +126,7 @@ class Queries:
             "SELECT status, COUNT(*), MAX(finished_at) FROM run GROUP BY status ORDER BY status"
         )
         live = self.db.rows(
-            "SELECT id, status, heartbeat_at, finished_at, epoch, stop_requested_at FROM run "
+            "SELECT id, status, heartbeat_at, finished_at, epoch, stop_requested_at, resume_after FROM run "
             "WHERE status NOT IN :finished ORDER BY id",
             finished,
         )
