@@ -797,7 +797,10 @@ def _claim_tasks(
             {"runs": runs, "now": now},
         ):
             per_processor[(int(run_id), str(processor))] = int(count)
-    scan = max((limit + ahead) * 8, 64)
+    # Candidates are locked (PostgreSQL) as they are read: read more than will be claimed only
+    # when a pool, a cap or a processor filter may pass some over.
+    filtered = bool(pools or caps) or any(source.processors is not None for source in sources.values())
+    scan = max((limit + ahead) * 8, 64) if filtered else limit + ahead
     # Two claimants skip each other's rows (SKIP LOCKED) instead of waiting; with pools or caps
     # they take turns on the claim lock. The join with the run is the fencing: a run that is no
     # longer running, is stopping, or (for its owner) was taken over gives nothing.
