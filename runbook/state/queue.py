@@ -699,6 +699,13 @@ def _record(
     return held, ready_gate
 
 
+# Rows picked by id test their status through an expression, so that the database looks them up
+# by id instead of walking every task of that status (SQLite's planner has no statistics to know
+# better, and PostgreSQL's has none yet for a new run).
+PENDING_BY_ID = "status || '' = 'pending'"
+RUNNING_BY_ID = "status || '' = 'running'"
+
+
 # PostgreSQL: record successes, release what waited for them and update task_latest in one
 # statement (data-modifying WITH), its text the same whatever the number of successes (arrays),
 # so that the server prepares it once. Every part reads the statement's snapshot: the dependents
@@ -710,10 +717,10 @@ _SUCCESSES_PG = (
     "done AS (UPDATE task SET status = 'succeeded', started_at = v.started_at, finished_at = v.finished_at, "
     "duration_seconds = v.seconds, exit_code = v.exit_code, error_tail = NULL, rows_affected = v.rows_affected, "
     "lease_until = NULL, not_before = NULL FROM v WHERE task.id = v.id AND task.claimed_by = :w "
-    f"AND task.status = 'running' RETURNING {', '.join('task.' + c for c in latest.SOURCE_COLUMNS)}), "
+    f"AND task.{RUNNING_BY_ID} RETURNING {', '.join('task.' + c for c in latest.SOURCE_COLUMNS)}), "
     "released AS (UPDATE task SET waits = task.waits - d.n FROM (SELECT dep.task_id, COUNT(*) AS n "
     "FROM task_dep dep JOIN done ON done.id = dep.upstream_id GROUP BY dep.task_id) d "
-    "WHERE task.id = d.task_id AND task.status = 'pending'), "
+    f"WHERE task.id = d.task_id AND task.{PENDING_BY_ID}), "
     f"newest AS ({latest.upsert_from('done')}) "
     "SELECT id FROM done"
 )
@@ -928,12 +935,6 @@ def _record_one(db: Database, worker: str, outcome: Outcome, now: dt.datetime) -
         _cascade(db, [task.id], TaskStatus.SKIPPED, f"upstream {task.processor} {span} skipped", now,
                  skip_reason=SkipReason.UPSTREAM_MISSING)  # fmt: skip
     return True
-
-
-# Rows picked by id test their status through an expression, so that SQLite looks them up by
-# id instead of walking every task of that status (its planner has no statistics to know better).
-PENDING_BY_ID = "status || '' = 'pending'"
-RUNNING_BY_ID = "status || '' = 'running'"
 
 
 def _release(db: Database, task_ids: Sequence[int], settled: int = 1) -> None:
