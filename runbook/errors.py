@@ -11,7 +11,9 @@ message that names the fix. Only ``runbook.cli`` turns these into output and exi
     │   ├── RunBusy                  the run is owned by a live controller (or was just taken); exit 5
     │   └── StoreUnavailable         the state store stopped accepting writes during a run; exit 6
     ├── WarehouseError               a warehouse query failed (names the query and the cause); exit 1
-    │   └── TransientWarehouseError  rate limit, 5xx: retried with backoff
+    │   ├── TransientWarehouseError  rate limit, 5xx: retried with backoff until a deadline
+    │   └── QuotaExhausted           a daily quota is used up: the run is interrupted until it resets
+    ├── QuotaWait                resume before a daily quota resets; exit 4
     └── StepError                    a step could not be started or was misconfigured; exit 1
 
 How a run ended is not an error: the CLI maps its outcome (succeeded, failed, blocked,
@@ -19,6 +21,8 @@ interrupted) to the exit codes 0, 1, 3 and 4.
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -88,7 +92,28 @@ class WarehouseError(RunbookError):
 
 
 class TransientWarehouseError(WarehouseError):
-    pass
+    """Worth trying again: a rate limit (``throttle``: the warehouse asks for less concurrency) or
+    a transient server error. ``reason`` is the warehouse's reason code (``rateLimitExceeded``)."""
+
+    def __init__(self, message: str, *, reason: str | None = None, throttle: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.throttle = throttle
+
+
+class QuotaExhausted(WarehouseError):
+    """A daily quota of the warehouse is used up: nothing runs again before ``resets_at``."""
+
+    def __init__(self, message: str, *, resets_at: dt.datetime) -> None:
+        super().__init__(message)
+        self.resets_at = resets_at
+
+
+class QuotaWait(RunbookError):
+    """``runbook resume`` of a run interrupted by a daily quota before the quota resets; exit 4
+    (the run stays interrupted; ``--force`` tries anyway)."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 class StepError(RunbookError):

@@ -76,6 +76,18 @@ def plural(count: int, word: str, many: str | None = None) -> str:
     return f"{count:,} {word if count == 1 else (many or word + 's')}"
 
 
+def human_bytes(value: int | float | None, missing: str = "—") -> str:
+    """Bytes in binary units as BigQuery's console shows them: ``1.5 GiB``, ``320 MiB``, ``0 B``."""
+    if value is None:
+        return missing
+    amount = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(amount) < 1024 or unit == "PiB":
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    return f"{amount:.1f} PiB"
+
+
 _EXIT_LINE = re.compile(r"^exit code -?\d+$")
 
 

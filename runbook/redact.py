@@ -47,15 +47,18 @@ NO_SECRETS = Redactor()
 
 
 # ISO dates and times cannot hold a credential, so only the known secret values are looked for in
-# them: a report holds thousands, and the redactor's patterns are the costly part.
+# them: a report holds thousands, and the redactor's patterns are the costly part. Nor can any
+# string without whitespace, ``:`` or ``=`` (names, states, versions, numbers): every pattern
+# above needs one of them.
 _DATE_OR_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:T[\d:.]+Z)?")
+_INERT = re.compile(r"[^\s:=]*")
 
 
 def redact_tree(value: Any, redact: Callable[[str], str]) -> Any:
     """``value`` with every string inside it (not the keys of mappings) passed through ``redact``."""
     secrets = getattr(redact, "secrets", None)
     if isinstance(value, str):
-        if secrets is not None and _DATE_OR_TIME.fullmatch(value):
+        if secrets is not None and (_INERT.fullmatch(value) or _DATE_OR_TIME.fullmatch(value)):
             return redact(value) if any(secret in value for secret in secrets) else value
         return redact(value)
     if isinstance(value, dict):

@@ -37,7 +37,7 @@ class Documents(Demo, Workers, Adopt, Checks):
 
     def status_document(self, *, recent: int = 5) -> Document:
         """``runbook status --json``: live runs, then the ``recent`` latest finished ones."""
-        return document(generated_at=utcnow(), runs=self.status(recent=recent))
+        return document(generated_at=utcnow(), runs=self.status(recent=recent), pools=self.pools())
 
     def history_document(
         self,

@@ -11,7 +11,7 @@ from runbook.engine.liveness import controller_alive
 from runbook.errors import UsageError
 from runbook.kinds import ACTIVE_RUN_STATUSES
 from runbook.runlog import read_log
-from runbook.snapshots.model import CheckSnapshot, RunDetail, RunSnapshot
+from runbook.snapshots.model import CheckSnapshot, PoolSnapshot, RunDetail, RunSnapshot
 from runbook.snapshots.runs import run_detail, run_snapshots, status_runs
 
 if TYPE_CHECKING:
@@ -51,7 +51,16 @@ class Inspect(Base):
             overlapping=overlapping,
             limit=limit,
         )
-        return run_snapshots(q, runs)
+        return run_snapshots(q, runs, costs=True)
+
+    def pools(self) -> list[PoolSnapshot]:
+        """The configured pools with the slots they have now (shrunk while the warehouse throttles)."""
+        q = self.reader()
+        stored = q.pool_sizes() if q is not None else {}
+        return [
+            PoolSnapshot(name, size, stored[name][1] if name in stored and stored[name][0] == size else size)
+            for name, size in sorted(self.config.pools.items())
+        ]
 
     def run_detail(self, run_id: int, *, with_tasks: bool = False) -> RunDetail:
         """One run with its failures grouped by error, blocked dates, checks and events."""

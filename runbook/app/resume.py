@@ -8,15 +8,17 @@ run twice: it takes each run with one compare-and-set on its epoch.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import signal
 from dataclasses import dataclass, field
+from typing import Any
 
 from runbook.app.runs import Runs
 from runbook.clock import utcnow
 from runbook.engine.liveness import adopted_pid, controller_alive, this_host, worker_alive
 from runbook.engine.versions import resolve_versions
-from runbook.errors import RunBusy, UsageError
+from runbook.errors import QuotaWait, RunBusy, UsageError
 from runbook.kinds import ACTIVE_RUN_STATUSES, WATCHER, RunStatus, TaskStatus
 from runbook.state.records import Run
 
@@ -42,6 +44,7 @@ class Resumed:
     alive: list[Run]
     epoch: int | None = None
     watchers: list[tuple[Run, int]] = field(default_factory=list)  # adopted runs followed again: PIDs
+    waiting: list[str] = field(default_factory=list)  # runs left until their daily quota resets: why
 
 
 @dataclass
@@ -87,11 +90,18 @@ class Resume(Runs):
         helpers = q.run_workers([run.id])[run.id] if q is not None else []
         return not any(w.kind == WATCHER and worker_alive(w) for w, _, _ in helpers)
 
-    def resume(self, run_id: int | None, *, detach: bool) -> Resumed:
+    def resume(self, run_id: int | None, *, detach: bool, force: bool = False) -> Resumed:
         """Take every run to resume (one compare-and-set each), then continue one here or each in
         the background. A run with a live controller is left to it: named ``run_id``, it is
-        :class:`~runbook.errors.RunBusy` (exit 5)."""
+        :class:`~runbook.errors.RunBusy` (exit 5). A run a daily quota interrupted is not taken
+        before the quota resets unless ``force``: :class:`~runbook.errors.QuotaWait` (exit 4)."""
         found = self.resumable(run_id)
+        moment = utcnow()
+        waiting = [run for run in found.todo if run.resume_after is not None and run.resume_after > moment]
+        if waiting and not force:
+            if run_id is not None or len(waiting) == len(found.todo):
+                raise QuotaWait(quota_wait_line(waiting[0], moment))
+            found.todo = [run for run in found.todo if run not in waiting]  # the others go on
         if found.todo or found.rewatch:
             self.notifier()  # a webhook whose ${VAR} is unset: one line now, not a silent child
         if run_id is not None and found.alive:
@@ -117,10 +127,11 @@ class Resume(Runs):
                     f"run {run.id} was just taken by PID {now.pid} on {now.host} (another `runbook resume`): "
                     "not started twice"
                 )
+        later = [quota_wait_line(run, moment) for run in waiting] if not force else []
         if not detach and len(taken) == 1:
-            return Resumed([], taken[0][0], found.alive, taken[0][1], watchers)
+            return Resumed([], taken[0][0], found.alive, taken[0][1], watchers, later)
         detached = [(run, self.spawn(run.id, epoch=epoch)) for run, epoch in taken]
-        return Resumed(detached, None, found.alive, None, watchers)
+        return Resumed(detached, None, found.alive, None, watchers, later)
 
     def resume_preview(self, run_id: int | None) -> ResumePreview:
         """What :meth:`resume` would do, recording nothing (``runbook resume --dry-run``)."""
@@ -182,6 +193,27 @@ class Resume(Runs):
             run_id=run.id,
         )
 
+    def cancel_jobs(self, run_id: int, tasks: list[Any]) -> None:
+        """Cancel the BigQuery jobs that the gone holders of ``tasks`` left running, and record it."""
+        if not tasks or self.config.warehouse.kind != "bigquery":
+            return
+        from runbook.errors import WarehouseError
+        from runbook.warehouse.bigquery import BigQueryWarehouse
+
+        warehouse = self.warehouse()
+        if not isinstance(warehouse, BigQueryWarehouse):
+            return
+        for task in tasks:
+            try:
+                cancelled = warehouse.cancel_step(task.job_id)
+            except WarehouseError as exc:
+                self.store.add_event("job_cancel_failed", f"job {task.job_id}: {exc}", run_id=run_id,
+                                     processor=task.processor, date=task.date)  # fmt: skip
+                continue
+            for job_id in cancelled:
+                self.store.add_event("job_cancelled", f"job {job_id} cancelled (stop)", run_id=run_id,
+                                     processor=task.processor, date=task.date)  # fmt: skip
+
     def stop(self, run_id: int) -> Run:
         """Ask a run to stop: in-flight steps end, the run is interrupted and stays resumable.
 
@@ -193,7 +225,8 @@ class Resume(Runs):
             raise UsageError(f"run {run_id} is {run.status}, not running")
         store = self.store
         if not controller_alive(run):
-            store.mark_interrupted(run_id, "controller gone")
+            returned = store.mark_interrupted(run_id, "controller gone")
+            self.cancel_jobs(run_id, [task for task in returned if task.job_id])
             return run
         store.request_stop(run_id, utcnow())
         if run.host == this_host() and run.pid:
@@ -203,4 +236,16 @@ class Resume(Runs):
         return run
 
 
-__all__ = ["ResumePreview", "Resumable", "Resume", "Resumed"]
+def quota_wait_line(run: Run, now: dt.datetime) -> str:
+    """One line: when the daily quota that interrupted ``run`` resets, and how to go on."""
+    assert run.resume_after is not None
+    left = max(int((run.resume_after - now).total_seconds()), 0)
+    hours, minutes = divmod((left + 59) // 60, 60)
+    when = run.resume_after.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"run {run.id} was interrupted by a used-up daily quota that resets at {when} (in {hours}h {minutes:02d}m): "
+        f"resume it then, or now with `runbook resume {run.id} --force`"
+    )
+
+
+__all__ = ["ResumePreview", "Resumable", "Resume", "Resumed", "quota_wait_line"]

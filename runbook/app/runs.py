@@ -23,11 +23,15 @@ from runbook.errors import RunConflict
 from runbook.kinds import TaskStatus
 from runbook.state.records import Run
 
+TIB = 1024**4
+MIN_BILLED_BYTES = 10 * 1024**2  # BigQuery bills a query at least 10 MiB
+
 if TYPE_CHECKING:
     from runbook.checks.extent import ExtentWarning
     from runbook.engine.controller import Controller, Outcome
     from runbook.engine.planner import Plan
     from runbook.engine.seams import Gatekeeper
+    from runbook.snapshots.model import EstimateSnapshot
     from runbook.steps import Executor
 
 
@@ -81,6 +85,75 @@ class Runs(Notifications):
             resume=request.resume, only_gaps=request.only_gaps, only_stale=request.only_stale,
         )  # fmt: skip
         return Planned(plan, self.extent_warnings(plan))
+
+    def estimate(self, plan: Plan) -> list[EstimateSnapshot]:
+        """Dry-run each SQL processor's step for the first and last planned task of ``plan`` and
+        scale to every planned task: bytes and dollars (``warehouse.price_per_tib``). Nothing runs
+        and nothing is billed; a processor that cannot be estimated says why."""
+        from runbook.errors import RunbookError
+        from runbook.snapshots.model import EstimateSnapshot
+
+        warehouse_config = self.config.warehouse
+        price = warehouse_config.price_per_tib
+        planned: dict[str, list[tuple[dt.date, dt.date]]] = {}
+        for task in plan.stream():
+            if task.runnable:
+                planned.setdefault(task.processor, []).append((task.date, task.end_date))
+        found: list[EstimateSnapshot] = []
+        for name in plan.processors:
+            proc = self.config.processors[name]
+            if proc.step_kind != "sql":
+                continue
+            spans = planned.get(name, [])
+            if not spans:
+                found.append(EstimateSnapshot(name, 0, None, None, None, None, 0, 0.0, price))
+                continue
+            ends = [spans[0], spans[-1]] if len(spans) > 1 else [spans[0]]
+            sql = (
+                proc.sql
+                if proc.sql is not None
+                else self.workspace.resolve(proc.sql_file or "").read_text("utf-8")
+            )
+            scanned: list[int] = []
+            error = None
+            try:
+                for start, end in ends:
+                    params = {"date": start, "start": start, "end": end}
+                    bytes_ = self.warehouse().estimate(sql, params)
+                    if bytes_ is None:
+                        error = f"the {warehouse_config.kind} warehouse cannot estimate (estimates are BigQuery dry runs)"
+                        break
+                    scanned.append(bytes_)
+            except RunbookError as exc:
+                error = str(exc)
+            first_day, last_day = spans[0][0].isoformat(), spans[-1][0].isoformat()
+            if error is not None:
+                found.append(EstimateSnapshot(name, len(spans), first_day, last_day, None, None, None, None, price,
+                                              error=error))  # fmt: skip
+                continue
+            per_task = sum(scanned) / len(scanned)
+            billed = max(per_task, MIN_BILLED_BYTES) if per_task > 0 else 0.0
+            limit = warehouse_config.maximum_bytes_billed
+            warning = (
+                f"a step would process {max(scanned)} bytes, over maximum_bytes_billed {limit}: BigQuery refuses it"
+                if limit is not None and max(scanned) > limit
+                else None
+            )
+            found.append(
+                EstimateSnapshot(
+                    name,
+                    len(spans),
+                    first_day,
+                    last_day,
+                    scanned[0],
+                    scanned[-1],
+                    round(per_task * len(spans)),
+                    round(billed * len(spans) / TIB * price, 2),
+                    price,
+                    warning=warning,
+                )  # fmt: skip
+            )
+        return found
 
     def extent_warnings(self, plan: Plan) -> list[ExtentWarning]:
         """Warnings for processors whose source data (``extent:``) reaches beyond the plan's range."""

@@ -35,8 +35,17 @@ def status(obj: Context, recent: int, json_out: bool) -> None:
     from runbook.cli.output import runs_text
 
     echo_lines(runs_text(to_data(runs)))
+    throttled = [
+        f"{p.name} {p.effective_slots}/{p.size}" for p in obj.app.pools() if p.effective_slots < p.size
+    ]
+    if throttled:
+        click.echo(f"pools throttled by the warehouse (effective/configured slots): {', '.join(throttled)}")
     for run in runs:
-        if run.status == RunStatus.INTERRUPTED:
+        if run.status == RunStatus.INTERRUPTED and run.resume_after is not None:
+            click.echo(
+                f"run {run.id} is interrupted: {run.error}; runbook resume {run.id} after {run.resume_after}"
+            )
+        elif run.status == RunStatus.INTERRUPTED:
             click.echo(f"run {run.id} is interrupted: runbook resume {run.id}")
         elif run.adopted is not None and run.adopted.watcher_alive is False and run.adopted.process_alive:
             click.echo(

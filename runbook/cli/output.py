@@ -186,6 +186,21 @@ def show_text(detail: dict[str, Any], columns: int | None = None) -> list[str]:
             f" {p['pending'] + p['running']:>6,}  {skipped or '0'}"
         )
         lines.append(fit(row, columns))
+    costs = [(entry["name"], entry["cost"]) for entry in run["per_processor"] if entry.get("cost")]
+    if costs:
+        from runbook.formatting import human_bytes
+
+        lines += ["", f"{'WAREHOUSE COST':<26} {'PROCESSED':>10} {'BILLED':>10} {'SLOT HOURS':>10}"]
+        for name, cost in [*costs, ("(run)", run["cost"])]:
+            lines.append(
+                fit(
+                    f"{fit(name, 26):<26} {human_bytes(cost['bytes_processed']):>10} "
+                    f"{human_bytes(cost['bytes_billed']):>10} {cost['slot_ms'] / 3_600_000:>10.2f}",
+                    columns,
+                )
+            )
+    if run.get("resume_after"):
+        lines.append(fit(f"resume after: {run['resume_after']} (a daily warehouse quota)", columns))
     for group in detail["failures"]:
         where = ranges_text(group["ranges"])
         lines += [

@@ -48,18 +48,45 @@ def request(processors: tuple[str, ...], start: Any, end: Any, no_resume: bool, 
     )
 
 
-def print_plan(planned: Planned, json_out: bool, dates: bool) -> None:
+def print_plan(planned: Planned, json_out: bool, dates: bool, estimate: list[Any] | None = None) -> None:
     from runbook.app.documents import plan_document
     from runbook.cli.output import plan_text
 
     snapshot = plan_document(planned)
     if json_out:
+        if estimate is not None:
+            from runbook.snapshots import to_data
+
+            snapshot = {**snapshot, "estimate": to_data(estimate)}
         emit_json(snapshot)
         return
     for line in plan_text(snapshot, dates=dates):
         click.echo(line)
     for warning in snapshot["warnings"]:
         click.echo(f"warning: {warning}")
+    for entry in estimate or []:
+        click.echo(estimate_line(entry))
+    if estimate:
+        total = sum(e.estimated_cost_usd or 0.0 for e in estimate)
+        click.echo(
+            f"estimated cost of the plan: ${total:,.2f} at ${estimate[0].price_per_tib:g}/TiB (on-demand)"
+        )
+
+
+def estimate_line(entry: Any) -> str:
+    """One line of ``plan --estimate`` for a processor."""
+    from runbook.formatting import human_bytes
+
+    if entry.error is not None:
+        return f"estimate {entry.processor}: not estimated: {entry.error}"
+    if not entry.tasks:
+        return f"estimate {entry.processor}: nothing to run"
+    line = (
+        f"estimate {entry.processor}: {entry.tasks} task(s), {human_bytes(entry.first_bytes)} on {entry.first_date}, "
+        f"{human_bytes(entry.last_bytes)} on {entry.last_date}: ~{human_bytes(entry.estimated_bytes)} in all, "
+        f"~${entry.estimated_cost_usd:,.2f}"
+    )
+    return line + (f" (warning: {entry.warning})" if entry.warning else "")
 
 
 def execute_here(obj: Context, run_id: int, json_out: bool, *, epoch: int | None = None) -> None:
@@ -134,14 +161,17 @@ def execute(obj: Context, run_id: int, epoch: int | None) -> None:
 @click.option("--detach", "-d", is_flag=True, help="Continue in the background.")
 @click.option("--join", is_flag=True, help="If RUN_ID has a live controller, help it as a worker instead.")
 @click.option("--dry-run", is_flag=True, help="Show the tasks it would run (and reopen); record nothing.")
+@click.option("--force", is_flag=True, help="Resume a run stopped by a daily quota before the quota resets.")
 @json_option
 @pass_ctx
-def resume(obj: Context, run_id: int | None, detach: bool, join: bool, dry_run: bool, json_out: bool) -> None:
+def resume(obj: Context, run_id: int | None, detach: bool, join: bool, dry_run: bool, force: bool,
+           json_out: bool) -> None:  # fmt: skip
     """Continue interrupted runs (or RUN_ID, also a failed or blocked one) exactly where they
     stopped: its failed and blocked tasks are reopened with fresh retries, its gates judged again.
 
     A run whose controller is alive is not started twice: RUN_ID then exits 5 naming its owner,
-    or with --join this process works on it as a worker.
+    or with --join this process works on it as a worker. A run interrupted by a used-up daily
+    quota is not resumed before the quota resets (one line says when; exit 4) unless --force.
 
     Example: runbook resume 12 --detach
     """
@@ -151,7 +181,7 @@ def resume(obj: Context, run_id: int | None, detach: bool, join: bool, dry_run: 
         print_resume_preview(obj, run_id, json_out)
         return
     try:
-        resumed = obj.app.resume(run_id, detach=detach)
+        resumed = obj.app.resume(run_id, detach=detach, force=force)
     except RunBusy:
         if not join or run_id is None:
             raise
@@ -160,6 +190,8 @@ def resume(obj: Context, run_id: int | None, detach: bool, join: bool, dry_run: 
             f"joined run {run_id} as worker {report.worker_id}: {report.tally.done} task(s) done ({report.reason})"
         )
         return
+    for line in resumed.waiting:
+        click.echo(line, err=True)
     for run in resumed.alive:
         click.echo(
             f"run {run.id} is still running (PID {run.pid} on {run.host}): not started twice", err=True
@@ -224,16 +256,25 @@ def stop(obj: Context, run_id: int) -> None:
 @click.command()
 @run_options
 @click.option("--dates", "dates", is_flag=True, help="List every date with its action or skip reason.")
+@click.option(
+    "--estimate",
+    is_flag=True,
+    help="Dry-run each SQL step (first and last date): bytes and cost of the range.",
+)
 @json_option
 @pass_ctx
 def plan(obj: Context, processors: tuple[str, ...], start: Any, end: Any, no_resume: bool, only_gaps: bool,
-         only_stale: bool, dates: bool, json_out: bool) -> None:  # fmt: skip
+         only_stale: bool, dates: bool, estimate: bool, json_out: bool) -> None:  # fmt: skip
     """What a run would do: every date with its planned action or skip reason. Records nothing.
 
-    Example: runbook plan player_composite_factors --start 2024-10-22 --end 2024-12-31 --dates
+    With --estimate, each SQL processor's step is dry-run (BigQuery: nothing is billed) for its
+    first and last planned date, and the bytes and the on-demand cost of the whole range printed.
+
+    Example: runbook plan player_composite_factors --start 2024-10-22 --end 2024-12-31 --estimate
     """
     wanted = request(processors, start, end, no_resume, only_gaps=only_gaps, only_stale=only_stale)
-    print_plan(obj.app.plan(wanted), json_out, dates)
+    planned = obj.app.plan(wanted)
+    print_plan(planned, json_out, dates, obj.app.estimate(planned.plan) if estimate else None)
 
 
 @click.command()

@@ -298,12 +298,23 @@ class WarehouseConfig(NamedTuple):
     api_endpoint: str | None = None
     credentials_env: str | None = None
     max_retries: int = 5
+    # BigQuery: rate limits and 5xx are retried until this many seconds have passed.
+    retry_deadline: float = 600.0
+    # BigQuery: job ids start with this (default: the runbook's name).
+    job_prefix: str | None = None
+    # BigQuery on-demand price, for `runbook plan --estimate` and reports.
+    price_per_tib: float = 6.25
 
     def check(self) -> None:
         if self.kind == "bigquery" and not self.project:
             raise ValueError("kind bigquery needs project")
+        if self.job_prefix is not None and not _JOB_PREFIX.match(self.job_prefix):
+            raise Invalid(
+                f"job_prefix must be 1-64 letters, digits, _ or - (got {self.job_prefix!r})", ("job_prefix",)
+            )
 
 
+_JOB_PREFIX = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ENV_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 NOTIFY_EVENTS = [event.value for event in NotifyEvent]
 
@@ -415,7 +426,12 @@ rules(
     check_batch_days=Rule(ge=1, le=366),
 )
 rules(CalendarConfig, off_weekdays=Rule(before=_weekdays), bootstrap_days=Rule(ge=0))
-rules(WarehouseConfig, max_retries=Rule(ge=0))
+rules(
+    WarehouseConfig,
+    max_retries=Rule(ge=0),
+    retry_deadline=Rule(before=_more_than_zero),
+    price_per_tib=Rule(ge=0.0),
+)
 rules(
     NotifyTarget,
     on=Rule(before=_notify_events),

@@ -85,6 +85,7 @@ class Controller:
         self.host = this_host()
         self.controller_id = f"{self.host[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop_reason: str | None = None
+        self._quota_stop = False  # the stop is a daily quota's: running warehouse jobs are not cancelled
         self._previous_handlers: dict[int, Any] = {}
 
     # -- signals ---------------------------------------------------------------------------------
@@ -140,6 +141,7 @@ class Controller:
             logs=lambda other: log if other == run_id else log, runs=store.get_run, gatekeeper=self.gatekeeper,
             readiness=self.readiness, observer=self.observer, redact=self.redact, lease_seconds=self.lease_seconds,
             heartbeat_seconds=self.heartbeat_seconds, store_retry_seconds=self.workspace.store_retry_seconds,
+            on_pool_throttled=self._throttle_notice(epoch),
         )  # fmt: skip
         try:
             return self._drive(run, epoch, loop, log)
@@ -151,7 +153,7 @@ class Controller:
             log.event(message)
             # Nothing can be recorded: the run shows as interrupted (its owner is gone), and
             # resume continues it once the store is back.
-            loop.stop_running(grace=2, record=False)
+            loop.stop_running(grace=2, record=False, cancel_jobs=False)
             raise StoreUnavailable(message) from fault
         finally:
             if self.notices is not None:
@@ -160,6 +162,18 @@ class Controller:
             with contextlib.suppress(Exception):  # the store may be what failed
                 store.worker_stopped(self.controller_id, utcnow())
             log.close()
+
+    def _throttle_notice(self, epoch: int) -> Callable[[int, dict[str, Any]], None] | None:
+        notices = self.notices
+        if notices is None:
+            return None
+
+        def emit(run_id: int, data: dict[str, Any]) -> None:
+            details = {key: data.get(key) for key in ("pool", "size", "effective_size", "reason")}
+            notices.emit(NotifyEvent.THROTTLED, run_id, epoch=epoch, occurrence=f"{data['pool']}:{data['effective_size']}",
+                         details={**details, "wait_seconds": None})  # fmt: skip
+
+        return emit
 
     def _drive(self, run: Run, epoch: int, loop: WorkLoop, log: RunLog) -> Outcome:
         run_id = run.id
@@ -177,7 +191,14 @@ class Controller:
                 if not still:
                     return self._lost(run_id, loop, log)
                 if stop_at is not None and self._stop_reason is None:
-                    self._stop_reason = "stop requested (runbook stop)"
+                    # A worker that met a used-up daily quota asks for the stop with its reason.
+                    current = store.get_run(run_id)
+                    quota = current is not None and current.resume_after is not None and current.error
+                    self._stop_reason = (
+                        str(current.error) if quota and current else "stop requested (runbook stop)"
+                    )
+            if loop.stop_reason is not None and self._stop_reason is None:
+                self._stop_reason = loop.stop_reason
             if self._stop_reason is not None:
                 loop.settle(messages)
                 return self._interrupt(run_id, epoch, loop, log)
@@ -233,7 +254,8 @@ class Controller:
         """Stop the steps running here (one that completes meanwhile counts), hand back the rest,
         mark the run interrupted: resumable."""
         reason = self._stop_reason or "stopped"
-        loop.stop_running()
+        # A daily quota: jobs already running finish and are paid for; resume takes their results.
+        loop.stop_running(cancel_jobs=not self._quota_stop)
         try:
             returned = loop.guarded(
                 lambda: self.store.interrupt(run_id, self.controller_id, epoch, reason, utcnow())
@@ -251,7 +273,7 @@ class Controller:
 
     def _lost(self, run_id: int, loop: WorkLoop, log: RunLog) -> Outcome:
         """Another controller took the run: stop everything here and write nothing about the run."""
-        loop.stop_running(grace=2)
+        loop.stop_running(grace=2, cancel_jobs=False)  # the new owner re-attaches to them
         current = self.store.get_run(run_id)
         owner = f"PID {current.pid} on {current.host}" if current else "another controller"
         message = f"run {run_id} was taken over by {owner}: this controller stopped"

@@ -61,6 +61,11 @@ FAST_STEP_SECONDS = 0.02
 REAP_SECONDS = 1.0
 # How long a dropped connection to the store may stay down before this process gives up.
 STORE_RETRY_SECONDS = 20.0
+# How long a step thread waits for its job id to be stored before it gives up on the attempt.
+JOB_STORE_SECONDS = 60.0
+# After this process halved a pool, further throttles within this time do not halve it again
+# (they are the same burst); successes grow it back one slot each.
+THROTTLE_COOLDOWN_SECONDS = 2.0
 
 
 @dataclass
@@ -71,6 +76,7 @@ class Running:
     started: dt.datetime
     cancel: threading.Event = field(default_factory=threading.Event)
     pid: int | None = None
+    stop_jobs: threading.Event = field(default_factory=threading.Event)  # a stop: cancel warehouse jobs
 
 
 @dataclass
@@ -114,8 +120,10 @@ class WorkLoop:
         lease_seconds: float = LEASE_SECONDS,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         store_retry_seconds: float | None = None,
+        on_pool_throttled: Callable[[int, dict[str, Any]], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_pool_throttled = on_pool_throttled
         self.store_retry_seconds = store_retry_seconds or STORE_RETRY_SECONDS
         self.config = config
         self.executors = executors
@@ -154,6 +162,16 @@ class WorkLoop:
         self.caps = {
             name: proc.workers for name, proc in config.processors.items() if proc.workers is not None
         }
+        # Pools shrink when the warehouse throttles and grow back with successes; their effective
+        # sizes live in the store, shared by every process (here: the last sizes seen).
+        self.pool_sizes: dict[str, tuple[int, int]] = {}
+        self._halved_at: dict[str, float] = {}
+        self.quota_runs: set[int] = set()
+        self._run_tokens: dict[int, str] = {}
+        self.stop_reason: str | None = None  # set when this process learned that the run must stop
+        if self.pools:
+            self.guarded(lambda: self.store.ensure_pools(self.pools, utcnow()))
+            self.pool_sizes = self.guarded(self.store.pool_sizes)
         become_subreaper()
         for thread in self._pool:
             thread.start()
@@ -296,7 +314,15 @@ class WorkLoop:
     def _digest(self, messages: Sequence[tuple[str, int, Any]], *, stopping: bool) -> None:
         """Step results become outcomes to record, step PIDs are noted; gate verdicts are recorded now."""
         for kind, key, payload in messages:
-            if kind == "pid" and key in self.running:
+            if kind == "job":
+                job_id, stored, answer = payload
+                try:
+                    answer.append(key in self.running and self._store_job(key, job_id))
+                finally:
+                    stored.set()
+            elif kind == "throttle" and key in self.running:
+                self._throttled(self.running[key].task, payload)
+            elif kind == "pid" and key in self.running:
                 self.running[key].pid = payload
                 if not self.pids:
                     self._pids_since = time.monotonic()
@@ -304,6 +330,11 @@ class WorkLoop:
             elif kind == "task" and key in self.running:
                 if not self.unrecorded:
                     self._unrecorded_since = time.monotonic()
+                task = self.running[key].task
+                for event_kind, message in payload.events:
+                    self._event(task.run_id, event_kind, f"{_span(task)}: {message}", task)
+                if payload.quota_reset is not None:
+                    self._quota(task, payload)
                 outcome = self._outcome(self.running.pop(key), payload, stopping)
                 if outcome.seconds is not None:  # how long steps take decides whether to claim ahead
                     average = self._step_seconds
@@ -324,12 +355,18 @@ class WorkLoop:
                     self._event(gate.run_id, "gate_blocked", message, processor=gate.processor)
                     self._say(message)
 
-    def stop_running(self, grace: float = STOP_GRACE_SECONDS, *, record: bool = True) -> None:
+    def stop_running(
+        self, grace: float = STOP_GRACE_SECONDS, *, record: bool = True, cancel_jobs: bool = True
+    ) -> None:
         """Ask every step here to end (SIGTERM, then SIGKILL after ``grace``) and record how each
         ended: one that finished meanwhile is recorded as succeeded, the others (and tasks claimed
         ahead) are handed back. Without ``record`` (the store is gone) nothing is written: their
-        leases run out."""
+        leases run out. With ``cancel_jobs`` their warehouse jobs are cancelled (a stop); without,
+        they are left running for whoever takes the tasks over to re-attach to (a lost run, a
+        store gone, a daily quota: what runs is paid for and will be used)."""
         for running in self.running.values():
+            if cancel_jobs:
+                running.stop_jobs.set()  # before cancel: the step cancels its warehouse job
             running.cancel.set()
             if running.pid:
                 threading.Thread(target=kill_process_group, args=(running.pid, grace), daemon=True).start()
@@ -362,7 +399,9 @@ class WorkLoop:
         ctx = StepContext(
             processor=task.processor, start=task.date, end=task.end_date, run_id=task.run_id, attempt=task.attempt,
             log=log, tag=tag, timeout=proc.timeout if proc else None, cancelled=running.cancel,
-            on_pid=self._pid_reporter(task.id),
+            on_pid=self._pid_reporter(task.id), task_id=task.id, job_id=task.job_id, stop_jobs=running.stop_jobs,
+            on_job=self._job_recorder(task.id), on_throttle=self._throttle_reporter(task.id),
+            run_token=self._run_token(task.run_id),
         )  # fmt: skip
         self._work.put((running, ctx))
 
@@ -371,6 +410,105 @@ class WorkLoop:
             self._results.put(("pid", task_id, pid))
 
         return report
+
+    def _run_token(self, run_id: int) -> str:
+        """When the run was created (microseconds): what tells its job ids from those of a run
+        with the same number in a state store made anew."""
+        if run_id not in self._run_tokens:
+            run = self.guarded(lambda: self.runs(run_id))
+            created = run.created_at if run is not None else None
+            self._run_tokens[run_id] = created.astimezone(dt.UTC).isoformat() if created else ""
+        return self._run_tokens[run_id]
+
+    def _store_job(self, task_id: int, job_id: str) -> bool:
+        return bool(self.guarded(lambda: self.store.set_task_job(task_id, self.worker_id, job_id)))
+
+    def _job_recorder(self, task_id: int) -> Callable[[str], bool]:
+        """What a step calls to store its job id before submitting the job (the main thread
+        writes it; the step waits for the answer)."""
+
+        def record(job_id: str) -> bool:
+            stored, answer = threading.Event(), list[bool]()
+            self._results.put(("job", task_id, (job_id, stored, answer)))
+            return stored.wait(JOB_STORE_SECONDS) and bool(answer and answer[0])
+
+        return record
+
+    def _throttle_reporter(self, task_id: int) -> Callable[[str], None]:
+        def report(reason: str) -> None:
+            self._results.put(("throttle", task_id, reason))
+
+        return report
+
+    # -- adaptive pools and quotas ----------------------------------------------------------------
+
+    def _throttled(self, task: Task, reason: str) -> None:
+        """The warehouse throttled a step of ``task``: halve its pool (at least 1), once a burst."""
+        self.logs(task.run_id).write(
+            f"throttled by the warehouse ({reason})", f"{task.processor} {task.date}"
+        )
+        pool = task.pool
+        if pool is None or pool not in self.pools:
+            return
+        clock = time.monotonic()
+        if clock - self._halved_at.get(pool, -1e9) < THROTTLE_COOLDOWN_SECONDS:
+            return
+        size, effective = self.pool_sizes.get(pool, (self.pools[pool], self.pools[pool]))
+        target = max(1, effective // 2)
+        if target == effective:
+            return
+        self._halved_at[pool] = clock
+        self._resize(task, pool, size, effective, target, f"throttled ({reason})", "pool_throttled", reason)
+
+    def _regrow(self, task: Task) -> None:
+        """A step of a shrunken pool succeeded: one slot back, up to the configured size."""
+        pool = task.pool
+        if pool is None or pool not in self.pools:
+            return
+        size, effective = self.pool_sizes.get(pool, (self.pools[pool], self.pools[pool]))
+        if effective < size:
+            self._resize(
+                task, pool, size, effective, effective + 1, "a step succeeded", "pool_recovered", None
+            )
+
+    def _resize(
+        self,
+        task: Task,
+        pool: str,
+        size: int,
+        seen: int,
+        target: int,
+        why: str,
+        kind: str,
+        reason: str | None,
+    ) -> None:
+        if self.guarded(lambda: self.store.resize_pool(pool, seen, target, utcnow())):
+            self.pool_sizes[pool] = (size, target)
+            message = f"pool {pool}: {seen} -> {target} of {size} slots ({why})"
+            data = {"pool": pool, "size": size, "effective_size": target, "previous": seen, "reason": reason}
+            self.guarded(lambda: self.store.add_event(kind, message, run_id=task.run_id, processor=task.processor,
+                                                      date=task.date, data=data))  # fmt: skip
+            self.logs(task.run_id).event(message)
+            if kind == "pool_throttled":
+                self._say(message)
+                if self.on_pool_throttled is not None:
+                    self.on_pool_throttled(task.run_id, data)
+        else:  # another process changed it first: take its value
+            self.pool_sizes = self.guarded(self.store.pool_sizes)
+
+    def _quota(self, task: Task, result: StepResult) -> None:
+        """A daily quota is used up: the run stops (interrupted) until it resets."""
+        resets_at = result.quota_reset
+        if resets_at is None or task.run_id in self.quota_runs:
+            return
+        self.quota_runs.add(task.run_id)
+        resets = resets_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        last = ((result.error or "").strip().splitlines() or [""])[-1]
+        reason = f"daily quota exhausted; resets at {resets} ({self.redact(last)[:300]})"
+        self.guarded(lambda: self.store.quota_exhausted(task.run_id, reason, resets_at, utcnow()))
+        self._event(task.run_id, "quota_exhausted", reason, task)
+        self._say(f"run {task.run_id}: {reason}")
+        self.stop_reason = reason
 
     def _step_thread(self) -> None:
         while True:
@@ -420,11 +558,13 @@ class WorkLoop:
         def outcome(status: str, **fields: Any) -> Outcome:
             seconds = (now - running.started).total_seconds()
             return Outcome(task, status, exit_code=result.exit_code, seconds=seconds, started=running.started,
-                           finished=now, **fields)  # fmt: skip
+                           finished=now, bytes_processed=result.bytes_processed, bytes_billed=result.bytes_billed,
+                           slot_ms=result.slot_ms, **fields)  # fmt: skip
 
         error = self.redact(result.error) if result.error else None
-        if result.cancelled or (stopping and not result.ok):
-            return outcome(TaskStatus.PENDING, returned=True)
+        if result.cancelled or (stopping and not result.ok) or result.quota_reset is not None:
+            # Handed back: the attempt does not count (a quota used up is nobody's failure).
+            return outcome(TaskStatus.PENDING, returned=True, error=error if result.quota_reset else None)
         if result.skip_reason:
             return outcome(TaskStatus.SKIPPED, error=error, skip_reason=result.skip_reason)
         if result.ok:
@@ -457,6 +597,8 @@ class WorkLoop:
             )
         elif outcome.status == TaskStatus.SKIPPED:
             self._event(task.run_id, "task_skipped", f"{_span(task)}: {outcome.error}", task, log=False)
+        if outcome.status == TaskStatus.SUCCEEDED and task.pool is not None and self.pool_sizes:
+            self._regrow(task)
         if outcome.status in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPED):
             self.tally.done += 1
             if self.observer is not None:

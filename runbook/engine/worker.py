@@ -118,7 +118,9 @@ class Worker:
                 if self._stop is not None:
                     reason = self._stop
                     loop.settle(messages)
-                    loop.stop_running()
+                    # A worker that leaves hands its tasks back with their warehouse jobs running:
+                    # whoever claims them next re-attaches instead of paying for them again.
+                    loop.stop_running(cancel_jobs=False)
                     break
                 if time.monotonic() >= next_sources:
                     sources = self._sources(run_id, skipped)
@@ -139,7 +141,7 @@ class Worker:
                     break
                 messages = loop.wait(0.05 if got else IDLE_POLL_SECONDS)
         except StoreFault as fault:
-            loop.stop_running(grace=2, record=False)
+            loop.stop_running(grace=2, record=False, cancel_jobs=False)
             raise StoreUnavailable(
                 f"worker {self.worker_id}: the state store stopped accepting writes ({fault.error.message}); stopped"
             ) from fault

@@ -21,6 +21,7 @@ from runbook.state.records import Run
 
 # Interruptions older than this when a watcher first sees them are history, not news.
 LOOKBACK_SECONDS = 24 * 3600.0
+ANNOUNCE_GRACE_SECONDS = 30.0  # what a controller that recorded an interruption has to announce it
 
 
 class StallTarget(Protocol):
@@ -64,8 +65,13 @@ def due_events(
         is_alive = alive(run)
         status = effective_status(run, is_alive)
         if status == RunStatus.INTERRUPTED and wants_interrupted:
-            when = (run.finished_at if run.status == RunStatus.INTERRUPTED else None) or run.heartbeat_at
-            if when is not None and (now - when).total_seconds() <= lookback_seconds:
+            recorded = run.status == RunStatus.INTERRUPTED  # by its controller, which announces it
+            when = (run.finished_at if recorded else None) or run.heartbeat_at
+            age = (now - when).total_seconds() if when is not None else None
+            # A watcher speaks for a controller that recorded the interruption only when that
+            # controller has had time to say it itself (it claims the event right after).
+            grace = ANNOUNCE_GRACE_SECONDS if recorded else 0.0
+            if age is not None and grace <= age <= lookback_seconds:
                 found.append(Due(NotifyEvent.INTERRUPTED, run, details={"reason": _why(run)}))
         elif status == RunStatus.RUNNING and is_alive and stall_targets:
             moments = [m for m in (activity.get(run.id), run.started_at) if m is not None]

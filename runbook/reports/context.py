@@ -17,17 +17,18 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from runbook.config import RunbookConfig
 from runbook.engine.liveness import liveness, this_host
 from runbook.errors import UsageError
 from runbook.formatting import error_line, iso_utc
 from runbook.kinds import ACTIVE_RUN_STATUSES, RunStatus, Severity, TaskStatus
 from runbook.redact import Redactor, redact_tree
 from runbook.reports import actions, phases, sections
-from runbook.snapshots import JSON_SCHEMA_VERSION, to_data
+from runbook.snapshots import JSON_SCHEMA_VERSION, collector_paused, to_data
 from runbook.snapshots.checks import check_snapshot
 from runbook.snapshots.coverage import ProcessorCoverage, coverage_range
 from runbook.snapshots.heatmap import heat_map, live_states
-from runbook.snapshots.model import CheckSnapshot, FailureGroup, NoteSnapshot, RunSnapshot
+from runbook.snapshots.model import CheckSnapshot, FailureGroup, NoteSnapshot, PoolSnapshot, RunSnapshot
 from runbook.snapshots.processors import CalendarFor, ProcessorState, processor_state, workspace_coverages
 from runbook.snapshots.runs import (
     Liveness,
@@ -92,6 +93,24 @@ def build_context(
     versions: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Everything the handoff report shows, as JSON-ready data with secrets redacted."""
+    with collector_paused():
+        return _build_context(
+            workspace, q, now=now, timezone=timezone, scope=scope, alive=alive,
+            calendar_for=calendar_for, versions=versions,
+        )  # fmt: skip
+
+
+def _build_context(
+    workspace: Workspace,
+    q: Queries | None,
+    *,
+    now: dt.datetime,
+    timezone: str,
+    scope: Scope | None,
+    alive: Liveness,
+    calendar_for: CalendarFor | None,
+    versions: dict[str, str] | None,
+) -> dict[str, Any]:
     config = workspace.config
     scope = scope or (resolve_scope(q, now) if q is not None else Scope(None, None, now))
     session = scope.session
@@ -101,10 +120,21 @@ def build_context(
         else ([], 0)
     )
     every = {run.id: run for run in [*scoped, *(live_runs(q) if q else [])]}
+    # One read of the runs' tasks serves the run snapshots and the Gantt and performance sections.
+    stats = q.run_processor_stats(sorted(every)) if q else []
     snapshots = {
         s.id: s
         for s in (
-            run_snapshots(q, sorted(every.values(), key=lambda r: r.id), now=now, alive=alive) if q else []
+            run_snapshots(
+                q,
+                sorted(every.values(), key=lambda r: r.id),
+                now=now,
+                alive=alive,
+                outcomes=q.outcomes_of(stats, sorted(every)),
+                costs=True,
+            )  # fmt: skip
+            if q
+            else []
         )
     }
     running = [s for s in snapshots.values() if s.status in ACTIVE_RUN_STATUSES]
@@ -141,7 +171,8 @@ def build_context(
         if q
         else ([], 0)
     )
-    windows = sections.processor_windows(q.run_processor_stats(scoped_ids) if q else [])
+    in_scope = set(scoped_ids)
+    windows = sections.processor_windows([row for row in stats if row["run_id"] in in_scope])
     scoped_runs = [snapshots[run_id] for run_id in scoped_ids]
     notes = note_groups(
         q.scoped_notes(session.id if session else None, scope.since, scope.until) if q else []
@@ -196,6 +227,7 @@ def build_context(
         "timeline": {"events": [event_snapshot(e) for e in events], "omitted": total_events - len(events)},
         "gantt": sections.gantt_entries(windows, {s.id: s for s in scoped_runs}, now),
         "performance": sections.performance_entries(windows, {s.id: s for s in scoped_runs}, config),
+        "pools": _pools(q, config),
         "notes": notes,
         "next_actions": next_actions,
     }
@@ -252,10 +284,17 @@ def _facts(
         for name, row in failed_rows:
             key = (name, error_line(tails.get(row.id)))
             attempt_errors.setdefault(key, []).append(seen.get((row.run_id, name, row.date), []))
+    # A run a daily quota interrupted goes on once the quota resets: a pause, not an interruption.
+    moment = iso_utc(now) or ""
+    paused = [
+        (run, run.resume_after) for run in interrupted if run.resume_after and run.resume_after > moment
+    ]
+    waiting = {run.id for run, _ in paused}
     return actions.Facts(
         processors=states,
         running=running,
-        interrupted=interrupted,
+        interrupted=[run for run in interrupted if run.id not in waiting],
+        paused=paused,
         resumable=resumable,
         open_dates=open_dates,
         checks=checks,
@@ -308,6 +347,15 @@ def _extent(q: Queries | None, names: list[str]) -> list[actions.ExtentFact]:
 def _rank(config: Any, processor: str) -> int:
     order = list(config.processors)
     return order.index(processor) if processor in order else 1 << 30
+
+
+def _pools(q: Queries | None, config: RunbookConfig) -> list[PoolSnapshot]:
+    """The configured pools with the slots they have now (fewer while the warehouse throttles)."""
+    stored = q.pool_sizes() if q is not None else {}
+    return [
+        PoolSnapshot(name, size, stored[name][1] if name in stored and stored[name][0] == size else size)
+        for name, size in sorted(config.pools.items())
+    ]
 
 
 def _coverages(

@@ -17,6 +17,7 @@ templates give the same bytes.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import re
 import traceback
@@ -186,8 +187,13 @@ def _bytecode_cache() -> BytecodeCache | None:
     return FileSystemBytecodeCache(str(folder)) if os.access(folder, os.W_OK) else None
 
 
+@functools.lru_cache(maxsize=16)
 def environment(templates_dir: Path | None, tz: dt.tzinfo) -> Environment:
-    """The Jinja environment: workspace templates first, then runbook's (also as ``builtin/``)."""
+    """The Jinja environment: workspace templates first, then runbook's (also as ``builtin/``).
+
+    One per folder and time zone for the life of the process (``runbook serve`` renders the
+    handoff again and again): its compiled templates are kept, and a workspace template edited
+    meanwhile is compiled again (Jinja looks at the file's modification time)."""
     builtin = PackageLoader("runbook", "templates")
     loaders: list[Any] = [FileSystemLoader(str(templates_dir))] if templates_dir else []
     loaders += [builtin, PrefixLoader({"builtin": builtin})]

@@ -68,11 +68,21 @@ def gantt_entries(
     return bars
 
 
+TIB = 1024**4
+
+
 def performance_entries(
     windows: Sequence[dict[str, Any]], runs: dict[int, RunSnapshot], config: RunbookConfig
 ) -> list[dict[str, Any]]:
-    """Per processor over the report's runs: dates built, wall time, dates per hour, workers."""
+    """Per processor over the report's runs: dates built, wall time, dates per hour, workers, and
+    what its warehouse jobs cost (bytes processed and billed, slot ms, dollars at
+    ``warehouse.price_per_tib`` of the bytes billed; null where no task reported a cost)."""
     found: dict[str, dict[str, Any]] = {}
+    spent: dict[str, list[Any]] = {}
+    for run in runs.values():
+        for part in run.per_processor:
+            if part.cost is not None:
+                spent.setdefault(part.name, []).append(part.cost)
     for window in windows:
         name, run_id = window["processor"], window["run_id"]
         if window["first_start"] is None or window["last_finish"] is None or run_id not in runs:
@@ -91,5 +101,12 @@ def performance_entries(
         entry["dates_per_hour"] = round(entry["dates"] / hours, 1) if hours > 0 else None
         entry["wall_seconds"] = round(entry["wall_seconds"], 1)
         entry["workers"] = sorted(entry["workers"])
+        costs = spent.get(entry["processor"], [])
+        for field in ("bytes_processed", "bytes_billed", "slot_ms"):
+            entry[field] = sum(getattr(cost, field) for cost in costs) if costs else None
+        billed = entry["bytes_billed"]
+        entry["cost_usd"] = (
+            round(billed / TIB * config.warehouse.price_per_tib, 4) if billed is not None else None
+        )
         entries.append(entry)
     return entries

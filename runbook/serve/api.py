@@ -29,7 +29,7 @@ def routes(dashboard: Dashboard) -> list[Route]:
     @wrap
     def status(request: Request, app: App) -> Response:
         recent = parse_int(request, "recent", 5, 0, 1000)
-        return d.json(generated_at=utcnow(), runs=app.status(recent=recent))
+        return d.json(generated_at=utcnow(), runs=app.status(recent=recent), pools=app.pools())
 
     @wrap
     def history(request: Request, app: App) -> Response:

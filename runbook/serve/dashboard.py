@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -17,8 +17,8 @@ from starlette.routing import Route
 from runbook.errors import ConfigError, RunbookError, UsageError
 from runbook.redact import Redactor, redact_tree
 from runbook.serve.pages import environment
-from runbook.serve.services import Apps, Reads
-from runbook.snapshots import document, to_data
+from runbook.serve.services import Apps, Kept, Reads
+from runbook.snapshots import JSON_SCHEMA_VERSION, collector_paused, document, to_data
 
 if TYPE_CHECKING:
     from runbook.app import App
@@ -35,6 +35,7 @@ class Dashboard:
         self.workspace = workspace
         self.apps = Apps(workspace)
         self.reads = Reads(workspace)
+        self.handoffs = Kept()
         self.env = environment(tz)
         self.tz, self.zone = tz, zone
         self.redactor = Redactor(workspace.secret_values())
@@ -54,7 +55,9 @@ class Dashboard:
         work took, in wall and CPU time."""
         began, cpu = time.perf_counter(), time.thread_time()
         try:
-            with self.apps.borrow() as app:
+            # The cyclic collector waits until the answer is made: what a page builds lives until
+            # then, and is freed by reference counting when the endpoint returns.
+            with collector_paused(), self.apps.borrow() as app:
                 response = endpoint(request, app)
         except RunbookError as error:
             status = error_status(error)
@@ -64,8 +67,29 @@ class Dashboard:
             else:
                 response = self.page("error.html.j2", status, status=status, message=message)
         wall, used = (time.perf_counter() - began) * 1000, (time.thread_time() - cpu) * 1000
-        response.headers["server-timing"] = f"work;dur={wall:.1f}, cpu;dur={used:.1f}"
+        timing = f"work;dur={wall:.1f}, cpu;dur={used:.1f}"
+        if "server-timing" in response.headers:  # the endpoint's own (a kept page says so)
+            timing = f"{response.headers['server-timing']}, {timing}"
+        response.headers["server-timing"] = timing
         return response
+
+    def handoff_key(self, app: App, versions: dict[str, str] | None) -> Hashable | None:
+        """What a rendered handoff depends on besides the time: the store's fingerprint, the code
+        versions and the workspace's templates (None without a store: nothing is kept)."""
+        q = app.reader()
+        if q is None:
+            return None
+        folder = self.workspace.templates_dir
+        templates = (
+            tuple(
+                sorted(
+                    (str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in folder.rglob("*") if f.is_file()
+                )
+            )
+            if folder.is_dir()
+            else ()
+        )
+        return (q.fingerprint(), tuple(sorted((versions or {}).items())), versions is None, templates)
 
     def calendar_for(self, app: App) -> Callable[[dt.date, dt.date], Calendar]:
         return lambda start, end: self.reads.calendar(app, start, end)
@@ -83,9 +107,13 @@ class Dashboard:
         return data
 
     def json(self, status: int = 200, *, masked: bool = False, **parts: Any) -> Response:
-        """A JSON document of ``parts``, with secrets masked unless they already are (``masked``)."""
+        """A JSON document of ``parts``, with secrets masked unless they already are (``masked``:
+        the parts are JSON data from :meth:`data` or :meth:`plain`, not walked again)."""
+        if masked:
+            body = json.dumps({"schema_version": JSON_SCHEMA_VERSION, **parts}, ensure_ascii=False)
+            return Response(body, status_code=status, media_type="application/json")
         data = document(**parts)
-        body = json.dumps(data if masked else redact_tree(data, self.redactor), ensure_ascii=False)
+        body = json.dumps(redact_tree(data, self.redactor), ensure_ascii=False)
         return Response(body, status_code=status, media_type="application/json")
 
     def page(self, template: str, code: int = 200, **values: Any) -> HTMLResponse:

@@ -7,6 +7,12 @@ a small pool (a state store connection is not shared between threads). The calen
 :data:`CACHE_SECONDS`: the warehouse is opened for the query and closed at once, so the dashboard
 never holds a DuckDB file that a run needs to write.
 
+The handoff page, the costliest (every processor over the whole calendar, rendered as Markdown
+then HTML), is kept once rendered (:class:`Kept`): for as long as the store's fingerprint
+(:meth:`~runbook.state.queries.Queries.fingerprint`), the code versions and the workspace's
+templates stay the same, and at most :data:`CACHE_SECONDS`, the age of the calendar and versions
+it shows anyway. The page says when it was generated.
+
 **The seam for background work.** :func:`background_services` lists what the server starts
 beside the dashboard (the watcher that sends notifications for interrupted and stalled runs, for
 one). Each is a :class:`BackgroundService`: ``start()`` returns at once and runs the work on a
@@ -20,7 +26,7 @@ import contextlib
 import datetime as dt
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from runbook.engine.calendar import Calendar
@@ -140,3 +146,24 @@ class Reads:
                 return None
             self._versions = (now, found)
             return dict(found)
+
+
+class Kept:
+    """The newest rendering of one page, with the key it was made for and when it was made."""
+
+    def __init__(self, max_age: float = CACHE_SECONDS) -> None:
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._entry: tuple[Hashable, float, dt.datetime, str] | None = None
+
+    def get(self, key: Hashable) -> tuple[str, dt.datetime] | None:
+        """(the page, when it was generated) if it was made for ``key`` less than ``max_age`` ago."""
+        with self._lock:
+            entry = self._entry
+        if entry is None or entry[0] != key or time.monotonic() - entry[1] >= self.max_age:
+            return None
+        return entry[3], entry[2]
+
+    def put(self, key: Hashable, page: str, generated_at: dt.datetime) -> None:
+        with self._lock:
+            self._entry = (key, time.monotonic(), generated_at, page)

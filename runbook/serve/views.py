@@ -100,10 +100,36 @@ def routes(dashboard: Dashboard) -> list[Route]:
 
     @wrap
     def handoff(request: Request, app: App) -> Response:
+        # Kept while the store, the code versions and the templates stay the same (at most a
+        # minute, see runbook.serve.services.Kept); ?refresh=1 renders it again regardless.
+        versions = d.reads.versions()
+        key = d.handoff_key(app, versions)
+        refresh = request.query_params.get("refresh") in ("1", "true", "yes")
+        kept = d.handoffs.get(key) if key is not None and not refresh else None
+        if kept is None:
+            generated_at = utcnow()
+            html = handoff_html(app, versions, generated_at)
+            if key is not None:
+                d.handoffs.put(key, html, generated_at)
+        else:
+            html, generated_at = kept
+        response = d.page(
+            "handoff.html.j2",
+            report=Markup(html),  # noqa: S704 - see markdown_html
+            generated=generated_at.astimezone(d.tz).strftime("%Y-%m-%d %H:%M:%S %Z"),
+            kept=kept is not None,
+            age=max(int((utcnow() - generated_at).total_seconds()), 0),
+            max_age=int(d.handoffs.max_age),
+        )
+        response.headers["server-timing"] = f'cache;desc="{"hit" if kept is not None else "miss"}"'
+        return response
+
+    def handoff_html(app: App, versions: dict[str, str] | None, now: dt.datetime) -> str:
+        """The handoff as ``runbook handoff`` would write it at ``now``, as HTML with its heat map."""
         from runbook.reports import report_text
 
         context, tz = app.handoff_context(
-            tz_name=d.zone, calendar_for=d.calendar_for(app), versions=d.reads.versions()
+            tz_name=d.zone, now=now, calendar_for=d.calendar_for(app), versions=versions
         )
         picture = None
         if context["heatmap"] is not None:
@@ -119,7 +145,7 @@ def routes(dashboard: Dashboard) -> list[Route]:
                 lambda _: f"<span class='picture'>{picture}</span>",
                 html,
             )
-        return d.page("handoff.html.j2", report=Markup(html))  # noqa: S704 - see markdown_html
+        return html
 
     return [
         get("/", runs, "runs"),

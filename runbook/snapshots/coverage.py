@@ -23,6 +23,7 @@ from runbook.engine.calendar import Calendar, date_range
 from runbook.errors import UsageError
 from runbook.formatting import iso_utc, percent
 from runbook.kinds import SELECTION_SKIPS, TaskStatus
+from runbook.snapshots import collector_paused
 from runbook.snapshots.model import (
     CheckRange,
     CoverageSnapshot,
@@ -35,6 +36,8 @@ from runbook.snapshots.model import (
 from runbook.snapshots.runs import date_ranges
 from runbook.state.queries import Queries
 from runbook.state.records import CheckResult
+
+_FAILED, _BLOCKED = TaskStatus.FAILED.value, TaskStatus.BLOCKED.value  # plain strings: faster to compare
 
 
 class TaskState(NamedTuple):
@@ -87,12 +90,16 @@ def states_from_rows(rows: Iterable[Sequence[Any]], start: dt.date, end: dt.date
     :data:`~runbook.state.latest.COLUMNS`), read by the caller."""
     low = start.isoformat()
     states: dict[str, DayState] = {}
-    succeeded, skipped = TaskStatus.SUCCEEDED, TaskStatus.SKIPPED
+    succeeded, skipped = TaskStatus.SUCCEEDED.value, TaskStatus.SKIPPED.value
+    new = tuple.__new__  # a TaskState without its Python-level __new__: this runs per date
     for day, b_id, b_run, b_end, b_version, b_rows, b_at, a_id, a_run, a_end, a_status, a_tries, a_exit, s_id, s_run, s_end, reason in rows:  # fmt: skip
         same = a_id is not None and a_id == b_id  # most dates: the newest attempt is the build
         tries, exit_code = (a_tries, a_exit) if same else (None, None)
         built = (
-            TaskState(b_id, b_run, day, b_end, succeeded, None, b_version, tries, exit_code, b_rows, b_at)
+            new(
+                TaskState,
+                (b_id, b_run, day, b_end, succeeded, None, b_version, tries, exit_code, b_rows, b_at),
+            )
             if b_id
             else None
         )
@@ -100,7 +107,7 @@ def states_from_rows(rows: Iterable[Sequence[Any]], start: dt.date, end: dt.date
             attempt = built
         else:
             attempt = (
-                TaskState(a_id, a_run, day, a_end, a_status, None, None, a_tries, a_exit, None, None)
+                new(TaskState, (a_id, a_run, day, a_end, a_status, None, None, a_tries, a_exit, None, None))
                 if a_id
                 else None
             )
@@ -108,7 +115,7 @@ def states_from_rows(rows: Iterable[Sequence[Any]], start: dt.date, end: dt.date
         # may still cover other dates, so it is always kept.
         keep_skip = s_id and (b_id is None or (s_end or day) != day)
         skip = (
-            TaskState(s_id, s_run, day, s_end, skipped, reason, None, None, None, None, None)
+            new(TaskState, (s_id, s_run, day, s_end, skipped, reason, None, None, None, None, None))
             if keep_skip
             else None
         )
@@ -164,19 +171,30 @@ class ProcessorCoverage:
         rows affected by the newest build of each (a chunk counted once)."""
         found = _Classes()
         rows: dict[int, int] = {}
+        states, version = self.states, self.version
+        gaps, built, stale = found.gaps.add, found.built.add, found.stale.add
+        failed, blocked = found.attempts[TaskStatus.FAILED].add, found.attempts[TaskStatus.BLOCKED].add
         for day in self.expected:
-            state = self.states.get(day)
-            build = state.built if state is not None else None
+            state = states.get(day)
+            if state is None:
+                gaps(day)
+                continue
+            build = state.built
             if build is None:
-                found.gaps.add(day)
+                gaps(day)
             else:
-                found.built.add(day)
-                if self.version is not None and build.code_version != self.version:
-                    found.stale.add(day)
+                built(day)
+                if version is not None and build.code_version != version:
+                    stale(day)
                 if build.rows_affected is not None:
                     rows[build.id] = build.rows_affected
-            if state is not None and state.attempt is not None and state.attempt.status in found.attempts:
-                found.attempts[state.attempt.status].add(day)
+            attempt = state.attempt
+            if attempt is not None:
+                status = attempt.status
+                if status == _FAILED:
+                    failed(day)
+                elif status == _BLOCKED:
+                    blocked(day)
         found.rows = sum(rows.values()) if rows else None
         return found
 
@@ -256,6 +274,19 @@ def processor_coverages(
 ) -> dict[str, ProcessorCoverage]:
     """The coverage of [start, end] of each of ``names``, read in one statement (``q`` None: a
     workspace without a state store, where nothing is built)."""
+    with collector_paused():  # some 50,000 objects for 10 processors over four years
+        return _processor_coverages(q, config, calendar, names, start, end, versions)
+
+
+def _processor_coverages(
+    q: Queries | None,
+    config: RunbookConfig,
+    calendar: Calendar,
+    names: Sequence[str],
+    start: dt.date,
+    end: dt.date,
+    versions: Mapping[str, str],
+) -> dict[str, ProcessorCoverage]:
     lookback = max(proc.batch_days for proc in config.processors.values()) - 1
     first = (start - dt.timedelta(days=lookback)).isoformat()
     rows = q.latest_by_processor_date(names, first, end.isoformat()) if q is not None else {}
@@ -335,9 +366,11 @@ def date_state(
     calendar_skip: str | None,
     checks: Sequence[CheckResult],
     stale: bool,
+    stamps: Mapping[int, str | None] | None = None,
 ) -> DateState:
     """One date of ``coverage`` as ``runbook coverage --dates`` lists it (``checks``: the newest
-    result of each check covering it)."""
+    result of each check covering it; ``stamps``: their times as ISO strings by id, when the
+    caller has them)."""
     state = coverage.states.get(day) or DayState()
     build = state.built
     return DateState(
@@ -353,7 +386,12 @@ def date_state(
         last_attempt=state.last_attempt,
         skip_reason=gap_reason(state) if build is None else None,
         checks=[
-            DayCheck(check=r.check_name, passed=passed_on(r, day), run_id=r.run_id, at=iso_utc(r.at))
+            DayCheck(
+                check=r.check_name,
+                passed=passed_on(r, day),
+                run_id=r.run_id,
+                at=stamps[r.id] if stamps is not None and r.id in stamps else iso_utc(r.at),
+            )
             for r in checks
         ],
     )
@@ -365,8 +403,9 @@ def coverage_snapshot(coverage: ProcessorCoverage, checks: Sequence[CheckResult]
     built, stale, gaps = coverage.built(), coverage.stale(), coverage.gaps()
     days = [day for day, _ in coverage.calendar_dates]
     per_day_checks = latest_checks_per_day(checks, days)
+    stamps = {r.id: iso_utc(r.at) for r in checks}  # once per result, not once per date it covers
     dates = [
-        date_state(coverage, day, calendar_skip, day_checks, day in stale)
+        date_state(coverage, day, calendar_skip, day_checks, day in stale, stamps)
         for (day, calendar_skip), day_checks in zip(coverage.calendar_dates, per_day_checks, strict=True)
     ]
     stale_ranges = []

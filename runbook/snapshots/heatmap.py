@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from runbook.config import RunbookConfig
 from runbook.engine.calendar import date_range
-from runbook.kinds import CALENDAR_SKIPS, CellState, SkipReason, TaskStatus
+from runbook.kinds import CALENDAR_SKIPS, SELECTION_SKIPS, CellState, SkipReason, TaskStatus
 from runbook.snapshots.coverage import (
     DayState,
     ProcessorCoverage,
@@ -42,6 +42,13 @@ LABELS: dict[str, str] = {
     CellState.NEVER_BUILT: "never built",
     **{reason: f"skipped: {reason.replace('_', ' ')}" for reason in SkipReason},
 }
+_ATTEMPT_SHOWN = (TaskStatus.FAILED.value, TaskStatus.BLOCKED.value)
+_STALE, _SUCCEEDED, _NEVER_BUILT = (
+    CellState.STALE.value,
+    CellState.SUCCEEDED.value,
+    CellState.NEVER_BUILT.value,
+)
+_SELECTION_SKIPS = frozenset(reason.value for reason in SELECTION_SKIPS)
 MAX_DAYS = 3660  # ten years: the widest range one heat map shows
 ATTEMPTS_SHOWN = 50
 
@@ -152,7 +159,24 @@ def heat_map(
         expected = built = 0
         for day, calendar_skip in coverage.calendar_dates:
             found = states.get(day)
-            state = cell_state(calendar_skip, found, version, live.get((name, day)) if live else None)
+            # cell_state, inlined with plain strings: this runs for every cell of the map.
+            state = live.get((name, day)) if live else None
+            if state is None:
+                if (
+                    found is not None
+                    and (attempt := found.attempt) is not None
+                    and attempt.status in _ATTEMPT_SHOWN
+                ):
+                    state = attempt.status
+                elif found is not None and (build := found.built) is not None:
+                    state = _STALE if version is not None and build.code_version != version else _SUCCEEDED
+                elif calendar_skip is not None:
+                    state = calendar_skip
+                else:
+                    reason = (
+                        found.skipped.skip_reason if found is not None and found.skipped is not None else None
+                    )
+                    state = _NEVER_BUILT if reason is None or reason in _SELECTION_SKIPS else reason
             counts[state] = counts.get(state, 0) + 1
             if calendar_skip is None:
                 expected += 1

@@ -58,13 +58,56 @@ class Progress(NamedTuple):
         return self.pending + self.running
 
 
+class Cost(NamedTuple):
+    """What warehouse jobs cost (every attempt counts): bytes processed and billed, slot
+    milliseconds, and how many tasks reported a cost."""
+
+    bytes_processed: int
+    bytes_billed: int
+    slot_ms: int
+    tasks: int
+
+    @classmethod
+    def total(cls, costs: "list[Cost]") -> "Cost | None":
+        if not costs:
+            return None
+        return cls(*(sum(getattr(cost, name) for cost in costs) for name in cls._fields))
+
+
+class EstimateSnapshot(NamedTuple):
+    """``runbook plan --estimate``: what one SQL processor's steps would scan and cost over the
+    plan, from dry runs of its first and last planned task."""
+
+    processor: str
+    tasks: int  # planned tasks
+    first_date: str | None
+    last_date: str | None
+    first_bytes: int | None  # bytes the first task's step would process (dry run)
+    last_bytes: int | None
+    estimated_bytes: int | None  # the mean of the two, times the tasks
+    estimated_cost_usd: float | None  # at price_per_tib, each step billed at least 10 MiB
+    price_per_tib: float
+    warning: str | None = None  # a step over maximum_bytes_billed: BigQuery would refuse it
+    error: str | None = None  # why it could not be estimated
+
+
+class PoolSnapshot(NamedTuple):
+    """A concurrency pool: its configured size and the slots it has now (fewer while throttled)."""
+
+    name: str
+    size: int
+    effective_slots: int
+
+
 class ProcessorProgress(NamedTuple):
-    """One processor's part of a run: its code version, progress, and skipped tasks by reason."""
+    """One processor's part of a run: its code version, progress, skipped tasks by reason, and
+    what its warehouse jobs cost (None where no task reported a cost, or not asked)."""
 
     name: str
     version: str | None
     progress: Progress
     skipped: dict[str, int] = {}
+    cost: Cost | None = None
 
 
 class Owner(NamedTuple):
@@ -145,6 +188,8 @@ class RunSnapshot(NamedTuple):
     commands: dict[str, str]
     origin: str = "run"  # "run", or "adopted" (a process started outside runbook, followed)
     adopted: AdoptedSnapshot | None = None
+    resume_after: str | None = None  # a daily quota interrupted it: resume from then on
+    cost: Cost | None = None  # its warehouse jobs (history, show, the handoff)
 
 
 class DateRange(NamedTuple):
@@ -171,6 +216,10 @@ class TaskSnapshot(NamedTuple):
     error_tail: str | None
     worker: str | None  # the process that ran (or runs) it: a process id of the run
     run_id: int | None = None
+    job_id: str | None = None  # the warehouse job of its attempt (BigQuery)
+    bytes_processed: int | None = None
+    bytes_billed: int | None = None
+    slot_ms: int | None = None
 
 
 class FailureGroup(NamedTuple):

@@ -38,6 +38,7 @@ from runbook.snapshots.model import (
     AdoptedSnapshot,
     BlockedGroup,
     CheckSummary,
+    Cost,
     DateRange,
     EventSnapshot,
     FailureGroup,
@@ -58,12 +59,21 @@ _DATES = re.compile(r" \d{4}-\d{2}-\d{2}(?:\.\.\d{4}-\d{2}-\d{2})?")
 
 
 def run_snapshots(
-    q: Queries, runs: Sequence[Run], *, now: dt.datetime | None = None, alive: Liveness = liveness
+    q: Queries,
+    runs: Sequence[Run],
+    *,
+    now: dt.datetime | None = None,
+    alive: Liveness = liveness,
+    outcomes: dict[int, Outcomes] | None = None,
+    costs: bool = False,
 ) -> list[RunSnapshot]:
-    """Snapshots of ``runs`` (in the given order) from three aggregate queries."""
+    """Snapshots of ``runs`` (in the given order) from three aggregate queries (a fourth for
+    what their warehouse jobs cost, with ``costs``; ``outcomes``: their
+    :meth:`Queries.outcomes`, when the caller read them already)."""
     now = now or utcnow()
     ids = [run.id for run in runs]
-    outcomes = q.outcomes(ids)
+    if outcomes is None:
+        outcomes = q.outcomes(ids)
     # The rate of a live run counts from its steps' first start to their last finish; an ended
     # run's from its start to its end (its tasks' times need not be read again).
     live = [run.id for run in runs if run.finished_at is None or run.status in ACTIVE_RUN_STATUSES]
@@ -79,8 +89,21 @@ def run_snapshots(
             windows[run.id] = (finished, max(seconds, 0.0))
     checks = q.run_check_outcomes(ids)
     workers = q.run_workers(ids)
+    spent = {
+        run_id: {processor: Cost(*values) for processor, values in by_processor.items()}
+        for run_id, by_processor in (q.costs(ids) if costs else {}).items()
+    }
     return [
-        run_snapshot(run, outcomes[run.id], windows[run.id], checks[run.id], now, alive(run), workers[run.id])
+        run_snapshot(
+            run,
+            outcomes[run.id],
+            windows[run.id],
+            checks[run.id],
+            now,
+            alive(run),
+            workers[run.id],
+            spent.get(run.id, {}),
+        )  # fmt: skip
         for run in runs
     ]
 
@@ -93,6 +116,7 @@ def run_snapshot(
     now: dt.datetime,
     alive: bool | None,
     workers: Sequence[tuple[Worker, int, int]] = (),
+    costs: dict[str, Cost] | None = None,
 ) -> RunSnapshot:
     """One run from its task counts (``Queries.outcomes``), finished window, check outcomes and
     workers."""
@@ -133,6 +157,7 @@ def run_snapshot(
                 version=run.versions.get(name),
                 progress=Progress.of(per[name]),
                 skipped=dict(sorted(skipped.get(name, Counter()).items())),
+                cost=(costs or {}).get(name),
             )
             for name in order
             if name in per
@@ -155,6 +180,8 @@ def run_snapshot(
         commands=commands,
         origin=run.origin,
         adopted=adopted,
+        resume_after=iso_utc(run.resume_after),
+        cost=Cost.total(list((costs or {}).values())),
     )
 
 
@@ -242,6 +269,10 @@ def task_snapshot(task: Task) -> TaskSnapshot:
         error_tail=task.error_tail,
         worker=task.claimed_by,
         run_id=task.run_id,
+        job_id=task.job_id,
+        bytes_processed=task.bytes_processed,
+        bytes_billed=task.bytes_billed,
+        slot_ms=task.slot_ms,
     )
 
 
@@ -269,8 +300,10 @@ def tail(error: str | None, lines: int = ERROR_TAIL_LINES) -> str:
 
 def date_ranges(sequence: Sequence[str], selected: Iterable[str]) -> list[DateRange]:
     """Runs of consecutive entries of ``sequence`` (dates in order) that are ``selected``."""
-    chosen = set(selected)
+    chosen = selected if isinstance(selected, set | frozenset) else set(selected)
     found: list[DateRange] = []
+    if not chosen:
+        return found
     start = end = None
     count = 0
     for day in sequence:
@@ -356,7 +389,7 @@ def run_detail(
     alive: Liveness = liveness,
 ) -> RunDetail:
     """``runbook show RUN_ID``: the run, failures grouped by error, blocked dates, checks, events."""
-    (snapshot,) = run_snapshots(q, [run], now=now, alive=alive)
+    (snapshot,) = run_snapshots(q, [run], now=now, alive=alive, costs=True)
     failed = q.tasks(run.id, statuses=[TaskStatus.FAILED])
     blocked = q.tasks(run.id, statuses=[TaskStatus.BLOCKED])
     sequences: dict[str, list[str]] = {}

@@ -26,7 +26,7 @@ from runbook.errors import StateError
 
 # The newest migration in runbook/state/migrations/versions; a test keeps the two in step, so
 # checking a database's revision does not need to import alembic on every command.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 RUNBOOK_TABLES = frozenset(
     {"run", "task", "task_latest", "task_dep", "gate", "gate_dep", "worker", "pool", "event", "check_result",
      "check_date", "work_session", "note", "notification"}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, false
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Text, false
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -72,6 +72,8 @@ class RunTable(SQLModel, table=True):
     heartbeat_at: dt.datetime | None = _when()
     finished_at: dt.datetime | None = _when()
     stop_requested_at: dt.datetime | None = _when()
+    # A daily warehouse quota interrupted the run: `runbook resume` waits until then (or --force).
+    resume_after: dt.datetime | None = _when()
 
 
 class TaskTable(SQLModel, table=True):
@@ -126,6 +128,11 @@ class TaskTable(SQLModel, table=True):
     started_at: dt.datetime | None = _when()
     finished_at: dt.datetime | None = _when()
     duration_seconds: float | None = None
+    # The warehouse job of the current attempt (stored before it is submitted) and what it cost.
+    job_id: str | None = Field(default=None, max_length=255)
+    bytes_processed: int | None = Field(default=None, sa_column=Column(BigInteger))
+    bytes_billed: int | None = Field(default=None, sa_column=Column(BigInteger))
+    slot_ms: int | None = Field(default=None, sa_column=Column(BigInteger))
 
 
 class TaskLatestTable(SQLModel, table=True):

@@ -9,11 +9,12 @@ in a few statements that aggregate on the indexes, so they stay fast with a mill
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from runbook.kinds import STEP_FINISHED
+from runbook.kinds import FINISHED_RUN_STATUSES, STEP_FINISHED
 from runbook.state import latest
 from runbook.state.connect import Database
 from runbook.state.records import CheckResult, Event, Note, Run, Task, Worker, WorkSession, columns, from_rows
@@ -106,6 +107,36 @@ class Queries:
         )
         return runs, int(total)
 
+    def fingerprint(self) -> tuple[Any, ...]:
+        """A few indexed reads that change whenever a report on the store may: the newest id of
+        every table that grows (tasks, events, notes, check results, runs, sessions), how many
+        runs are in each status and when the last one finished, every unfinished run's status,
+        heartbeat and quota pause with its tasks by status, sessions ended, and the workers' newest
+        heartbeat.
+        ``runbook serve`` keeps a rendered handoff for as long as this stays the same."""
+        finished = {"finished": list(FINISHED_RUN_STATUSES)}
+        newest = self.db.rows(
+            "SELECT (SELECT MAX(id) FROM task), (SELECT MAX(id) FROM event), (SELECT MAX(id) FROM note), "
+            "(SELECT MAX(id) FROM check_result), (SELECT MAX(id) FROM run), (SELECT MAX(id) FROM work_session), "
+            "(SELECT COUNT(ended_at) FROM work_session), "
+            "(SELECT COUNT(*) FROM worker), (SELECT MAX(heartbeat_at) FROM worker), "
+            "(SELECT COUNT(stopped_at) FROM worker)"
+        )
+        statuses = self.db.rows(
+            "SELECT status, COUNT(*), MAX(finished_at) FROM run GROUP BY status ORDER BY status"
+        )
+        live = self.db.rows(
+            "SELECT id, status, heartbeat_at, finished_at, epoch, stop_requested_at, resume_after FROM run "
+            "WHERE status NOT IN :finished ORDER BY id",
+            finished,
+        )
+        tasks = self.db.rows(
+            "SELECT run_id, status, COUNT(*) FROM task WHERE run_id IN "
+            "(SELECT id FROM run WHERE status NOT IN :finished) GROUP BY run_id, status ORDER BY run_id, status",
+            finished,
+        )
+        return tuple(tuple(str(value) for value in row) for row in [*newest, *statuses, *live, *tasks])
+
     # -- task counts ------------------------------------------------------------------------------
 
     def outcomes(self, run_ids: Sequence[int]) -> dict[int, Outcomes]:
@@ -170,27 +201,41 @@ class Queries:
         return found
 
     def run_processor_stats(self, run_ids: Sequence[int]) -> list[dict[str, Any]]:
-        """Per run, processor and status: tasks, first start, last finish, rows affected, and the
-        dates the tasks cover (a chunk of ``batch_days`` counts each of its dates)."""
+        """Per run, processor, status and skip reason: tasks, first start, last finish, rows
+        affected, and the dates the tasks cover (a chunk of ``batch_days`` counts each of its
+        dates). :func:`outcomes_of` folds it into what :meth:`outcomes` answers, so a caller that
+        needs both reads the tasks once."""
         if not run_ids:
             return []
         from runbook.formatting import as_utc
 
-        span = (
-            "CAST(end_date AS DATE) - CAST(date AS DATE) + 1"
-            if self.db.dialect == "postgresql"
-            else "CAST(julianday(end_date) - julianday(date) AS INTEGER) + 1"
-        )
+        # The counts and times come from ix_task_run_outcome alone; the dates beyond the first of
+        # each chunk (batch_days), apart: computing a span for every task costs more than the rest.
         rows = self.db.rows(
-            "SELECT run_id, processor, status, COUNT(*), MIN(started_at), MAX(finished_at), SUM(rows_affected), "
-            f"SUM({span}) FROM task WHERE run_id IN :ids GROUP BY run_id, processor, status "
-            "ORDER BY run_id, processor, status",
+            "SELECT run_id, processor, status, skip_reason, COUNT(*), MIN(started_at), MAX(finished_at), "
+            "SUM(rows_affected) FROM task WHERE run_id IN :ids "
+            "GROUP BY run_id, processor, status, skip_reason ORDER BY run_id, processor, status, skip_reason",
             {"ids": list(run_ids)},
         )
+        more = (
+            "CAST(end_date AS DATE) - CAST(date AS DATE)"
+            if self.db.dialect == "postgresql"
+            else "CAST(julianday(end_date) - julianday(date) AS INTEGER)"
+        )
+        chunks = {
+            (run_id, processor, status, reason): int(days or 0)
+            for run_id, processor, status, reason, days in self.db.rows(
+                f"SELECT run_id, processor, status, skip_reason, SUM({more}) FROM task "
+                "WHERE run_id IN :ids AND end_date <> date GROUP BY run_id, processor, status, skip_reason",
+                {"ids": list(run_ids)},
+            )
+        }
+        rows = [(*row, int(row[4]) + chunks.get((row[0], row[1], row[2], row[3]), 0)) for row in rows]
         keys = (
             "run_id",
             "processor",
             "status",
+            "skip_reason",
             "tasks",
             "first_start",
             "last_finish",
@@ -201,6 +246,17 @@ class Queries:
         for row in found:
             row["first_start"] = as_utc(row["first_start"])
             row["last_finish"] = as_utc(row["last_finish"])
+        return found
+
+    @staticmethod
+    def outcomes_of(stats: Sequence[dict[str, Any]], run_ids: Sequence[int]) -> dict[int, Outcomes]:
+        """:meth:`outcomes` of ``run_ids`` from their :meth:`run_processor_stats`."""
+        found: dict[int, Outcomes] = {run_id: {} for run_id in run_ids}
+        for row in stats:
+            if row["run_id"] in found:
+                found[row["run_id"]][(row["processor"], row["status"], row["skip_reason"])] = int(
+                    row["tasks"]
+                )
         return found
 
     def gated_processors(self, run_id: int) -> frozenset[str]:
@@ -220,6 +276,30 @@ class Queries:
             days = (dt.date.fromisoformat(last) - dt.date.fromisoformat(first)).days + 1
             spans[processor] = max(spans.get(processor, 1), days)
         return spans
+
+    def pool_sizes(self) -> dict[str, tuple[int, int]]:
+        """Each pool's (configured size, effective size) as the processes last recorded them."""
+        return {
+            str(r[0]): (int(r[1]), int(r[2]))
+            for r in self.db.rows("SELECT name, size, effective_size FROM pool ORDER BY name", {})
+        }
+
+    def costs(self, run_ids: Sequence[int]) -> dict[int, dict[str, tuple[int, int, int, int]]]:
+        """What each run's warehouse jobs cost, by processor: (bytes processed, bytes billed, slot
+        ms, tasks that reported a cost); processors whose tasks reported none are left out."""
+        found: dict[int, dict[str, tuple[int, int, int, int]]] = {}
+        if not run_ids:
+            return found
+        for run_id, processor, processed, billed, slots, count in self.db.rows(
+            "SELECT run_id, processor, SUM(bytes_processed), SUM(bytes_billed), SUM(slot_ms), COUNT(*) FROM task "
+            "WHERE run_id IN :ids AND (bytes_processed IS NOT NULL OR bytes_billed IS NOT NULL) "
+            "GROUP BY run_id, processor",
+            {"ids": list(run_ids)},
+        ):
+            found.setdefault(int(run_id), {})[str(processor)] = (
+                int(processed or 0), int(billed or 0), int(slots or 0), int(count),
+            )  # fmt: skip
+        return found
 
     def run_workers(self, run_ids: Sequence[int]) -> dict[int, list[tuple[Worker, int, int]]]:
         """Per run: the processes that worked on it or were started for it, each with the tasks it
@@ -339,19 +419,18 @@ class Queries:
         ``task_retry`` and ``task_failed`` events of ``run_ids``."""
         if not run_ids:
             return {}
+        # Only the columns it reads: a handoff over a million tasks reads a few thousand of these.
         rows = self.db.rows(
-            f"SELECT {EVENT_COLUMNS} FROM event WHERE run_id IN :ids AND kind IN ('task_retry', 'task_failed') "
-            "ORDER BY id",
+            "SELECT run_id, processor, date, data FROM event WHERE run_id IN :ids "
+            "AND kind IN ('task_retry', 'task_failed') AND processor IS NOT NULL AND date IS NOT NULL ORDER BY id",
             {"ids": list(run_ids)},
         )
         found: dict[tuple[int, str, str], list[str]] = {}
-        for event in from_rows(Event, rows):
-            if event.run_id is None or event.processor is None or event.date is None:
-                continue
-            error = event.data.get("error") if isinstance(event.data, dict) else None
-            found.setdefault((event.run_id, event.processor, event.date), []).append(
-                str(error) if error is not None else ""
-            )
+        for run_id, processor, date, data in rows:
+            if isinstance(data, str | bytes):
+                data = json.loads(data)
+            error = data.get("error") if isinstance(data, dict) else None
+            found.setdefault((run_id, processor, date), []).append(str(error) if error is not None else "")
         return found
 
     def tasks_covering(

@@ -56,6 +56,9 @@ class Outcome:
     returned: bool = False  # handed back unfinished (a stop): the attempt does not count
     started: dt.datetime | None = None  # when the step started and ended (default: when recorded)
     finished: dt.datetime | None = None
+    bytes_processed: int | None = None  # what the attempt's warehouse jobs cost
+    bytes_billed: int | None = None
+    slot_ms: int | None = None
 
 
 @dataclass
@@ -164,7 +167,8 @@ class WorkQueue:
                 changed = db.execute(
                     "UPDATE run SET status = 'running', controller_id = :owner, epoch = epoch + 1, pid = :pid, "
                     "host = :host, log_path = :log, heartbeat_at = :now, started_at = COALESCE(started_at, :now), "
-                    "finished_at = NULL, error = NULL, stop_requested_at = NULL WHERE id = :id AND epoch = :seen",
+                    "finished_at = NULL, error = NULL, stop_requested_at = NULL, resume_after = NULL "
+                    "WHERE id = :id AND epoch = :seen",
                     {"id": run_id, "seen": seen_epoch, "owner": owner, "pid": pid, "host": host, "log": log_path,
                      "now": now},
                 )  # fmt: skip
@@ -460,6 +464,67 @@ class WorkQueue:
             )
         )
 
+    def set_task_job(self, task_id: int, worker: str, job_id: str) -> bool:
+        """Store the warehouse job id of the attempt ``worker`` holds, before the job is submitted:
+        whoever takes the task over re-attaches to it. False when the task is no longer held."""
+        changed = self._write(
+            lambda db: db.execute(
+                "UPDATE task SET job_id = :job WHERE id = :id AND claimed_by = :w AND status = 'running'",
+                {"id": task_id, "w": worker, "job": job_id},
+            )
+        )
+        return bool(changed)
+
+    def quota_exhausted(self, run_id: int, reason: str, resets_at: dt.datetime, now: dt.datetime) -> bool:
+        """A daily warehouse quota is used up: ask the run to stop (its owner interrupts it with
+        ``reason``) and note when it may resume. One conditional write, by any process of the run."""
+        changed = self._write(
+            lambda db: db.execute(
+                "UPDATE run SET stop_requested_at = COALESCE(stop_requested_at, :now), error = :reason, "
+                "resume_after = :at WHERE id = :id AND status IN ('queued', 'running')",
+                {"id": run_id, "now": now, "reason": reason, "at": resets_at},
+            )
+        )
+        return bool(changed)
+
+    # -- pools ------------------------------------------------------------------------------------
+
+    def ensure_pools(self, pools: Mapping[str, int], now: dt.datetime) -> None:
+        """Record the configured pools: a new one starts at its size; a changed size is taken and
+        the effective size kept within it."""
+        if not pools:
+            return
+
+        def ensure(db: Database) -> None:
+            with db.transaction():
+                known = {str(r[0]): int(r[1]) for r in db.rows("SELECT name, size FROM pool", {})}
+                for name, size in pools.items():
+                    if name not in known:
+                        db.execute(
+                            "INSERT INTO pool (name, size, effective_size, updated_at) VALUES (:n, :s, :s, :now) "
+                            "ON CONFLICT (name) DO NOTHING",  # another process started at the same time
+                            {"n": name, "s": size, "now": now},
+                        )
+                    elif known[name] != size:
+                        db.execute(
+                            "UPDATE pool SET size = :s, effective_size = CASE WHEN effective_size > :s THEN :s "
+                            "ELSE effective_size END, updated_at = :now WHERE name = :n",
+                            {"n": name, "s": size, "now": now},
+                        )
+
+        self._write(ensure)
+
+    def resize_pool(self, name: str, seen: int, size: int, now: dt.datetime) -> bool:
+        """Set a pool's effective size to ``size`` if it is still ``seen`` (compare-and-set: of two
+        processes throttled at once, one halves it)."""
+        changed = self._write(
+            lambda db: db.execute(
+                "UPDATE pool SET effective_size = :size, updated_at = :now WHERE name = :n AND effective_size = :seen",
+                {"n": name, "seen": seen, "size": size, "now": now},
+            )
+        )
+        return bool(changed)
+
     # -- results ----------------------------------------------------------------------------------
 
     def finish_gate(
@@ -699,6 +764,14 @@ def _record(
     return held, ready_gate
 
 
+def _add(column: str, value: str) -> str:
+    """SQL adding an attempt's cost ``value`` (may be NULL: unknown) to what the task cost so far:
+    the bill counts every attempt."""
+    if value.startswith(":"):
+        value = f"CAST({value} AS BIGINT)"
+    return f"CASE WHEN {value} IS NULL THEN {column} ELSE COALESCE({column}, 0) + {value} END"
+
+
 # Rows picked by id test their status through an expression, so that the database looks them up
 # by id instead of walking every task of that status (SQLite's planner has no statistics to know
 # better, and PostgreSQL's has none yet for a new run).
@@ -713,10 +786,13 @@ RUNNING_BY_ID = "status || '' = 'running'"
 _SUCCESSES_PG = (
     "WITH v AS (SELECT * FROM unnest(CAST(:ids AS integer[]), CAST(:seconds AS double precision[]), "
     "CAST(:codes AS integer[]), CAST(:rows AS integer[]), CAST(:starts AS timestamptz[]), "
-    "CAST(:ends AS timestamptz[])) AS v (id, seconds, exit_code, rows_affected, started_at, finished_at)), "
+    "CAST(:ends AS timestamptz[]), CAST(:bp AS bigint[]), CAST(:bb AS bigint[]), CAST(:sm AS bigint[])) "
+    "AS v (id, seconds, exit_code, rows_affected, started_at, finished_at, bp, bb, sm)), "
     "done AS (UPDATE task SET status = 'succeeded', started_at = v.started_at, finished_at = v.finished_at, "
     "duration_seconds = v.seconds, exit_code = v.exit_code, error_tail = NULL, rows_affected = v.rows_affected, "
-    "lease_until = NULL, not_before = NULL FROM v WHERE task.id = v.id AND task.claimed_by = :w "
+    "lease_until = NULL, not_before = NULL, "
+    f"bytes_processed = {_add('task.bytes_processed', 'v.bp')}, bytes_billed = {_add('task.bytes_billed', 'v.bb')}, "
+    f"slot_ms = {_add('task.slot_ms', 'v.sm')} FROM v WHERE task.id = v.id AND task.claimed_by = :w "
     f"AND task.{RUNNING_BY_ID} RETURNING {', '.join('task.' + c for c in latest.SOURCE_COLUMNS)}), "
     "released AS (UPDATE task SET waits = task.waits - d.n FROM (SELECT dep.task_id, COUNT(*) AS n "
     "FROM task_dep dep JOIN done ON done.id = dep.upstream_id GROUP BY dep.task_id) d "
@@ -741,6 +817,9 @@ def _record_successes_pg(
             "rows": Array([o.rows_affected for o in outcomes]),
             "starts": Array([o.started or now for o in outcomes]),
             "ends": Array([o.finished or now for o in outcomes]),
+            "bp": Array([o.bytes_processed for o in outcomes]),
+            "bb": Array([o.bytes_billed for o in outcomes]),
+            "sm": Array([o.slot_ms for o in outcomes]),
         },
     )
     return {int(row[0]) for row in found}
@@ -754,19 +833,23 @@ def _record_successes(db: Database, worker: str, outcomes: Sequence[Outcome], no
         stamp = "TIMESTAMP WITH TIME ZONE" if db.dialect == "postgresql" else "TEXT"
         rows = ", ".join(
             f"(CAST(:id_{n} AS INTEGER), CAST(:s_{n} AS FLOAT), CAST(:e_{n} AS INTEGER), CAST(:r_{n} AS INTEGER), "
-            f"CAST(:b_{n} AS {stamp}), CAST(:f_{n} AS {stamp}))"
+            f"CAST(:b_{n} AS {stamp}), CAST(:f_{n} AS {stamp}), CAST(:bp_{n} AS BIGINT), CAST(:bb_{n} AS BIGINT), "
+            f"CAST(:sm_{n} AS BIGINT))"
             for n in range(len(batch))
         )
         params: dict[str, Any] = {"w": worker}
         for n, outcome in enumerate(batch):
             params.update({f"id_{n}": outcome.task.id, f"s_{n}": outcome.seconds, f"e_{n}": outcome.exit_code,
                            f"r_{n}": outcome.rows_affected, f"b_{n}": outcome.started or now,
-                           f"f_{n}": outcome.finished or now})  # fmt: skip
+                           f"f_{n}": outcome.finished or now, f"bp_{n}": outcome.bytes_processed,
+                           f"bb_{n}": outcome.bytes_billed, f"sm_{n}": outcome.slot_ms})  # fmt: skip
         found = db.rows(
-            f"WITH v (id, seconds, exit_code, rows_affected, started_at, finished_at) AS (VALUES {rows}) "
+            f"WITH v (id, seconds, exit_code, rows_affected, started_at, finished_at, bp, bb, sm) AS (VALUES {rows}) "
             "UPDATE task SET status = 'succeeded', started_at = v.started_at, finished_at = v.finished_at, "
             "duration_seconds = v.seconds, exit_code = v.exit_code, error_tail = NULL, "
-            "rows_affected = v.rows_affected, lease_until = NULL, not_before = NULL "
+            "rows_affected = v.rows_affected, lease_until = NULL, not_before = NULL, "
+            f"bytes_processed = {_add('task.bytes_processed', 'v.bp')}, bytes_billed = {_add('task.bytes_billed', 'v.bb')}, "
+            f"slot_ms = {_add('task.slot_ms', 'v.sm')} "
             f"FROM v WHERE task.id = v.id AND task.claimed_by = :w AND task.{RUNNING_BY_ID} RETURNING task.id",
             params,
         )
@@ -790,6 +873,9 @@ def _claim_tasks(
     runs = list(sources)
     in_pool: Counter[str] = Counter()
     if pools:
+        # Throttling shrinks a pool: its effective size, shared by every process, is the limit.
+        effective = {str(r[0]): int(r[1]) for r in db.rows("SELECT name, effective_size FROM pool", {})}
+        pools = {name: min(size, effective.get(name, size)) for name, size in pools.items()}
         for pool, count in db.rows(
             "SELECT pool, COUNT(*) FROM task WHERE status = 'running' AND lease_until > :now AND pool IS NOT NULL "
             "GROUP BY pool",
@@ -906,14 +992,19 @@ def _record_one(db: Database, worker: str, outcome: Outcome, now: dt.datetime) -
         "id": task.id, "w": worker, "now": outcome.finished or now, "exit_code": outcome.exit_code,
         "seconds": outcome.seconds, "error": outcome.error[-ERROR_TAIL_CHARS:] if outcome.error else None,
         "rows": outcome.rows_affected, "started": outcome.started or now,
+        "bp": outcome.bytes_processed, "bb": outcome.bytes_billed, "sm": outcome.slot_ms,
     }  # fmt: skip
     if outcome.status == TaskStatus.PENDING:
-        # A retry waits until retry_at; an attempt handed back (a stop) does not count.
+        # A retry waits until retry_at and runs as a new job; an attempt handed back (a stop) does
+        # not count, and keeps its job for the next holder to re-attach to.
         values.update(retry_at=outcome.retry_at, back=1 if outcome.returned else 0)
+        job = "job_id" if outcome.returned else "NULL"
         changed = db.execute(
             "UPDATE task SET status = 'pending', started_at = :started, finished_at = :now, duration_seconds = :seconds, "
             "exit_code = :exit_code, error_tail = COALESCE(:error, error_tail), lease_until = NULL, claimed_by = NULL, "
-            "not_before = :retry_at, max_attempts = max_attempts + :back, pid = NULL "
+            f"not_before = :retry_at, max_attempts = max_attempts + :back, pid = NULL, job_id = {job}, "
+            f"bytes_processed = {_add('bytes_processed', ':bp')}, bytes_billed = {_add('bytes_billed', ':bb')}, "
+            f"slot_ms = {_add('slot_ms', ':sm')} "
             "WHERE id = :id AND claimed_by = :w AND status = 'running'",
             values,
         )
@@ -923,7 +1014,8 @@ def _record_one(db: Database, worker: str, outcome: Outcome, now: dt.datetime) -
         "UPDATE task SET status = :status, started_at = :started, finished_at = :now, duration_seconds = :seconds, "
         "exit_code = :exit_code, "
         "error_tail = :error, rows_affected = :rows, lease_until = NULL, not_before = NULL, "
-        "skip_reason = COALESCE(:skip, skip_reason) WHERE id = :id AND claimed_by = :w AND status = 'running'",
+        f"bytes_processed = {_add('bytes_processed', ':bp')}, bytes_billed = {_add('bytes_billed', ':bb')}, "
+        f"slot_ms = {_add('slot_ms', ':sm')}, skip_reason = COALESCE(:skip, skip_reason) WHERE id = :id AND claimed_by = :w AND status = 'running'",
         values,
     )
     if changed != 1:
@@ -1075,7 +1167,7 @@ def _reopen(db: Database, run_id: int) -> int:
     processors that have work again are judged again once it is done."""
     count = db.execute(
         "UPDATE task SET status = 'pending', max_attempts = attempt + max_attempts, not_before = NULL, "
-        "lease_until = NULL, claimed_by = NULL WHERE run_id = :run AND status IN :statuses",
+        "lease_until = NULL, claimed_by = NULL, job_id = NULL WHERE run_id = :run AND status IN :statuses",
         {"run": run_id, "statuses": [TaskStatus.FAILED, TaskStatus.BLOCKED, TaskStatus.CANCELLED]},
     )
     db.execute(

@@ -46,6 +46,7 @@ class Run:
     finished_at: dt.datetime | None = None
     stop_requested_at: dt.datetime | None = None
     origin: str = "run"  # "run", or "adopted" (runbook adopt)
+    resume_after: dt.datetime | None = None  # a daily quota interrupted it: resume from then on
 
 
 @dataclass(slots=True)
@@ -75,6 +76,10 @@ class Task:
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     duration_seconds: float | None = None
+    job_id: str | None = None  # the warehouse job of the current attempt
+    bytes_processed: int | None = None
+    bytes_billed: int | None = None
+    slot_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -226,6 +231,7 @@ _TIMES = {
     "at",
     "ended_at",
     "sent_at",
+    "resume_after",
 }
 _JSON = {
     "processors", "options", "versions", "data", "metrics", "conditions", "params", "payload",

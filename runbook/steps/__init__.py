@@ -6,6 +6,7 @@ state store. :func:`make_executor` builds the one a processor's config asks for.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,16 @@ class StepContext:
     timeout: float | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     on_pid: Callable[[int], None] = lambda pid: None
+    task_id: int = 0
+    run_token: str = ""  # when the run was created: part of its job ids
+    # The warehouse job id an earlier holder of the task stored (re-attach to it), if any.
+    job_id: str | None = None
+    # Set (before ``cancelled``) by a stop: warehouse jobs are cancelled, not just left running.
+    stop_jobs: threading.Event = field(default_factory=threading.Event)
+    # Store a job id on the task before its job is submitted; False: the task is no longer held.
+    on_job: Callable[[str], bool] = lambda job_id: True
+    # A rate limit was met (its reason): the task's pool shrinks.
+    on_throttle: Callable[[str], None] = lambda reason: None
 
     @property
     def values(self) -> dict[str, Any]:
@@ -55,6 +66,11 @@ class StepResult:
     timed_out: bool = False
     cancelled: bool = False
     skip_reason: str | None = None
+    bytes_processed: int | None = None
+    bytes_billed: int | None = None
+    slot_ms: int | None = None
+    quota_reset: dt.datetime | None = None  # a daily quota is used up until then
+    events: list[tuple[str, str]] = field(default_factory=list)  # (kind, message) to record
 
 
 class Executor(Protocol):
@@ -89,4 +105,11 @@ def make_executor(
     from runbook.steps.sql import SqlExecutor
 
     sql = proc.sql if proc.sql is not None else workspace.resolve(proc.sql_file or "").read_text("utf-8")
-    return SqlExecutor(sql, warehouse)
+    prefix = workspace.config.warehouse.job_prefix or _prefix(workspace.config.name)
+    return SqlExecutor(sql, warehouse, job_prefix=prefix)
+
+
+def _prefix(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:64] or "runbook"

@@ -1,32 +1,89 @@
-"""SQL steps: BigQuery-dialect SQL run on the workspace's warehouse."""
+"""SQL steps: BigQuery-dialect SQL run on the workspace's warehouse.
+
+On BigQuery each attempt runs under a deterministic job id (:func:`runbook.warehouse.job_id_for`)
+that is stored on the task before the job is submitted; an attempt that finds a job id stored by
+an earlier holder (a controller that died, a stop, a takeover) re-attaches to that job instead of
+running the SQL again. Jobs carry the labels ``runbook_run``, ``runbook_processor``,
+``runbook_date`` and ``runbook_task``, so that ``INFORMATION_SCHEMA.JOBS`` attributes their cost.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
-from runbook.errors import RunbookError
+from runbook.errors import QuotaExhausted, RunbookError
 from runbook.steps import StepContext, StepResult
-from runbook.warehouse import Warehouse
+from runbook.warehouse import JobSpec, Warehouse, job_id_for, job_labels
 
 
 class SqlExecutor:
     """Runs BigQuery-dialect SQL on the warehouse with ``@date``, ``@start``, ``@end`` bound."""
 
-    def __init__(self, sql: str, warehouse_factory: Callable[[], Warehouse]) -> None:
+    def __init__(
+        self, sql: str, warehouse_factory: Callable[[], Warehouse], *, job_prefix: str = "runbook"
+    ) -> None:
         self.sql = sql
         self.warehouse_factory = warehouse_factory
+        self.job_prefix = job_prefix
+
+    def params(self, start: str, end: str) -> dict[str, dt.date]:
+        return {
+            "date": dt.date.fromisoformat(start),
+            "start": dt.date.fromisoformat(start),
+            "end": dt.date.fromisoformat(end),
+        }
 
     def run(self, ctx: StepContext) -> StepResult:
-        params = {
-            "date": dt.date.fromisoformat(ctx.start),
-            "start": dt.date.fromisoformat(ctx.start),
-            "end": dt.date.fromisoformat(ctx.end),
-        }
+        params = self.params(ctx.start, ctx.end)
         try:
-            rows = self.warehouse_factory().execute(self.sql, params)
+            warehouse = self.warehouse_factory()
+            durable = warehouse.kind == "bigquery"  # DuckDB has no jobs to come back to
+            job_id = ctx.job_id or job_id_for(
+                self.job_prefix, ctx.run_id, ctx.task_id, ctx.attempt, ctx.run_token
+            )
+            if durable and ctx.job_id is None and not ctx.on_job(job_id):
+                return StepResult(
+                    ok=False, cancelled=True, error="the task was taken over before its job started"
+                )
+            labels = job_labels(
+                runbook_run=ctx.run_id, runbook_processor=ctx.processor, runbook_date=ctx.start,
+                runbook_task=ctx.task_id,
+            )  # fmt: skip
+            spec = JobSpec(
+                job_id, labels, attach=ctx.job_id is not None, stop=ctx.stop_jobs, abandon=ctx.cancelled,
+                on_throttle=ctx.on_throttle,
+            )  # fmt: skip
+            if durable:
+                ctx.log.write(f"{'re-attaching to' if spec.attach else 'job'} {job_id}", ctx.tag)
+            result = warehouse.run_job(self.sql, params, spec)
+        except QuotaExhausted as exc:
+            ctx.log.write(str(exc), ctx.tag)
+            return StepResult(ok=False, error=str(exc), quota_reset=exc.resets_at)
         except RunbookError as exc:
             ctx.log.write(str(exc), ctx.tag)
             return StepResult(ok=False, error=str(exc))
-        ctx.log.write(f"rows affected: {rows if rows is not None else 'unknown'}", ctx.tag)
-        return StepResult(ok=True, rows_affected=rows)
+        cost: dict[str, Any] = {"bytes_processed": result.bytes_processed, "bytes_billed": result.bytes_billed,
+                                "slot_ms": result.slot_ms}  # fmt: skip
+        events = [
+            ("job_reattached", f"re-attached to job {job} of an earlier holder") for job in result.reattached
+        ]
+        if result.cancelled == "":  # stopped while backing off: no job was running
+            return StepResult(
+                ok=False, cancelled=True, error="stopped before its job ran", events=events, **cost
+            )
+        if result.cancelled is not None:
+            message = f"job {result.cancelled} cancelled (stop)"
+            ctx.log.write(message, ctx.tag)
+            return StepResult(ok=False, cancelled=True, error=message, events=[*events, ("job_cancelled", message)],
+                              **cost)  # fmt: skip
+        if result.abandoned:
+            return StepResult(
+                ok=False, cancelled=True, error="its job was left running for the task's new holder"
+            )
+        line = f"rows affected: {result.rows_affected if result.rows_affected is not None else 'unknown'}"
+        if result.bytes_billed is not None:
+            line += f"; bytes processed {result.bytes_processed}, billed {result.bytes_billed}, slot ms {result.slot_ms}"
+        ctx.log.write(line, ctx.tag)
+        return StepResult(ok=True, rows_affected=result.rows_affected, events=events, **cost)

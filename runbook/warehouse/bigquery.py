@@ -5,10 +5,22 @@ Each statement of a script runs as its own query job with its parameters bound a
 
 Retries are runbook's, not the client library's: the library's own retries are switched off
 (``retry=None``, ``job_retry=None``) and :func:`~runbook.warehouse.call_with_retries` tries a
-transient failure again up to ``max_retries`` times with exponential backoff. A retry never runs
-a statement twice: a failed ``jobs.insert`` is sent again under the same job id (a 409 Conflict
-means the first one got through, and that job is used); a failed poll polls the same job again;
-only a job that itself failed for a transient reason is run again, as a new job.
+transient failure again with jittered exponential backoff until ``retry_deadline`` (ten minutes
+by default) has passed. Transient: rate limits (``rateLimitExceeded``, ``jobRateLimitExceeded``,
+``quotaExceeded`` that is not a daily quota, HTTP 429) and server errors (500, 502, 503, 504,
+``backendError``, ``internalError``); each rate limit is reported as a throttle. A daily quota
+used up (``quotaExceeded`` saying "per day") is :class:`~runbook.errors.QuotaExhausted`, with the
+next midnight Pacific time as its reset. Everything else (``invalidQuery``,
+``resourcesExceeded``, ``bytesBilledLimitExceeded``, ``accessDenied``, ...) is never retried.
+
+A retry never runs a statement twice: a failed ``jobs.insert`` is sent again under the same job id
+(a 409 Conflict means the first one got through, and that job is used); a failed poll polls the
+same job again; only a job that itself failed for a transient reason is run again, as a new job.
+
+SQL steps (:meth:`BigQueryWarehouse.run_job`) run under deterministic job ids that the controller
+stores on the task before the job is submitted, carry labels (run, processor, date), are waited
+for by polling ``jobs.get`` (so that a stop can cancel them with ``jobs.cancel``), and report
+bytes processed, bytes billed and slot milliseconds from the job's statistics.
 
 Bulk loads use ``insert_rows_json`` (streaming inserts) with one row id per row kept across
 retries, so BigQuery can drop the duplicates of a retried request. Rows in the streaming buffer
@@ -18,7 +30,10 @@ cannot be changed by UPDATE/DELETE/MERGE for up to 90 minutes: that is BigQuery'
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import random
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -33,16 +48,26 @@ from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import GoogleAuthError
 from google.cloud import bigquery
 
+from runbook.clock import utcnow
 from runbook.config import WarehouseConfig
-from runbook.errors import ConfigError, TransientWarehouseError, WarehouseError
-from runbook.warehouse import call_with_retries, plain_value
+from runbook.errors import ConfigError, QuotaExhausted, TransientWarehouseError, WarehouseError
+from runbook.warehouse import (
+    MAX_BACKOFF_SECONDS,
+    JobResult,
+    JobSpec,
+    call_with_retries,
+    plain_value,
+    quota_reset_after,
+)
 from runbook.warehouse.dialect import failure, parameter_names, split_statements
 
 RETRY_BASE_SECONDS = 1.0
+POLL_SECONDS = 0.5  # how often a step's job is looked at (up to POLL_MAX_SECONDS as it runs on)
+POLL_MAX_SECONDS = 5.0
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-TRANSIENT_REASONS = frozenset(
-    {"rateLimitExceeded", "quotaExceeded", "backendError", "internalError", "badGateway"}
-)
+RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "jobRateLimitExceeded"})
+TRANSIENT_REASONS = frozenset({"backendError", "internalError", "badGateway", "tableUnavailable"})
+_DAILY = re.compile(r"per day|daily|/day|free query bytes", re.IGNORECASE)
 _TRANSIENT_ERRORS = (
     api_errors.TooManyRequests,
     api_errors.InternalServerError,
@@ -70,13 +95,19 @@ class BigQueryWarehouse:
         max_retries: int = 5,
         maximum_bytes_billed: int | None = None,
         retry_base_seconds: float = RETRY_BASE_SECONDS,
+        retry_deadline: float = 600.0,
+        poll_seconds: float = POLL_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
-        self._max_retries = max_retries
+        self._max_retries = max_retries  # kept for the config's sake: BigQuery retries by deadline
         self._maximum_bytes_billed = maximum_bytes_billed
         self._retry_base_seconds = retry_base_seconds
+        self._retry_deadline = retry_deadline
+        self._poll_seconds = poll_seconds
         self._sleep = sleep
+        self._clock = clock
 
     @classmethod
     def from_config(
@@ -86,6 +117,8 @@ class BigQueryWarehouse:
         *,
         retry_base_seconds: float = RETRY_BASE_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        poll_seconds: float = POLL_SECONDS,
     ) -> BigQueryWarehouse:
         """Build the client from ``config``: project, location, endpoint and credentials.
 
@@ -128,7 +161,10 @@ class BigQueryWarehouse:
             max_retries=config.max_retries,
             maximum_bytes_billed=config.maximum_bytes_billed,
             retry_base_seconds=retry_base_seconds,
+            retry_deadline=config.retry_deadline,
+            poll_seconds=poll_seconds,
             sleep=sleep,
+            clock=clock,
         )
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -168,11 +204,77 @@ class BigQueryWarehouse:
 
         self._retrying(attempt)
 
+    def run_job(self, sql: str, params: Mapping[str, Any], spec: JobSpec) -> JobResult:
+        """Run a SQL step's script under ``spec``'s job ids (see :class:`~runbook.warehouse.JobSpec`).
+
+        Returns early, with ``cancelled`` set, when a stop cancelled the running job; with nothing
+        cancelled when the wait was abandoned (the task was taken over: the job keeps running).
+        """
+        result = JobResult()
+        for index, statement in enumerate(split_statements(sql)):
+            job_id = spec.job_id if index == 0 else f"{spec.job_id}_s{index}"
+            job = self._step_job(statement, params, job_id, spec, result)
+            if job is None:
+                return result
+            if job.num_dml_affected_rows is not None:
+                result.rows_affected = job.num_dml_affected_rows
+        return result
+
+    def cancel_step(self, job_id: str) -> list[str]:
+        """Cancel the unfinished jobs of a step attempt whose holder is gone (``job_id``, its
+        statements ``_s{n}`` and their reruns ``_x{n}``); return the ids cancelled."""
+        cancelled: list[str] = []
+        index = 0
+        while True:
+            statement = job_id if index == 0 else f"{job_id}_s{index}"
+            current, reruns, found = statement, 0, False
+            while (
+                job := self._retrying(functools.partial(self._lookup, current, f"job {current}"))
+            ) is not None:
+                found = True
+                if job.state != "DONE":
+                    self._retrying(functools.partial(self._cancel, job))
+                    cancelled.append(current)
+                reruns += 1
+                current = f"{statement}_x{reruns}"
+            if not found:
+                return cancelled
+            index += 1
+
+    def _cancel(self, job: bigquery.QueryJob) -> None:
+        try:
+            self.client.cancel_job(job.job_id, location=job.location, retry=NO_RETRY)
+        except Exception as exc:
+            raise _wrap(exc, f"jobs.cancel {job.job_id}") from exc
+
+    def estimate(self, sql: str, params: Mapping[str, Any]) -> int | None:
+        """Bytes the script would process, from a dry run of each statement (nothing is billed)."""
+        total = 0
+        for statement in split_statements(sql):
+            config = self._config(statement, params, dry_run=True)
+
+            def attempt(statement: str = statement, config: bigquery.QueryJobConfig = config) -> int:
+                try:
+                    job = self.client.query(statement, job_config=config, retry=NO_RETRY, job_retry=NO_RETRY)
+                except Exception as exc:
+                    raise _wrap(exc, statement) from exc
+                return int(job.total_bytes_processed or 0)
+
+            total += self._retrying(attempt)
+        return total
+
     def close(self) -> None:
         """Close the client's HTTP session."""
         self.client.close()  # type: ignore[no-untyped-call]
 
-    def _run(self, sql: str, params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], bigquery.QueryJob]:
+    def _config(
+        self,
+        sql: str,
+        params: Mapping[str, Any],
+        *,
+        labels: Mapping[str, str] | None = None,
+        dry_run: bool = False,
+    ) -> bigquery.QueryJobConfig:
         names = parameter_names(sql)
         missing = sorted(names - params.keys())
         if missing:
@@ -183,7 +285,132 @@ class BigQueryWarehouse:
             use_legacy_sql=False,
             query_parameters=[_parameter(name, params[name], sql) for name in sorted(names)],
             maximum_bytes_billed=self._maximum_bytes_billed,
+            labels=dict(labels or {}),
         )
+        if dry_run:
+            config.dry_run = True
+            config.use_query_cache = False
+        return config
+
+    def _step_job(
+        self, sql: str, params: Mapping[str, Any], job_id: str, spec: JobSpec, result: JobResult
+    ) -> bigquery.QueryJob | None:
+        """One statement of a step, as one job (again as ``{job_id}_x{n}`` after a transient job
+        failure): looked up first when re-attaching, else submitted; waited for; its cost added."""
+        config = self._config(sql, params, labels=spec.labels)
+
+        def retried(exc: TransientWarehouseError) -> None:
+            if exc.throttle:
+                spec.on_throttle(exc.reason or "rate limit")
+
+        try:
+            return self._step_attempts(sql, config, job_id, spec, result, retried)
+        except _Woken:
+            if spec.stop.is_set():
+                result.cancelled = ""  # stopped before a job ran: nothing to cancel
+            else:
+                result.abandoned = True
+            return None
+
+    def _step_attempts(
+        self,
+        sql: str,
+        config: bigquery.QueryJobConfig,
+        job_id: str,
+        spec: JobSpec,
+        result: JobResult,
+        retried: Callable[[TransientWarehouseError], None],
+    ) -> bigquery.QueryJob | None:
+        started = self._clock()
+        probing, failures, current = spec.attach, 0, job_id
+        while True:
+            job: bigquery.QueryJob | None = None
+            if probing:
+                job = self._retrying(functools.partial(self._lookup, current, sql), retried, spec.abandon)
+                if job is not None and job.state == "DONE" and job.error_result is not None:
+                    # The earlier holder's job failed: it wrote nothing; run it again as the next id.
+                    failures += 1
+                    current = f"{job_id}_x{failures}"
+                    continue
+                probing = False
+                if job is not None:
+                    _check_owner(job, spec, sql)
+                    result.reattached.append(current)
+            if job is None:
+                job = self._retrying(
+                    functools.partial(self._submit_wrapped, sql, config, current), retried, spec.abandon
+                )
+            result.job_ids.append(current)
+            ended = self._wait(job, spec, sql, retried)
+            result.add_cost(job.total_bytes_processed, job.total_bytes_billed, job.slot_millis)
+            if ended == "cancelled":
+                result.cancelled = current
+                return None
+            if ended == "abandoned":
+                result.abandoned = True
+                return None
+            if job.error_result is None:
+                return job
+            error = _job_error(job.error_result, sql)
+            left = self._retry_deadline - (self._clock() - started)
+            if not isinstance(error, TransientWarehouseError) or left <= 0:
+                raise error
+            retried(error)
+            pause = min(self._retry_base_seconds * 2**failures, MAX_BACKOFF_SECONDS, left) * random.uniform(
+                0.5, 1.0
+            )
+            if self._sleep is time.sleep:
+                spec.abandon.wait(pause)
+            else:
+                self._sleep(pause)
+            if spec.abandon.is_set():
+                raise _Woken
+            failures += 1
+            current = f"{job_id}_x{failures}"
+
+    def _lookup(self, job_id: str, sql: str) -> bigquery.QueryJob | None:
+        try:
+            job = self.client.get_job(job_id, retry=NO_RETRY)
+        except api_errors.NotFound:
+            return None
+        except Exception as exc:
+            raise _wrap(exc, sql) from exc
+        if not isinstance(job, bigquery.QueryJob):
+            raise WarehouseError(failure(sql, f"job {job_id} exists and is not a query job"))
+        return job
+
+    def _wait(
+        self,
+        job: bigquery.QueryJob,
+        spec: JobSpec,
+        sql: str,
+        retried: Callable[[TransientWarehouseError], None],
+    ) -> str:
+        """Poll the job until it is done ("done"), a stop cancelled it ("cancelled"), or the task
+        was taken over ("abandoned")."""
+        pause = self._poll_seconds
+
+        def reload() -> None:
+            try:
+                job.reload(retry=NO_RETRY)
+            except Exception as exc:
+                raise _wrap(exc, sql) from exc
+
+        while job.state != "DONE":
+            if spec.stop.is_set():
+                self._retrying(functools.partial(self._cancel, job), on_retry=retried)
+                return "cancelled"
+            if spec.abandon.is_set():
+                return "abandoned"
+            spec.abandon.wait(pause)
+            if spec.stop.is_set() or spec.abandon.is_set():
+                continue
+            pause = min(pause * 1.5, POLL_MAX_SECONDS)
+            self._retrying(reload, on_retry=retried)
+        return "done"
+
+    def _run(self, sql: str, params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], bigquery.QueryJob]:
+        config = self._config(sql, params)
         job_id = _new_job_id()
         job: bigquery.QueryJob | None = None
 
@@ -202,6 +429,12 @@ class BigQueryWarehouse:
 
         return self._retrying(attempt)
 
+    def _submit_wrapped(self, sql: str, config: bigquery.QueryJobConfig, job_id: str) -> bigquery.QueryJob:
+        try:
+            return self._submit(sql, config, job_id)
+        except Exception as exc:
+            raise _wrap(exc, sql) from exc
+
     def _submit(self, sql: str, config: bigquery.QueryJobConfig, job_id: str) -> bigquery.QueryJob:
         try:
             return self.client.query(
@@ -214,27 +447,98 @@ class BigQueryWarehouse:
                 raise WarehouseError(failure(sql, f"job {job_id} exists and is not a query job")) from None
             return job
 
-    def _retrying(self, attempt: Callable[[], _T]) -> _T:
+    def _retrying(
+        self,
+        attempt: Callable[[], _T],
+        on_retry: Callable[[TransientWarehouseError], None] = lambda exc: None,
+        wake: threading.Event | None = None,
+    ) -> _T:
+        """``attempt()`` retried until the deadline; with ``wake``, a wait ends early when it is set
+        (a stop or a takeover: the attempt then raises :class:`_Woken` rather than go on)."""
+        sleep = self._sleep
+        if wake is not None:
+            if sleep is time.sleep:  # tests pass a fake sleep: keep it
+
+                def sleep(seconds: float) -> None:
+                    wake.wait(seconds)
+
+            def guarded() -> _T:
+                if wake.is_set():
+                    raise _Woken
+                return attempt()
+
+            call = guarded
+        else:
+            call = attempt
         return call_with_retries(
-            attempt, max_retries=self._max_retries, base_seconds=self._retry_base_seconds, sleep=self._sleep
-        )
+            call, base_seconds=self._retry_base_seconds, deadline_seconds=self._retry_deadline,
+            sleep=sleep, clock=self._clock, on_retry=on_retry,
+        )  # fmt: skip
+
+
+class _Woken(Exception):  # noqa: N818 - a condition, not an error
+    """A step's backoff was cut short by a stop or a takeover: nothing more is sent."""
 
 
 def _new_job_id() -> str:
     return f"runbook_{uuid.uuid4().hex}"
 
 
+def _classify(reason: str | None, message: str, sql: str, status: str) -> WarehouseError | None:
+    """The error for one of BigQuery's reason codes; None when it is not a retryable or quota one."""
+    detail = f"{message} ({reason}{', ' + status if status else ''})"
+    if reason == "quotaExceeded" and _DAILY.search(message):
+        resets = quota_reset_after(utcnow())
+        return QuotaExhausted(failure(sql, f"daily quota exhausted: {detail}"), resets_at=resets)
+    if reason in RATE_LIMIT_REASONS or reason == "quotaExceeded":
+        return TransientWarehouseError(failure(sql, detail), reason=reason, throttle=True)
+    if reason in TRANSIENT_REASONS:
+        return TransientWarehouseError(failure(sql, detail), reason=reason)
+    return None
+
+
+def _check_owner(job: bigquery.QueryJob, spec: JobSpec, sql: str) -> None:
+    """A job found under a step's id must be that step's (its labels say whose it is)."""
+    theirs = {key: job.labels.get(key) for key in spec.labels} if job.labels else {}
+    if theirs and theirs != dict(spec.labels):
+        raise WarehouseError(
+            failure(
+                sql,
+                f"job {job.job_id} exists but belongs to {theirs}, not {dict(spec.labels)}: set another warehouse.job_prefix",
+            )
+        )
+
+
+def _job_error(error_result: Mapping[str, Any], sql: str) -> WarehouseError:
+    """The error of a job that ran and failed (its ``status.errorResult``)."""
+    reason = error_result.get("reason")
+    message = " ".join(str(error_result.get("message") or reason or "job failed").split())
+    classified = _classify(reason, message, sql, "")
+    if classified is not None:
+        return classified
+    return WarehouseError(failure(sql, f"{message} ({reason})" if reason else message))
+
+
 def _wrap(exc: Exception, sql: str) -> WarehouseError:
     if isinstance(exc, WarehouseError):
         return exc
     if isinstance(exc, api_errors.GoogleAPICallError):
-        reasons = {error.get("reason") for error in exc.errors if isinstance(error, dict)}
+        code = exc.code
+        reasons = [error.get("reason") for error in exc.errors if isinstance(error, dict)]
         cause = (str(exc.message).strip().splitlines() or [type(exc).__name__])[0]
         missing = _MISSING_TABLE.search(cause) if isinstance(exc, api_errors.NotFound) else None
         if missing:
             cause = f"table {missing.group(1).replace(':', '.')} does not exist"
-        if isinstance(exc, _TRANSIENT_ERRORS) or reasons & TRANSIENT_REASONS:
-            return TransientWarehouseError(failure(sql, f"{cause} (HTTP {exc.code})"))
+        for reason in reasons:
+            classified = _classify(reason, cause, sql, f"HTTP {code}")
+            if classified is not None:
+                return classified
+        if isinstance(exc, api_errors.TooManyRequests):
+            return TransientWarehouseError(
+                failure(sql, f"{cause} (HTTP 429)"), reason="HTTP 429", throttle=True
+            )
+        if isinstance(exc, _TRANSIENT_ERRORS):
+            return TransientWarehouseError(failure(sql, f"{cause} (HTTP {code})"), reason=f"HTTP {code}")
         return WarehouseError(failure(sql, cause))
     cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if isinstance(exc, _TRANSIENT_ERRORS):

@@ -7,7 +7,10 @@ controller's worker threads can call concurrently: queries run in parallel, whil
 write take turns under one lock, because DuckDB answers two transactions that change the same row
 with "Conflict on update" rather than waiting. A conflict that happens anyway (another connection
 to the same file in this process) is a :class:`~runbook.errors.TransientWarehouseError` and the
-statement is tried again.
+statement is tried again; so is a file another process holds locked ("Could not set lock").
+
+SQL steps (:meth:`DuckDBWarehouse.run_job`) record the rows their last DML affected; DuckDB has
+no jobs to re-attach to and no bill, so their job id is only a name and their cost is unknown.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import duckdb
 from sqlglot import exp
 
 from runbook.errors import TransientWarehouseError, WarehouseError
-from runbook.warehouse import call_with_retries, plain_value
+from runbook.warehouse import JobResult, JobSpec, call_with_retries, plain_value
 from runbook.warehouse.dialect import Statement, duckdb_table_name, failure, translate
 
 LOAD_CHUNK_ROWS = 50_000
@@ -51,11 +54,20 @@ class DuckDBWarehouse:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._connection: duckdb.DuckDBPyConnection | None = duckdb.connect(str(self.path))
-        except (OSError, duckdb.Error) as exc:
-            raise WarehouseError(f"cannot open the DuckDB warehouse {self.path}: {_first_line(exc)}") from exc
+
+        def connect() -> duckdb.DuckDBPyConnection:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                return duckdb.connect(str(self.path))
+            except (OSError, duckdb.Error) as exc:
+                message = f"cannot open the DuckDB warehouse {self.path}: {_first_line(exc)}"
+                if "could not set lock" in str(exc).lower():  # another process has it open: wait a little
+                    raise TransientWarehouseError(message, reason="locked") from exc
+                raise WarehouseError(message) from exc
+
+        self._connection: duckdb.DuckDBPyConnection | None = call_with_retries(
+            connect, max_retries=max_retries, base_seconds=retry_base_seconds, sleep=sleep
+        )
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run ``sql`` (BigQuery dialect) and return the rows of its last statement."""
@@ -101,6 +113,14 @@ class DuckDBWarehouse:
                     cause = _first_line(exc)
                     raise WarehouseError(failure(f"INSERT INTO {table} ({len(rows)} rows)", cause)) from exc
 
+    def run_job(self, sql: str, params: Mapping[str, Any], spec: JobSpec) -> JobResult:
+        """Run a SQL step's script; the result carries the rows its last DML affected."""
+        return JobResult(rows_affected=self.execute(sql, params), job_ids=[spec.job_id])
+
+    def estimate(self, sql: str, params: Mapping[str, Any]) -> int | None:
+        """DuckDB cannot say what a query would scan: None."""
+        return None
+
     def close(self) -> None:
         """Close the connection (idempotent)."""
         with self._lock:
@@ -139,7 +159,15 @@ class DuckDBWarehouse:
                         )
                     return cursor.execute(statement.duckdb_sql, bound)
             except duckdb.TransactionException as exc:
-                raise TransientWarehouseError(failure(statement.source, _first_line(exc))) from exc
+                raise TransientWarehouseError(
+                    failure(statement.source, _first_line(exc)), reason="conflict"
+                ) from exc
+            except duckdb.IOException as exc:
+                if "could not set lock" not in str(exc).lower():
+                    raise WarehouseError(failure(statement.source, _cause(exc, statement))) from exc
+                raise TransientWarehouseError(
+                    failure(statement.source, _first_line(exc)), reason="locked"
+                ) from exc
             except duckdb.Error as exc:
                 raise WarehouseError(failure(statement.source, _cause(exc, statement))) from exc
 

@@ -40,11 +40,21 @@ bqemu = emulator_fixture(project="proj")
 
 
 def bigquery_on(
-    endpoint: str, *, max_retries: int = 3, waits: list[float] | None = None
+    endpoint: str, *, deadline: float = 600.0, waits: list[float] | None = None
 ) -> BigQueryWarehouse:
-    config = WarehouseConfig(kind="bigquery", project="proj", api_endpoint=endpoint, max_retries=max_retries)
-    sleep = (waits.append) if waits is not None else (lambda _: None)
-    return BigQueryWarehouse.from_config(config, {}, retry_base_seconds=0.01, sleep=sleep)
+    """The adapter through ``endpoint``; its waits are not slept but counted on a fake clock
+    (and listed in ``waits``), so that a deadline passes as the backoff says it would."""
+    config = WarehouseConfig(kind="bigquery", project="proj", api_endpoint=endpoint, retry_deadline=deadline)
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+        if waits is not None:
+            waits.append(seconds)
+
+    return BigQueryWarehouse.from_config(
+        config, {}, retry_base_seconds=1.0, sleep=sleep, clock=lambda: clock[0], poll_seconds=0.05
+    )
 
 
 @pytest.fixture(scope="module")
@@ -157,14 +167,17 @@ def test_rate_limits_while_polling_are_retried(pair: dict[str, Any], proxy: Flak
     warehouse.close()
 
 
-def test_transient_errors_give_up_after_max_retries(pair: dict[str, Any], proxy: FlakyProxy) -> None:
-    warehouse = bigquery_on(proxy.endpoint, max_retries=2)
-    proxy.fail(Fault(count=10, status=503))
+def test_transient_errors_give_up_at_the_deadline(pair: dict[str, Any], proxy: FlakyProxy) -> None:
+    waits: list[float] = []
+    warehouse = bigquery_on(proxy.endpoint, deadline=5.0, waits=waits)
+    proxy.fail(Fault(count=100, status=503))
     with pytest.raises(
-        TransientWarehouseError, match=r"^query \"SELECT 1 AS one\" failed: .*gave up after 3 tries"
+        TransientWarehouseError, match=r"^query \"SELECT 1 AS one\" failed: .*gave up after \d+ tries"
     ):
         warehouse.query("SELECT 1 AS one")
-    assert len(proxy.seen) == 3
+    # Waits of 0.5-1s, 1-2s, 2-4s ... add up to the 5s deadline, and the last one is cut to fit.
+    assert 3 <= len(proxy.seen) <= 5 and len(proxy.seen) == len(waits) + 1
+    assert sum(waits) == pytest.approx(5.0)
     warehouse.close()
 
 

@@ -138,7 +138,8 @@ def test_of_two_overlapping_runs_started_together_exactly_one_starts(
     ws = make_workspace("", extra_env=store_env)
     ledger = ws.root / "ledger.txt"
     ws.write(config(ledger))
-    env = {"LEDGER_SLEEP": "0.3"}
+    env = {"LEDGER_SLEEP": "0.6"}
+    admitted = 0
     for round_ in range(4):
         racers = [
             start(ws, "run", "--start", "2024-01-01", "--end", "2024-01-03", "--no-resume", "--detach", "--json",
@@ -147,13 +148,26 @@ def test_of_two_overlapping_runs_started_together_exactly_one_starts(
                   env=env),
         ]  # fmt: skip
         results = [finish(proc) for proc in racers]
+        if [code for code, _, _ in results] == [0, 0]:
+            # Both admitted is right only if they never overlapped in time: on a loaded machine
+            # one process can start after the other's run already ended.
+            first, second = sorted(
+                (shown(ws, json.loads(out)["run_id"])["run"] for _, out, _ in results),
+                key=lambda run: run["id"],
+            )
+            wait_for(lambda n=second["id"]: shown(ws, n)["run"]["status"] == "succeeded", timeout=60,
+                     what="run done")  # fmt: skip
+            assert first["finished_at"] and first["finished_at"] <= second["created_at"], (round_, results)
+            admitted += 2
+            continue
         assert sorted(code for code, _, _ in results) == [0, 2], (round_, results)
         (refusal,) = [err for code, _, err in results if code == 2]
         assert "already covers" in refusal and len(refusal.strip().splitlines()) == 1, refusal
         (started,) = [out for code, out, _ in results if code == 0]
         run_id = json.loads(started)["run_id"]
         history = ws.cli("history", "--json", check=True).json()["runs"]
-        assert len(history) == round_ + 1, "a refused run records nothing"
+        assert len(history) == admitted + 1, "a refused run records nothing"
+        admitted += 1
         wait_for(lambda n=run_id: shown(ws, n)["run"]["status"] == "succeeded", timeout=60, what="run done")
     assert not [e for e in read_ledger(ledger) if e.kind == "overlap"]
 

@@ -282,3 +282,28 @@ def test_postgresql_reads_the_same_heat_map_and_cells_as_sqlite(tmp_path: Path, 
     spans = [(s["state"], s["start"], s["dates"]) for s in found[0][0]["rows"][0]["spans"]]
     assert spans == [("stale", "2026-01-01", 3), ("succeeded", "2026-01-04", 3), ("failed", "2026-01-07", 3), ("running", "2026-01-10", 3)]  # fmt: skip
     assert found[0][1:] == ([(2, "2026-01-07", "2026-01-09", "failed")], 1)
+
+
+@pytest.mark.postgres
+def test_the_runs_task_stats_and_the_fingerprint_read_alike_on_both_backends(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """The handoff's one read of the runs' tasks counts a chunk's dates (three per chunk here) on
+    both backends; the fingerprint ``runbook serve`` keeps the handoff by stays the same while
+    nothing changes and moves when a note or an event is added."""
+    found = []
+    for url in (f"sqlite:///{tmp_path / 'state.db'}", pg_url):
+        store = Store.open(url)
+        _fill(store)
+        stats = store.run_processor_stats([1, 2])
+        found.append(sorted((row["run_id"], row["status"], row["tasks"], row["days"]) for row in stats))
+        assert store.outcomes_of(stats, [1, 2]) == store.outcomes([1, 2])
+        before = store.fingerprint()
+        assert store.fingerprint() == before
+        store.add_note(None, "issue", "a note", dt.datetime(2026, 1, 12, 9, 0, tzinfo=dt.UTC))
+        noted = store.fingerprint()
+        assert noted != before
+        store.add_event("session_started", "an event")
+        assert store.fingerprint() != noted
+        store.close()
+    assert found[0] == found[1] == [(1, "succeeded", 2, 6), (2, "failed", 1, 3), (2, "succeeded", 1, 3)]

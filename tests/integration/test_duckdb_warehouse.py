@@ -230,3 +230,58 @@ def test_an_unopenable_file_is_a_warehouse_error(tmp_path: Path) -> None:
     (tmp_path / "not-a-db.duckdb").write_text("this is not a DuckDB file")
     with pytest.raises(WarehouseError, match="cannot open the DuckDB warehouse"):
         DuckDBWarehouse(tmp_path / "not-a-db.duckdb")
+
+
+def test_a_file_another_process_holds_is_waited_for(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "held.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, sys, time; c = duckdb.connect({str(path)!r}); print('held', flush=True); "
+         "time.sleep(1.5); c.close()"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    warehouse = DuckDBWarehouse(path, max_retries=8, retry_base_seconds=0.2, sleep=sleep)
+    try:
+        assert waits, "the lock of the other process was met and waited for"
+        assert holder.wait(10) == 0
+        warehouse.execute("CREATE TABLE t (x INT64)")
+    finally:
+        warehouse.close()
+        holder.stdout.close()
+    with pytest.raises(WarehouseError, match="Could not set lock"):
+        other = subprocess.Popen(
+            [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('held', flush=True); "
+             "time.sleep(5)"], stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert other.stdout is not None and other.stdout.readline().strip() == "held"
+            DuckDBWarehouse(path, max_retries=1, retry_base_seconds=0.01)
+        finally:
+            other.kill()
+            other.wait()
+            assert other.stdout is not None
+            other.stdout.close()
+
+
+def test_run_job_records_the_rows_affected(tmp_path: Path) -> None:
+    from runbook.warehouse import JobSpec
+
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    try:
+        warehouse.execute("CREATE TABLE `p.ds.t` (d DATE, n INT64)")
+        script = "INSERT INTO `p.ds.t` VALUES (@date, 1), (@date, 2); DELETE FROM `p.ds.t` WHERE n = 1"
+        result = warehouse.run_job(script, {"date": dt.date(2024, 1, 1)}, JobSpec("runbook_r1_t1_a1_x"))
+        assert result.rows_affected == 1 and result.job_ids == ["runbook_r1_t1_a1_x"]
+        assert result.bytes_billed is None and warehouse.estimate("SELECT 1", {}) is None
+    finally:
+        warehouse.close()

@@ -158,12 +158,12 @@ def test_an_error_that_changes_between_attempts_is_resumed_without_fix_first(mak
 def test_interrupted_run_is_resumed_where_it_stopped(make_workspace: Any) -> None:
     ws = make_workspace(
         """
-        calendar: {start: 2024-01-01, end: 2024-01-08}
+        calendar: {start: 2024-01-01, end: 2024-01-31}
         processors:
           a:
-            command: [sh, -c, "sleep 0.3"]
+            command: [sh, -c, "sleep 0.5"]
         """
-    )
+    )  # long enough to be stopped mid-way on a busy machine
     assert ws.runbook("run", "--detach").code == 0
     wait_for(
         lambda: ws.runbook("status", "--json").json()["runs"][0]["progress"]["succeeded"] >= 2, what="2 dates"

@@ -255,3 +255,51 @@ def test_the_dashboard_benchmark_runs_at_a_small_scale(tmp_path: Path) -> None:
     pages = figures["pages"]
     assert "/heatmap (10 x 731 days)" in pages and "/handoff" in pages and "/api/status" in pages
     assert all(page["http_ms"] > 0 and page["cpu_ms"] > 0 for page in pages.values())
+
+
+def test_the_handoff_page_is_kept_until_the_store_changes(make_workspace: Any) -> None:
+    """The rendered handoff is answered again while nothing in the store changed (the server says
+    so in Server-Timing, the page says when it was generated); a note, a run or ?refresh=1 make it
+    render again."""
+    ws = make_workspace(
+        """\
+        name: kept
+        calendar: {start: 2026-01-01, end: 2026-01-10}
+        processors:
+          a:
+            version: v1
+            command: [sh, -c, "echo a {{ date }}"]
+        """
+    )
+    ws.runbook("run", "a", "--start", "2026-01-01", "--end", "2026-01-05", check=True)
+    server = start_server(ws)
+    try:
+
+        def fetch(path: str = "/handoff") -> tuple[str, str]:
+            answer = httpx.get(server.url + path, timeout=60)
+            assert answer.status_code == 200
+            return answer.headers["server-timing"], answer.text
+
+        timing, first = fetch()
+        assert timing.startswith('cache;desc="miss"') and "cpu;dur=" in timing
+        assert "generated 20" in first and "Generate it again" in first
+        timing, again = fetch()
+        assert (
+            timing.startswith('cache;desc="hit"') and "s ago: nothing in the state store has changed" in again
+        )
+        assert (
+            again.split("</article>")[0].split('<article class="report">')[1]
+            == first.split("</article>")[0].split('<article class="report">')[1]
+        )
+        assert fetch("/handoff?refresh=1")[0].startswith('cache;desc="miss"')
+
+        ws.runbook("note", "--kind", "issue", "the cache must see this note", check=True)
+        timing, noted = fetch()
+        assert timing.startswith('cache;desc="miss"') and "the cache must see this note" in noted
+        assert fetch()[0].startswith('cache;desc="hit"')
+
+        ws.runbook("run", "a", "--start", "2026-01-06", "--end", "2026-01-10", check=True)
+        timing, built = fetch()
+        assert timing.startswith('cache;desc="miss"') and "10/10 dates" in built
+    finally:
+        teardown(ws, server)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from runbook.config import parse_config
-from runbook.redact import MASK, NO_SECRETS, Redactor
+from runbook.redact import MASK, NO_SECRETS, Redactor, redact_tree
 from runbook.workspace import Workspace
 
 
@@ -53,6 +53,24 @@ def test_known_environment_values_are_masked_longest_first() -> None:
     assert redact("x sekrit-value-long y sekrit-value z") == f"x {MASK} y {MASK} z"
     assert redact("abc stays: too short to be a secret") == "abc stays: too short to be a secret"
     assert redact("in a url https://h/?k=sekrit-value") == f"in a url https://h/?k={MASK}"
+
+
+def test_redact_tree_masks_exactly_what_the_redactor_masks() -> None:
+    """Its shortcuts (dates, and strings without whitespace, ``:`` or ``=``, only looked at for
+    known values) change nothing: every string comes out as the redactor alone makes it."""
+    redact = Redactor(["sekrit-value", "tok3n"])
+    texts = [
+        "player_game", "2024-01-01", "2024-01-01T10:00:00Z", "v1.2.3", "sekrit-value", "x-tok3n-y",
+        "2024-01-01T10:00:00Z-tok3n", "password=hunter22", "password:hunter22", "--token abc123def",
+        "postgresql://runbook:s3cret@db/state", "Bearer eyJhbGciOiJIUzI1NiJ9.payload", "a\tpassword=x1",
+        "ordinary text", "",
+    ]  # fmt: skip
+    tree = {"list": texts, "nested": [{"value": text, "n": 3, "none": None} for text in texts]}
+    found = redact_tree(tree, redact)
+    assert found["list"] == [redact(text) for text in texts]
+    assert [item["value"] for item in found["nested"]] == [redact(text) for text in texts]
+    assert found["list"][4] == MASK and found["list"][7] == f"password={MASK}"
+    assert found["nested"][0] == {"value": "player_game", "n": 3, "none": None}
 
 
 def test_values_the_config_takes_from_the_environment_are_secrets(tmp_path: Path) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
+import threading
 from collections import Counter
 
 from runbook.formatting import percent
-from runbook.snapshots import JSON_SCHEMA_VERSION, document, to_data
+from runbook.snapshots import JSON_SCHEMA_VERSION, collector_paused, document, to_data
 from runbook.snapshots.model import Progress
 from runbook.snapshots.runs import date_ranges, error_summary, failure_groups, run_commands, run_snapshot
 from runbook.state.records import Run, Task
@@ -118,3 +120,43 @@ def test_every_document_carries_the_schema_version() -> None:
     doc = document(run_id=3, started=NOW)
     assert doc == {"schema_version": JSON_SCHEMA_VERSION, "run_id": 3, "started": "2026-01-07T18:00:00Z"}
     assert JSON_SCHEMA_VERSION == 2
+
+
+def test_the_collector_resumes_when_the_last_pause_ends_and_only_if_it_ran_before() -> None:
+    assert gc.isenabled()
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def other() -> None:
+        with collector_paused():
+            inside.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=other)
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+            with collector_paused():  # nested
+                assert not gc.isenabled()
+            assert not gc.isenabled()
+            thread.start()
+            assert inside.wait(10)
+        assert not gc.isenabled()  # the other thread still builds
+        leave.set()
+        thread.join(10)
+        assert gc.isenabled()
+        gc.disable()
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # it was off before: left off
+    finally:
+        leave.set()
+        gc.enable()
+
+
+def test_to_data_of_plain_lists_and_dicts_keeps_their_values() -> None:
+    from runbook.kinds import TaskStatus
+
+    value = {TaskStatus.FAILED: [1, "a", None, {"k": (2, dt.date(2026, 1, 2))}], 3: [TaskStatus.SKIPPED]}
+    assert to_data(value) == {"failed": [1, "a", None, {"k": [2, "2026-01-02"]}], "3": ["skipped"]}
+    assert type(to_data(value)["3"][0]) is str

@@ -152,3 +152,106 @@ def test_credentials_env_must_be_set_and_point_at_a_credentials_file(tmp_path: P
     bogus.write_text(json.dumps({"type": "nonsense"}))
     with pytest.raises(ConfigError, match="cannot load credentials from"):
         open_warehouse(config, tmp_path, {"BQ_CREDS": str(bogus)})
+
+
+def test_retries_until_the_deadline_not_a_count() -> None:
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    call = Flaky(failures=1000)
+    heard: list[TransientWarehouseError] = []
+    with pytest.raises(TransientWarehouseError, match=r"gave up after \d+ tries"):
+        call_with_retries(call, base_seconds=1.0, deadline_seconds=600.0, sleep=sleep, clock=lambda: clock[0],
+                          on_retry=heard.append)  # fmt: skip
+    assert clock[0] == pytest.approx(600.0)  # the last wait is cut to the deadline
+    assert 10 < call.calls < 40 and len(heard) == call.calls - 1
+
+
+def test_job_ids_are_deterministic_per_attempt_and_run() -> None:
+    from runbook.warehouse import job_id_for
+
+    first = job_id_for("bills", 3, 17, 1, "2026-11-30T07:00:00.123456+00:00")
+    assert first == job_id_for("bills", 3, 17, 1, "2026-11-30T07:00:00.123456+00:00")
+    assert first.startswith("bills_r3_t17_a1_") and len(first.rsplit("_", 1)[1]) == 8
+    others = {
+        job_id_for("bills", 3, 17, 2, "2026-11-30T07:00:00.123456+00:00"),  # the next attempt
+        job_id_for("bills", 3, 17, 1, "2026-12-01T07:00:00+00:00"),  # run 3 of a state store made anew
+        job_id_for("other", 3, 17, 1, "2026-11-30T07:00:00.123456+00:00"),
+    }
+    assert first not in others and len(others) == 3
+
+
+def test_labels_follow_bigquerys_rules() -> None:
+    from runbook.warehouse import job_labels
+
+    labels = job_labels(
+        runbook_processor="Player Game.Summary" + "x" * 80, runbook_date="2024-01-01", runbook_run=7
+    )
+    assert (
+        labels["runbook_processor"].startswith("player_game_summary")
+        and len(labels["runbook_processor"]) == 63
+    )
+    assert labels["runbook_date"] == "2024-01-01" and labels["runbook_run"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        ("2026-01-15T20:00:00+00:00", "2026-01-16T08:00:00+00:00"),  # PST: midnight is 08:00 UTC
+        ("2026-07-15T20:00:00+00:00", "2026-07-16T07:00:00+00:00"),  # PDT: 07:00 UTC
+        ("2026-07-16T06:59:00+00:00", "2026-07-16T07:00:00+00:00"),  # a minute before midnight Pacific
+        ("2026-03-08T05:00:00+00:00", "2026-03-08T08:00:00+00:00"),  # the night DST starts
+    ],
+)
+def test_daily_quotas_reset_at_midnight_pacific(now: str, expected: str) -> None:
+    from runbook.warehouse import quota_reset_after
+
+    assert quota_reset_after(dt.datetime.fromisoformat(now), {}).isoformat() == expected
+
+
+def test_the_quota_reset_can_be_set_for_tests() -> None:
+    from runbook.warehouse import QUOTA_RESET_VARIABLE, quota_reset_after
+
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    got = quota_reset_after(now, {QUOTA_RESET_VARIABLE: "2026-01-01T00:05:00"})
+    assert got == dt.datetime(2026, 1, 1, 0, 5, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "throttle"),
+    [
+        (api_errors.Forbidden("x", errors=[{"reason": "rateLimitExceeded"}]), "transient", True),
+        (api_errors.Forbidden("x", errors=[{"reason": "jobRateLimitExceeded"}]), "transient", True),
+        (
+            api_errors.Forbidden("too many concurrent queries", errors=[{"reason": "quotaExceeded"}]),
+            "transient",
+            True,
+        ),
+        (
+            api_errors.Forbidden(
+                "Quota exceeded: Your project exceeded quota for query usage per day.",
+                errors=[{"reason": "quotaExceeded"}],
+            ),
+            "quota",
+            False,
+        ),  # fmt: skip
+        (api_errors.TooManyRequests("slow down"), "transient", True),
+        (api_errors.InternalServerError("oops"), "transient", False),
+        (api_errors.ServiceUnavailable("oops", errors=[{"reason": "backendError"}]), "transient", False),
+        (api_errors.BadRequest("bad", errors=[{"reason": "invalidQuery"}]), "permanent", False),
+        (api_errors.BadRequest("big", errors=[{"reason": "resourcesExceeded"}]), "permanent", False),
+        (api_errors.Forbidden("no", errors=[{"reason": "accessDenied"}]), "permanent", False),
+    ],
+)
+def test_bigquery_errors_are_classified(error: Exception, kind: str, throttle: bool) -> None:
+    from runbook.errors import QuotaExhausted
+
+    wrapped = _wrap(error, "SELECT 1")
+    found = (
+        "quota" if isinstance(wrapped, QuotaExhausted) else "transient" if isinstance(wrapped, TransientWarehouseError)
+        else "permanent"
+    )  # fmt: skip
+    assert found == kind
+    assert getattr(wrapped, "throttle", False) is throttle
