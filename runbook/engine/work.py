@@ -31,6 +31,7 @@ from runbook.errors import StateError
 from runbook.formatting import error_line
 from runbook.kinds import SkipReason, TaskStatus
 from runbook.runlog import RunLog
+from runbook.state.connect import backend
 from runbook.state.queue import Claimed, Outcome, Source
 from runbook.state.records import Gate, Run, Task
 from runbook.state.store import Store
@@ -47,7 +48,12 @@ GATE_POLL_SECONDS = 2.0
 # Tasks claimed beyond the free threads, and results gathered before they are recorded: fast
 # steps then cost one round of the store for several of them.
 LOOKAHEAD = 32
+# A round of a PostgreSQL store costs more (a commit waits for its log flush, every statement
+# crosses a socket): there fast steps are claimed and recorded in larger batches, and results
+# of fast steps may wait up to FLUSH_SECONDS_POSTGRES (slow steps and failures are recorded at once).
+LOOKAHEAD_POSTGRES = 128
 FLUSH_SECONDS = 0.25
+FLUSH_SECONDS_POSTGRES = 1.0
 # Only steps quicker than this (on average) are claimed ahead and recorded in batches: for
 # longer ones the store's cost does not matter, and the order of work by date does.
 FAST_STEP_SECONDS = 0.02
@@ -138,7 +144,11 @@ class WorkLoop:
         self.pids: list[tuple[int, int]] = []
         self._unrecorded_since = 0.0
         self._pids_since = 0.0
-        self._step_seconds = 1.0  # a running average of how long steps take here
+        # A running average of how long steps take here; None until the first one ended.
+        self._step_seconds: float | None = None
+        postgres = backend(store.url) == "postgresql"
+        self.lookahead = LOOKAHEAD_POSTGRES if postgres else LOOKAHEAD
+        self.flush_seconds = FLUSH_SECONDS_POSTGRES if postgres else FLUSH_SECONDS
         self._next_reap = 0.0
         self.gates: dict[int, Gate] = {}
         self.tally = Tally()
@@ -204,7 +214,7 @@ class WorkLoop:
         transaction of the store.
 
         Results are recorded at once when a step failed, when threads would otherwise idle, or
-        when a few have gathered (``LOOKAHEAD``, ``FLUSH_SECONDS``); a few tasks beyond the free
+        when a few have gathered (``lookahead``, ``flush_seconds``); a few tasks beyond the free
         threads are claimed ahead (never tasks of a pool or a capped processor, which others
         count), so that fast steps do not pay a round of the store each.
         """
@@ -215,18 +225,18 @@ class WorkLoop:
             while self.queued and len(self.running) < self.threads:
                 self._start(self.queued.popleft(), now)
         free = max(self.threads - len(self.running), 0) if tasks else 0
-        fast = self._step_seconds < FAST_STEP_SECONDS
-        room = max(LOOKAHEAD - len(self.queued), 0) if tasks and fast else 0
+        fast = self._step_seconds is not None and self._step_seconds < FAST_STEP_SECONDS
+        room = max(self.lookahead - len(self.queued), 0) if tasks and fast else 0
         gates = self.gatekeeper is not None and clock >= self._next_gates
         flush = bool(self.unrecorded) and (
             not tasks
             or not fast
-            or len(self.unrecorded) >= LOOKAHEAD + self.threads
-            or clock - self._unrecorded_since >= FLUSH_SECONDS
+            or len(self.unrecorded) >= self.lookahead + self.threads
+            or clock - self._unrecorded_since >= self.flush_seconds
             or any(o.status != TaskStatus.SUCCEEDED for o in self.unrecorded)
         )
         # A step's PID is recorded once it has run for a moment: resume needs it to end its group.
-        flush = flush or bool(self.pids and clock - self._pids_since >= FLUSH_SECONDS)
+        flush = flush or bool(self.pids and clock - self._pids_since >= self.flush_seconds)
         claim = free > 0
         if not (flush or claim or gates):
             return Claimed()
@@ -272,7 +282,7 @@ class WorkLoop:
         found: list[tuple[str, int, Any]] = []
         for waiting, since in ((self.unrecorded, self._unrecorded_since), (self.pids, self._pids_since)):
             if waiting:  # come back in time to record them
-                timeout = min(timeout, max(FLUSH_SECONDS - (time.monotonic() - since), 0.0))
+                timeout = min(timeout, max(self.flush_seconds - (time.monotonic() - since), 0.0))
         try:
             found.append(self._results.get(timeout=max(timeout, 0.01)))
         except queue.Empty:
@@ -327,7 +337,10 @@ class WorkLoop:
                     self._quota(task, payload)
                 outcome = self._outcome(self.running.pop(key), payload, stopping)
                 if outcome.seconds is not None:  # how long steps take decides whether to claim ahead
-                    self._step_seconds = 0.8 * self._step_seconds + 0.2 * outcome.seconds
+                    average = self._step_seconds
+                    self._step_seconds = (
+                        outcome.seconds if average is None else 0.8 * average + 0.2 * outcome.seconds
+                    )
                 self.unrecorded.append(outcome)
             elif kind == "gate" and key in self.gates:
                 gate = self.gates.pop(key)

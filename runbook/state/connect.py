@@ -78,6 +78,17 @@ class Json:
         self.value = value
 
 
+class Array:
+    """A list passed as one PostgreSQL array parameter (``unnest(CAST(:ids AS integer[]))``), so
+    that a statement's text does not depend on how many items it carries (plain lists and tuples
+    are expanded for ``IN`` instead)."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: Sequence[Any]) -> None:
+        self.items = list(items)
+
+
 class Database:
     """One DBAPI connection in autocommit mode, and the dialect of its SQL.
 
@@ -239,6 +250,10 @@ class Database:
                 values[key] = self._time(value)
             elif isinstance(value, Json):
                 values[key] = json.dumps(value.value, default=str)
+            elif isinstance(value, Array):
+                values[key] = [
+                    self._time(item) if isinstance(item, dt.datetime) else item for item in value.items
+                ]
         return values
 
     def _time(self, value: dt.datetime) -> Any:
@@ -368,6 +383,10 @@ def _connect_postgres(url: str) -> Database:
         refused = StateError(f"cannot open state DB {redact_url(url)}: {_one_line(exc)}")
         refused.transient = True  # a server that restarts, a network that drops: try again later
         raise refused from None
+    # runbook's statements are short: compiling one (JIT) costs far more than running it. A
+    # server or pooler that refuses the setting is only slower.
+    with suppress(psycopg.Error):
+        conn.execute("SET jit = off")
     return Database(conn, "postgresql", url)
 
 

@@ -26,6 +26,8 @@ SLOTS: dict[str, tuple[str, dict[str, str]]] = {
     ),
 }  # fmt: skip
 COLUMNS = [column for _, mapping in SLOTS.values() for column in mapping]
+# The task columns the slots read (what a source of ``upsert_from`` must return).
+SOURCE_COLUMNS = sorted({"processor", "date", "status", *(c for _, m in SLOTS.values() for c in m.values())})
 
 
 def _select(alias: str) -> str:
@@ -52,6 +54,17 @@ def upsert(where: str) -> str:
         f"INSERT INTO task_latest (processor, date, {', '.join(COLUMNS)})\n"
         f"SELECT t.processor, t.date, {_select('t')}\n"
         f"FROM task t WHERE {where} AND t.status IN ('succeeded', 'failed', 'blocked', 'skipped')\n"
+        f"ON CONFLICT (processor, date) DO UPDATE SET\n  {_update()}"
+    )
+
+
+def upsert_from(source: str) -> str:
+    """Record the outcomes of the rows of ``source`` (a CTE returning the task columns slots read,
+    at most one row per processor and date)."""
+    return (
+        f"INSERT INTO task_latest (processor, date, {', '.join(COLUMNS)})\n"
+        f"SELECT t.processor, t.date, {_select('t')}\n"
+        f"FROM {source} t WHERE t.status IN ('succeeded', 'failed', 'blocked', 'skipped')\n"
         f"ON CONFLICT (processor, date) DO UPDATE SET\n  {_update()}"
     )
 

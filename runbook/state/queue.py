@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from runbook.kinds import RunStatus, SkipReason, TaskStatus
 from runbook.state import latest
-from runbook.state.connect import Database, Json
+from runbook.state.connect import Array, Database, Json
 from runbook.state.queries import Queries
 from runbook.state.records import Gate, Run, Task, from_rows
 
@@ -734,13 +734,19 @@ def _record(
     """Record each outcome the worker still holds and settle the consequences: a few statements
     whatever the number of outcomes. Returns (held, whether a gate became ready)."""
     successes = [o for o in outcomes if o.status == TaskStatus.SUCCEEDED]
-    held_ids = _record_successes(db, worker, successes, now) if successes else set()
+    settled = db.dialect == "postgresql"  # one statement also released dependents and task_latest
+    if not successes:
+        held_ids: set[int] = set()
+    elif settled:
+        held_ids = _record_successes_pg(db, worker, successes, now)
+    else:
+        held_ids = _record_successes(db, worker, successes, now)
     held = [
         o.task.id in held_ids if o.status == TaskStatus.SUCCEEDED else _record_one(db, worker, o, now)
         for o in outcomes
     ]
     finished = [o.task for ok, o in zip(held, outcomes, strict=True) if ok and o.status != TaskStatus.PENDING]
-    succeeded = [task_id for task_id in held_ids]
+    succeeded = [] if settled else list(held_ids)
     for start in range(0, len(succeeded), 500):
         # A task may depend on several of the tasks that succeeded together: count each.
         db.execute(
@@ -752,10 +758,71 @@ def _record(
     if finished:
         if gated is None or any(task.processor in gated for task in finished):
             ready_gate = _gates_done(db, [(task.run_id, task.processor, task.date) for task in finished])
-        ids = [task.id for task in finished]
+        ids = [task.id for task in finished if not (settled and task.id in held_ids)]
         for start in range(0, len(ids), 500):
             db.execute(latest.OF_TASKS, {"ids": ids[start : start + 500]})
     return held, ready_gate
+
+
+def _add(column: str, value: str) -> str:
+    """SQL adding an attempt's cost ``value`` (may be NULL: unknown) to what the task cost so far:
+    the bill counts every attempt."""
+    if value.startswith(":"):
+        value = f"CAST({value} AS BIGINT)"
+    return f"CASE WHEN {value} IS NULL THEN {column} ELSE COALESCE({column}, 0) + {value} END"
+
+
+# Rows picked by id test their status through an expression, so that the database looks them up
+# by id instead of walking every task of that status (SQLite's planner has no statistics to know
+# better, and PostgreSQL's has none yet for a new run).
+PENDING_BY_ID = "status || '' = 'pending'"
+RUNNING_BY_ID = "status || '' = 'running'"
+
+
+# PostgreSQL: record successes, release what waited for them and update task_latest in one
+# statement (data-modifying WITH), its text the same whatever the number of successes (arrays),
+# so that the server prepares it once. Every part reads the statement's snapshot: the dependents
+# released are pending (never the running tasks recorded), task_latest takes what ``done`` returns.
+_SUCCESSES_PG = (
+    "WITH v AS (SELECT * FROM unnest(CAST(:ids AS integer[]), CAST(:seconds AS double precision[]), "
+    "CAST(:codes AS integer[]), CAST(:rows AS integer[]), CAST(:starts AS timestamptz[]), "
+    "CAST(:ends AS timestamptz[]), CAST(:bp AS bigint[]), CAST(:bb AS bigint[]), CAST(:sm AS bigint[])) "
+    "AS v (id, seconds, exit_code, rows_affected, started_at, finished_at, bp, bb, sm)), "
+    "done AS (UPDATE task SET status = 'succeeded', started_at = v.started_at, finished_at = v.finished_at, "
+    "duration_seconds = v.seconds, exit_code = v.exit_code, error_tail = NULL, rows_affected = v.rows_affected, "
+    "lease_until = NULL, not_before = NULL, "
+    f"bytes_processed = {_add('task.bytes_processed', 'v.bp')}, bytes_billed = {_add('task.bytes_billed', 'v.bb')}, "
+    f"slot_ms = {_add('task.slot_ms', 'v.sm')} FROM v WHERE task.id = v.id AND task.claimed_by = :w "
+    f"AND task.{RUNNING_BY_ID} RETURNING {', '.join('task.' + c for c in latest.SOURCE_COLUMNS)}), "
+    "released AS (UPDATE task SET waits = task.waits - d.n FROM (SELECT dep.task_id, COUNT(*) AS n "
+    "FROM task_dep dep JOIN done ON done.id = dep.upstream_id GROUP BY dep.task_id) d "
+    f"WHERE task.id = d.task_id AND task.{PENDING_BY_ID}), "
+    f"newest AS ({latest.upsert_from('done')}) "
+    "SELECT id FROM done"
+)
+
+
+def _record_successes_pg(
+    db: Database, worker: str, outcomes: Sequence[Outcome], now: dt.datetime
+) -> set[int]:
+    """PostgreSQL: record successes and settle their consequences (see ``_SUCCESSES_PG``); return
+    the ids of those the worker still held."""
+    found = db.rows(
+        _SUCCESSES_PG,
+        {
+            "w": worker,
+            "ids": Array([o.task.id for o in outcomes]),
+            "seconds": Array([o.seconds for o in outcomes]),
+            "codes": Array([o.exit_code for o in outcomes]),
+            "rows": Array([o.rows_affected for o in outcomes]),
+            "starts": Array([o.started or now for o in outcomes]),
+            "ends": Array([o.finished or now for o in outcomes]),
+            "bp": Array([o.bytes_processed for o in outcomes]),
+            "bb": Array([o.bytes_billed for o in outcomes]),
+            "sm": Array([o.slot_ms for o in outcomes]),
+        },
+    )
+    return {int(row[0]) for row in found}
 
 
 def _record_successes(db: Database, worker: str, outcomes: Sequence[Outcome], now: dt.datetime) -> set[int]:
@@ -823,7 +890,10 @@ def _claim_tasks(
             {"runs": runs, "now": now},
         ):
             per_processor[(int(run_id), str(processor))] = int(count)
-    scan = max((limit + ahead) * 8, 64)
+    # Candidates are locked (PostgreSQL) as they are read: read more than will be claimed only
+    # when a pool, a cap or a processor filter may pass some over.
+    filtered = bool(pools or caps) or any(source.processors is not None for source in sources.values())
+    scan = max((limit + ahead) * 8, 64) if filtered else limit + ahead
     # Two claimants skip each other's rows (SKIP LOCKED) instead of waiting; with pools or caps
     # they take turns on the claim lock. The join with the run is the fencing: a run that is no
     # longer running, is stopping, or (for its owner) was taken over gives nothing.
@@ -957,20 +1027,6 @@ def _record_one(db: Database, worker: str, outcome: Outcome, now: dt.datetime) -
         _cascade(db, [task.id], TaskStatus.SKIPPED, f"upstream {task.processor} {span} skipped", now,
                  skip_reason=SkipReason.UPSTREAM_MISSING)  # fmt: skip
     return True
-
-
-def _add(column: str, value: str) -> str:
-    """SQL adding an attempt's cost ``value`` (may be NULL: unknown) to what the task cost so far:
-    the bill counts every attempt."""
-    if value.startswith(":"):
-        value = f"CAST({value} AS BIGINT)"
-    return f"CASE WHEN {value} IS NULL THEN {column} ELSE COALESCE({column}, 0) + {value} END"
-
-
-# Rows picked by id test their status through an expression, so that SQLite looks them up by
-# id instead of walking every task of that status (its planner has no statistics to know better).
-PENDING_BY_ID = "status || '' = 'pending'"
-RUNNING_BY_ID = "status || '' = 'running'"
 
 
 def _release(db: Database, task_ids: Sequence[int], settled: int = 1) -> None:
@@ -1140,13 +1196,18 @@ def _hand_back(db: Database, run_id: int, holder: str) -> int:
 def _recompute_waits(db: Database, run_id: int) -> None:
     """Count each pending task's unsettled dependencies (and each pending gate's unfinished tasks)
     again from what the store says: a repair that makes any interruption harmless."""
+    # One pass of counts joined to the pending tasks, and only the tasks whose count changed are
+    # written: a fresh run (every count already right) writes nothing.
     db.execute(
-        "UPDATE task SET waits = "
-        "(SELECT COUNT(*) FROM task_dep d JOIN task u ON u.id = d.upstream_id "
-        " WHERE d.task_id = task.id AND u.status <> 'succeeded') + "
-        "(SELECT COUNT(*) FROM gate_dep gd JOIN gate g ON g.id = gd.gate_id "
-        " WHERE gd.task_id = task.id AND g.status <> 'passed') "
-        "WHERE run_id = :run AND status = 'pending'",
+        "UPDATE task SET waits = c.n FROM ("
+        "SELECT t.id AS id, COALESCE(dn.n, 0) + COALESCE(gn.n, 0) AS n FROM task t "
+        "LEFT JOIN (SELECT d.task_id, COUNT(*) AS n FROM task_dep d JOIN task x ON x.id = d.task_id "
+        " JOIN task u ON u.id = d.upstream_id WHERE x.run_id = :run AND x.status = 'pending' "
+        " AND u.status <> 'succeeded' GROUP BY d.task_id) dn ON dn.task_id = t.id "
+        "LEFT JOIN (SELECT gd.task_id, COUNT(*) AS n FROM gate_dep gd JOIN gate g ON g.id = gd.gate_id "
+        " WHERE g.run_id = :run AND g.status <> 'passed' GROUP BY gd.task_id) gn ON gn.task_id = t.id "
+        "WHERE t.run_id = :run AND t.status = 'pending') c "
+        "WHERE task.id = c.id AND task.waits <> c.n",
         {"run": run_id},
     )
     db.execute(

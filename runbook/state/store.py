@@ -24,6 +24,7 @@ from runbook.kinds import RunStatus, TaskStatus
 from runbook.state import latest
 from runbook.state.adoption import Adoptions
 from runbook.state.connect import (
+    Array,
     Database,
     DatabaseFault,
     Json,
@@ -41,6 +42,36 @@ CHECK_DATE_COLUMNS = ", ".join(columns(CheckDate))
 
 ERROR_TAIL_CHARS = 4000
 _T = TypeVar("_T")
+
+
+_INTEGER_COLUMNS = frozenset(
+    {"seq", "attempt", "max_attempts", "run_id", "waits", "pid", "exit_code", "rows_affected"}
+)
+
+
+def _insert_arrays(
+    db: Database, table: str, names: Sequence[str], batch: Sequence[Mapping[str, Any]]
+) -> bool:
+    """PostgreSQL: insert ``batch`` in one statement, one array per column (unnest), instead of a
+    statement per row; False (nothing done) when a value is not a plain text or integer."""
+    arrays: dict[str, Array] = {}
+    for name in names:
+        items = [row.get(name) for row in batch]
+        if name in _INTEGER_COLUMNS:
+            if not all(
+                item is None or (isinstance(item, int) and not isinstance(item, bool)) for item in items
+            ):
+                return False
+        elif all(item is None or isinstance(item, str) for item in items):
+            items = [None if item is None else str(item) for item in items]  # str enums as their values
+        else:
+            return False
+        arrays[name] = Array(items)
+    casts = ", ".join(
+        f"CAST(:{name} AS {'integer' if name in _INTEGER_COLUMNS else 'text'}[])" for name in names
+    )
+    db.execute(f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({casts})", arrays)
+    return True
 
 
 class Store(Queries, WorkQueue, Outbox, Adoptions):
@@ -228,7 +259,8 @@ class Store(Queries, WorkQueue, Outbox, Adoptions):
                     if not sql:
                         names.extend(name for name in batch[0] if name not in names)
                         sql = f"INSERT INTO task ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})"
-                    db.executemany(sql, batch)
+                    if not (db.dialect == "postgresql" and _insert_arrays(db, "task", names, batch)):
+                        db.executemany(sql, batch)
                 db.execute(latest.OF_RUN, {"run": run_id})  # dates skipped at planning
 
         self._write(insert)

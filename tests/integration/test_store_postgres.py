@@ -149,3 +149,56 @@ def test_a_dropped_connection_fails_one_write_in_one_line_then_reconnects(pg_url
     assert backends(admin, database) > 0
     store.close()
     wait_for(lambda: backends(admin, database) == 0, timeout=10, what="the store's connections to close")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_successes_recorded_together_release_each_dependent_once_per_upstream(
+    kind: str, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    """Both stores settle a batch of successes the same way (PostgreSQL in one statement)."""
+    from runbook.kinds import TaskStatus
+    from runbook.state.queue import Links, Need, Outcome
+
+    url = request.getfixturevalue("pg_url") if kind == "postgresql" else f"sqlite:///{tmp_path / 'state.db'}"
+    store = Store.open(url)
+    run = store.create_run(processors=["a", "b", "c"], start_date="2024-01-01", end_date="2024-01-03")
+    assert store.take_run(run.id, seen_epoch=0, owner="o", pid=1, host="h", log_path="x", now=utcnow()) == 1
+    days = ("2024-01-01", "2024-01-02", "2024-01-03")
+    store.add_tasks(
+        run.id,
+        [*({"processor": "a", "date": d, "end_date": d, "seq": n, "status": TaskStatus.PENDING} for n, d in
+           enumerate(days)),
+         *({"processor": "b", "date": d, "end_date": d, "seq": 10 + n} for n, d in enumerate(days)),
+         {"processor": "c", "date": days[0], "end_date": days[1], "seq": 20}],
+    )  # fmt: skip
+    store.add_graph(run.id, Links(needs=[Need("b", "a", 1), Need("c", "a", 1)], past=[], gates=[]))
+    waits = {(t.processor, t.date): t.waits for t in store.tasks(run.id)}
+    assert waits == {**{("a", d): 0 for d in days}, **{("b", d): 1 for d in days}, ("c", days[0]): 2}
+    assert {t.status for t in store.tasks(run.id)} == {"pending"}  # a str enum is stored as its value
+
+    def claim(worker: str, limit: int) -> list[Task]:
+        now = utcnow()
+        return store.claim(worker, [Source(run.id, epoch=1)], limit=limit, pools={}, caps={}, now=now,
+                           lease_until=now + dt.timedelta(seconds=60)).tasks  # fmt: skip
+
+    first = claim("w", 10)
+    assert sorted(t.processor for t in first) == ["a", "a", "a"]
+    now = utcnow()
+    outcomes = [Outcome(t, TaskStatus.SUCCEEDED, seconds=0.5, rows_affected=7, started=now, finished=now)
+                for t in first]  # fmt: skip
+    # Another worker's report of the same tasks is ignored and releases nothing.
+    assert store.record("intruder", outcomes[:1], utcnow()) == [False]
+    assert store.record("w", outcomes, utcnow()) == [True, True, True]
+    assert store.record("w", outcomes[:1], utcnow()) == [False]  # recorded once only
+
+    by_key = {(t.processor, t.date): t for t in store.tasks(run.id)}
+    assert {k: t.waits for k, t in by_key.items() if k[0] != "a"} == {
+        **{("b", d): 0 for d in days},
+        ("c", days[0]): 0,
+    }
+    built = by_key[("a", days[0])]
+    assert (built.status, built.rows_affected, built.duration_seconds) == ("succeeded", 7, 0.5)
+    latest_rows = store.latest_by_date("a", days[0], days[-1])
+    assert [row[0] for row in latest_rows] == list(days)
+    assert sorted(t.processor for t in claim("w", 10)) == ["b", "b", "b", "c"]
+    store.close()
