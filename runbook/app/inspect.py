@@ -29,7 +29,10 @@ class Inspect(Base):
     def status(self, *, recent: int = 5) -> list[RunSnapshot]:
         """Live runs (running, queued, interrupted), then the ``recent`` latest finished ones."""
         q = self.reader()
-        return run_snapshots(q, status_runs(q, recent=recent)) if q is not None else []
+        if q is None:
+            return []
+        with q.db.snapshot():
+            return run_snapshots(q, status_runs(q, recent=recent))
 
     def history(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,16 +74,19 @@ class Sessions(Base):
         now = now or utcnow()
         tz, zone = resolve_timezone(tz_name, dict(self.workspace.environ))
         q = self.reader()
-        scope = scope or resolve_scope(q, now, session_id)
-        context = build_context(
-            self.workspace,
-            q,
-            now=now,
-            timezone=zone,
-            scope=scope,
-            calendar_for=calendar_for or self.calendar,
-            versions=versions,
-        )
+        # One state of the store for the whole report: a step that ends while it is read is
+        # either running or built in it, never neither.
+        with q.db.snapshot() if q is not None else nullcontext():
+            scope = scope or resolve_scope(q, now, session_id)
+            context = build_context(
+                self.workspace,
+                q,
+                now=now,
+                timezone=zone,
+                scope=scope,
+                calendar_for=calendar_for or self.calendar,
+                versions=versions,
+            )
         return context, tz
 
     def handoff(

@@ -190,6 +190,23 @@ class Database:
                 self._raw("ROLLBACK")
             raise
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Database]:
+        """Reads that see one state of the store: a report of several queries gives one answer
+        even while runs write (SQLite: a read transaction; PostgreSQL: repeatable read)."""
+        if self._in_transaction:
+            yield self
+            return
+        sqlite = self.dialect == "sqlite"
+        self._raw("BEGIN" if sqlite else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        self._in_transaction = True
+        try:
+            yield self
+        finally:
+            self._in_transaction = False
+            with suppress(Exception):
+                self._raw("COMMIT")
+
     def advisory_lock(self, key: int) -> None:
         """PostgreSQL: hold a transaction-scoped lock on ``key`` (SQLite's write lock serves instead)."""
         if self.dialect == "postgresql":
