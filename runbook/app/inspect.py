@@ -67,10 +67,12 @@ class Inspect(Base):
 
     def run_detail(self, run_id: int, *, with_tasks: bool = False) -> RunDetail:
         """One run with its failures grouped by error, blocked dates, checks and events."""
-        run = self.get_run(run_id)
         q = self.reader()
+        if q is None:
+            self.get_run(run_id)  # one line: not found
         assert q is not None
-        return run_detail(q, run, with_tasks=with_tasks, checks=self.run_checks)
+        with q.db.snapshot():
+            return run_detail(q, self.get_run(run_id), with_tasks=with_tasks, checks=self.run_checks)
 
     def run_checks(self, run_id: int) -> list[CheckSnapshot]:
         from runbook.snapshots.checks import check_snapshot, merge_per_date
