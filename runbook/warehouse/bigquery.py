@@ -32,7 +32,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import random
-import re
 import threading
 import time
 import uuid
@@ -42,42 +41,27 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import google.auth
-import requests
 from google.api_core import exceptions as api_errors
 from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import GoogleAuthError
 from google.cloud import bigquery
 
-from runbook.clock import utcnow
 from runbook.config import WarehouseConfig
-from runbook.errors import ConfigError, QuotaExhausted, TransientWarehouseError, WarehouseError
+from runbook.errors import ConfigError, TransientWarehouseError, WarehouseError
 from runbook.warehouse import (
     MAX_BACKOFF_SECONDS,
     JobResult,
     JobSpec,
     call_with_retries,
     plain_value,
-    quota_reset_after,
 )
+from runbook.warehouse.bigquery_errors import job_error, wrap_error
 from runbook.warehouse.dialect import failure, parameter_names, split_statements
 
 RETRY_BASE_SECONDS = 1.0
 POLL_SECONDS = 0.5  # how often a step's job is looked at (up to POLL_MAX_SECONDS as it runs on)
 POLL_MAX_SECONDS = 5.0
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "jobRateLimitExceeded"})
-TRANSIENT_REASONS = frozenset({"backendError", "internalError", "badGateway", "tableUnavailable"})
-_DAILY = re.compile(r"per day|daily|/day|free query bytes", re.IGNORECASE)
-_TRANSIENT_ERRORS = (
-    api_errors.TooManyRequests,
-    api_errors.InternalServerError,
-    api_errors.ServiceUnavailable,
-    api_errors.BadGateway,
-    api_errors.GatewayTimeout,
-    requests.ConnectionError,
-    requests.Timeout,
-)
-_MISSING_TABLE = re.compile(r"Table ([\w.:-]+) was not found")
 # The client documents retry=None as "no retries" but types the argument as Retry.
 NO_RETRY: Any = None
 _T = TypeVar("_T")
@@ -196,7 +180,7 @@ class BigQueryWarehouse:
             try:
                 errors = self.client.insert_rows_json(target, payload, row_ids=row_ids, retry=NO_RETRY)
             except Exception as exc:
-                raise _wrap(exc, label) from exc
+                raise wrap_error(exc, label) from exc
             if errors:
                 first = errors[0]
                 detail = "; ".join(str(error.get("message", error)) for error in first.get("errors", []))
@@ -245,7 +229,7 @@ class BigQueryWarehouse:
         try:
             self.client.cancel_job(job.job_id, location=job.location, retry=NO_RETRY)
         except Exception as exc:
-            raise _wrap(exc, f"jobs.cancel {job.job_id}") from exc
+            raise wrap_error(exc, f"jobs.cancel {job.job_id}") from exc
 
     def estimate(self, sql: str, params: Mapping[str, Any]) -> int | None:
         """Bytes the script would process, from a dry run of each statement (nothing is billed)."""
@@ -257,7 +241,7 @@ class BigQueryWarehouse:
                 try:
                     job = self.client.query(statement, job_config=config, retry=NO_RETRY, job_retry=NO_RETRY)
                 except Exception as exc:
-                    raise _wrap(exc, statement) from exc
+                    raise wrap_error(exc, statement) from exc
                 return int(job.total_bytes_processed or 0)
 
             total += self._retrying(attempt)
@@ -351,7 +335,7 @@ class BigQueryWarehouse:
                 return None
             if job.error_result is None:
                 return job
-            error = _job_error(job.error_result, sql)
+            error = job_error(job.error_result, sql)
             left = self._retry_deadline - (self._clock() - started)
             if not isinstance(error, TransientWarehouseError) or left <= 0:
                 raise error
@@ -374,7 +358,7 @@ class BigQueryWarehouse:
         except api_errors.NotFound:
             return None
         except Exception as exc:
-            raise _wrap(exc, sql) from exc
+            raise wrap_error(exc, sql) from exc
         if not isinstance(job, bigquery.QueryJob):
             raise WarehouseError(failure(sql, f"job {job_id} exists and is not a query job"))
         return job
@@ -394,7 +378,7 @@ class BigQueryWarehouse:
             try:
                 job.reload(retry=NO_RETRY)
             except Exception as exc:
-                raise _wrap(exc, sql) from exc
+                raise wrap_error(exc, sql) from exc
 
         while job.state != "DONE":
             if spec.stop.is_set():
@@ -424,7 +408,7 @@ class BigQueryWarehouse:
                 result = job.result(retry=NO_RETRY, job_retry=NO_RETRY)
                 rows = [{key: plain_value(value) for key, value in row.items()} for row in result]
             except Exception as exc:
-                raise _wrap(exc, sql) from exc
+                raise wrap_error(exc, sql) from exc
             return rows, job
 
         return self._retrying(attempt)
@@ -433,7 +417,7 @@ class BigQueryWarehouse:
         try:
             return self._submit(sql, config, job_id)
         except Exception as exc:
-            raise _wrap(exc, sql) from exc
+            raise wrap_error(exc, sql) from exc
 
     def _submit(self, sql: str, config: bigquery.QueryJobConfig, job_id: str) -> bigquery.QueryJob:
         try:
@@ -484,19 +468,6 @@ def _new_job_id() -> str:
     return f"runbook_{uuid.uuid4().hex}"
 
 
-def _classify(reason: str | None, message: str, sql: str, status: str) -> WarehouseError | None:
-    """The error for one of BigQuery's reason codes; None when it is not a retryable or quota one."""
-    detail = f"{message} ({reason}{', ' + status if status else ''})"
-    if reason == "quotaExceeded" and _DAILY.search(message):
-        resets = quota_reset_after(utcnow())
-        return QuotaExhausted(failure(sql, f"daily quota exhausted: {detail}"), resets_at=resets)
-    if reason in RATE_LIMIT_REASONS or reason == "quotaExceeded":
-        return TransientWarehouseError(failure(sql, detail), reason=reason, throttle=True)
-    if reason in TRANSIENT_REASONS:
-        return TransientWarehouseError(failure(sql, detail), reason=reason)
-    return None
-
-
 def _check_owner(job: bigquery.QueryJob, spec: JobSpec, sql: str) -> None:
     """A job found under a step's id must be that step's (its labels say whose it is)."""
     theirs = {key: job.labels.get(key) for key in spec.labels} if job.labels else {}
@@ -507,43 +478,6 @@ def _check_owner(job: bigquery.QueryJob, spec: JobSpec, sql: str) -> None:
                 f"job {job.job_id} exists but belongs to {theirs}, not {dict(spec.labels)}: set another warehouse.job_prefix",
             )
         )
-
-
-def _job_error(error_result: Mapping[str, Any], sql: str) -> WarehouseError:
-    """The error of a job that ran and failed (its ``status.errorResult``)."""
-    reason = error_result.get("reason")
-    message = " ".join(str(error_result.get("message") or reason or "job failed").split())
-    classified = _classify(reason, message, sql, "")
-    if classified is not None:
-        return classified
-    return WarehouseError(failure(sql, f"{message} ({reason})" if reason else message))
-
-
-def _wrap(exc: Exception, sql: str) -> WarehouseError:
-    if isinstance(exc, WarehouseError):
-        return exc
-    if isinstance(exc, api_errors.GoogleAPICallError):
-        code = exc.code
-        reasons = [error.get("reason") for error in exc.errors if isinstance(error, dict)]
-        cause = (str(exc.message).strip().splitlines() or [type(exc).__name__])[0]
-        missing = _MISSING_TABLE.search(cause) if isinstance(exc, api_errors.NotFound) else None
-        if missing:
-            cause = f"table {missing.group(1).replace(':', '.')} does not exist"
-        for reason in reasons:
-            classified = _classify(reason, cause, sql, f"HTTP {code}")
-            if classified is not None:
-                return classified
-        if isinstance(exc, api_errors.TooManyRequests):
-            return TransientWarehouseError(
-                failure(sql, f"{cause} (HTTP 429)"), reason="HTTP 429", throttle=True
-            )
-        if isinstance(exc, _TRANSIENT_ERRORS):
-            return TransientWarehouseError(failure(sql, f"{cause} (HTTP {code})"), reason=f"HTTP {code}")
-        return WarehouseError(failure(sql, cause))
-    cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    if isinstance(exc, _TRANSIENT_ERRORS):
-        return TransientWarehouseError(failure(sql, cause))
-    return WarehouseError(failure(sql, f"{type(exc).__name__}: {cause}"))
 
 
 def _parameter(
