@@ -28,10 +28,12 @@ from runbook.engine.work import HEARTBEAT_SECONDS, IDLE_POLL_SECONDS, LEASE_SECO
 from runbook.errors import RunBusy, StoreUnavailable
 from runbook.kinds import NotifyEvent, RunStatus, TaskStatus
 from runbook.runlog import RunLog
+from runbook.state.connect import DatabaseFault
 from runbook.state.queue import LostRun, Source
 from runbook.state.records import Run
 from runbook.state.store import Store
 from runbook.steps import Executor
+from runbook.steps.processes import end_strays, run_key
 from runbook.workspace import Workspace
 
 # The longest the loop sleeps without looking at a stop request (a signal does not wake it).
@@ -144,11 +146,16 @@ class Controller:
             on_pool_throttled=self._throttle_notice(epoch),
         )  # fmt: skip
         try:
+            # Steps of this run whose controller died (kill -9 at the moment it started them, or
+            # a descendant that escaped) may still run here: end them before their dates rerun.
+            strays = end_strays(run_key(run_id, loop.run_token(run_id)))
+            if strays:
+                log.event(f"ended {strays} step process(es) of this run left by a controller that died")
             return self._drive(run, epoch, loop, log)
-        except StoreFault as fault:
-            message = (
-                f"run {run_id}: the state store stopped accepting writes ({fault.error.message}); stopped"
-            )
+        except (StoreFault, DatabaseFault) as fault:
+            # A write that kept failing (StoreFault) or a read whose connection went away.
+            reason = fault.error.message if isinstance(fault, StoreFault) else fault.message
+            message = f"run {run_id}: the state store stopped accepting writes ({reason}); stopped"
             self.observer.message(message)
             log.event(message)
             # Nothing can be recorded: the run shows as interrupted (its owner is gone), and

@@ -37,7 +37,7 @@ from runbook.state.records import Gate, Run, Task
 from runbook.state.store import Store
 from runbook.steps import Executor, StepContext, StepResult
 from runbook.steps.command import reap_orphans
-from runbook.steps.processes import become_subreaper, kill_process_group
+from runbook.steps.processes import become_subreaper, end_strays, kill_process_group, run_key
 
 HEARTBEAT_SECONDS = 5.0
 LEASE_SECONDS = 60.0
@@ -261,12 +261,17 @@ class WorkLoop:
         if clock >= self._next_reap:
             reap_orphans()
             self._next_reap = clock + REAP_SECONDS
-        for pid, holder in claimed.orphans:
-            if holder.split(":", 1)[0] == self.worker_id.split(":", 1)[0]:
+        stray_tasks: dict[int, list[int]] = {}
+        for orphan in claimed.orphans:
+            stray_tasks.setdefault(orphan.run_id, []).append(orphan.task_id)
+            if orphan.pid and orphan.holder.split(":", 1)[0] == self.worker_id.split(":", 1)[0]:
                 # The step of a holder that stopped beating runs on this machine: end it before
                 # its date runs again, so that no date ever runs twice at the same time.
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
+                    os.killpg(orphan.pid, signal.SIGKILL)
+        for run_id, task_ids in stray_tasks.items():
+            # Its PID may not have been recorded yet: the token in its environment finds it.
+            end_strays(run_key(run_id, self.run_token(run_id)), task_ids)
         for task in claimed.tasks:
             if len(self.running) < self.threads:
                 self._start(task, now)
@@ -401,7 +406,7 @@ class WorkLoop:
             log=log, tag=tag, timeout=proc.timeout if proc else None, cancelled=running.cancel,
             on_pid=self._pid_reporter(task.id), task_id=task.id, job_id=task.job_id, stop_jobs=running.stop_jobs,
             on_job=self._job_recorder(task.id), on_throttle=self._throttle_reporter(task.id),
-            run_token=self._run_token(task.run_id),
+            run_token=self.run_token(task.run_id),
         )  # fmt: skip
         self._work.put((running, ctx))
 
@@ -411,7 +416,7 @@ class WorkLoop:
 
         return report
 
-    def _run_token(self, run_id: int) -> str:
+    def run_token(self, run_id: int) -> str:
         """When the run was created (microseconds): what tells its job ids from those of a run
         with the same number in a state store made anew."""
         if run_id not in self._run_tokens:

@@ -61,6 +61,15 @@ class Outcome:
     slot_ms: int | None = None
 
 
+class Orphan(NamedTuple):
+    """A task claimed from a holder whose lease ran out, with its step's PID if it was recorded."""
+
+    run_id: int
+    task_id: int
+    pid: int | None
+    holder: str
+
+
 @dataclass
 class Claimed:
     """What one claim got: tasks to run, gates to judge, and runs this owner no longer owns."""
@@ -68,9 +77,9 @@ class Claimed:
     tasks: list[Task] = field(default_factory=list)
     gates: list[Gate] = field(default_factory=list)
     lost: list[int] = field(default_factory=list)
-    # (step PID, previous holder) of tasks taken over from a holder whose lease ran out: the
-    # claimant ends such a step if it runs on its machine.
-    orphans: list[tuple[int, str]] = field(default_factory=list)
+    # Tasks taken over from a holder whose lease ran out: the claimant ends their steps if they
+    # still run on its machine (by the recorded PID, or by the token in their environment).
+    orphans: list[Orphan] = field(default_factory=list)
 
 
 class Need(NamedTuple):
@@ -866,7 +875,7 @@ def _claim_tasks(
     caps: Mapping[str, int],
     now: dt.datetime,
     lease_until: dt.datetime,
-    orphans: list[tuple[int, str]],
+    orphans: list[Orphan],
     expired_too: bool = True,
     ahead: int = 0,
 ) -> list[Task]:
@@ -950,10 +959,10 @@ def _claim_tasks(
     )
     tasks = from_rows(Task, rows)
     orphans += [
-        (int(pid), str(holder))
+        Orphan(task.run_id, task.id, int(pid) if pid else None, str(holder))
         for task in tasks
-        for pid, holder in [previous.get(task.id, (None, None))]
-        if pid
+        if task.id in previous
+        for pid, holder in [previous[task.id]]
     ]
     order = {task_id: position for position, task_id in enumerate(chosen)}
     return sorted(tasks, key=lambda task: order[task.id])

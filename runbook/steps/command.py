@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
+import os
 import shlex
 import subprocess
 import threading
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from runbook.config import ProcessorConfig
 from runbook.steps import ERROR_TAIL_LINES, StepContext, StepResult
-from runbook.steps.processes import TOKEN, die_with_parent, end_leftovers, kill_process_group, reap
+from runbook.steps.processes import (
+    TOKEN,
+    die_with_parent,
+    end_leftovers,
+    kill_process_group,
+    reap,
+    run_key,
+    step_token,
+)
 from runbook.steps.templating import render
 
 __all__ = ["CommandExecutor", "kill_process_group", "reap_orphans", "running_steps"]
@@ -63,7 +72,7 @@ class CommandExecutor:
             argv = self.argv(ctx.values)
         except ValueError as exc:
             return StepResult(ok=False, error=f"template error: {exc}")
-        token = f"{ctx.run_id}.{ctx.tag}.{uuid.uuid4().hex[:8]}"
+        token = step_token(run_key(ctx.run_id, ctx.run_token), ctx.task_id)
         env = {**self.env, **{f"RUNBOOK_{k.upper()}": str(v) for k, v in ctx.values.items()}, TOKEN: token}
         # Started and registered under the lock the orphan sweep holds: a step that ends at once
         # must not have its exit status collected by the sweep (its Popen would then read 0).
@@ -78,7 +87,7 @@ class CommandExecutor:
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=die_with_parent,  # noqa: PLW1509 - one C call, see runbook.steps.processes
+                    preexec_fn=functools.partial(die_with_parent, os.getpid()),  # noqa: PLW1509 - system calls only
                 )
             except OSError as exc:
                 return StepResult(ok=False, error=f"cannot start {argv!r}: {exc}")

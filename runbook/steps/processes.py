@@ -18,13 +18,16 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import hashlib
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Collection
 
 KILL_GRACE_SECONDS = 5.0
+PARENT_GONE_EXIT = 125  # a step whose starter died before it could run
 TOKEN = "RUNBOOK_STEP_TOKEN"
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -49,13 +52,86 @@ def become_subreaper() -> bool:
     return _PRCTL is not None and _PRCTL(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int) -> None:
     """``preexec_fn`` of a step: SIGKILL when the thread that started it dies (Linux).
 
-    Only a C call between fork and exec: nothing that could take a lock of the parent.
+    A parent that died between the fork and this call sends no signal: the child sees that its
+    parent is no longer ``parent`` and ends before it runs anything. Only system calls between
+    fork and exec: nothing that could take a lock of the parent.
     """
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(PARENT_GONE_EXIT)
+
+
+def run_key(run_id: int, run_token: str) -> str:
+    """What tells a run from every other on this machine: its number and a digest of when it was
+    created (two workspaces, or a state store made anew, each have a run 1)."""
+    return f"{run_id}-{hashlib.sha256(run_token.encode()).hexdigest()[:12]}"
+
+
+def step_token(run: str, task_id: int | None) -> str:
+    """The token a step carries in its environment: its run (:func:`run_key`), its task, the PID
+    of the process that started it, and a nonce. Its descendants inherit it, escaped ones too."""
+    return f"{run}.{task_id if task_id is not None else '-'}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+
+
+def _parse_token(token: str) -> tuple[str, str, int] | None:
+    parts = token.split(".")
+    if len(parts) != 4:
+        return None
+    try:
+        return parts[0], parts[1], int(parts[2])
+    except ValueError:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has ended: its files, and their locks, are released)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _processes() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+
+
+def end_strays(run: str, tasks: Collection[int] = (), *, wait: float = KILL_GRACE_SECONDS) -> int:
+    """End the steps of the run ``run`` (:func:`run_key`) on this machine that no live process of runbook follows:
+    those whose starter has died (a controller or worker killed with -9 while they ran, or a
+    descendant that escaped its group), and any whose task is in ``tasks`` (taken over from a
+    holder whose lease ran out) that this process did not start. Wait until they are gone, so
+    their dates can run again without ever running twice at once; return how many were ended."""
+    me = os.getpid()
+    wanted = {str(task) for task in tasks}
+    ended: list[int] = []
+    for pid in _processes():
+        if pid == me:
+            continue
+        token = token_of(pid)
+        parsed = _parse_token(token) if token else None
+        if parsed is None or parsed[0] != run:
+            continue
+        _, task, starter = parsed
+        if starter == me:
+            continue
+        if task in wanted or not _alive(starter):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                ended.append(pid)
+    deadline = time.monotonic() + wait
+    left = ended
+    while left and time.monotonic() < deadline:
+        time.sleep(0.02)
+        left = [pid for pid in left if _alive(pid)]
+    return len(ended)
 
 
 def kill_process_group(pid: int, grace: float = KILL_GRACE_SECONDS) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from core_helpers import (
+    LEDGER_STEP,
     ledger_command,
     ledger_spans,
     peak_concurrency,
@@ -309,3 +310,56 @@ def test_a_worker_whose_config_differs_refuses_those_processors(
     assert not any(w.startswith("machine-b") for w in by_worker)
     (elsewhere,) = [p for p in detail["run"]["processes"] if p["host"] == "machine-b"]
     assert "b (code version here edited" in elsewhere["note"]
+
+
+ESCAPING_STEP = """\
+import os, subprocess, sys
+ledger, ledger_step, processor, date = sys.argv[1:5]
+marker = os.path.join(os.path.dirname(ledger), f"escaped-{processor}-{date}")
+if not os.path.exists(marker):
+    # The first execution leaves a process of its own session behind, outside the step's group,
+    # holding the date's ledger lock for a long time; then it hangs until its controller dies.
+    child = subprocess.Popen([sys.executable, ledger_step, ledger, processor, date, date],
+                             env={**os.environ, "LEDGER_SLEEP": "60"}, start_new_session=True)
+    with open(marker, "w") as out:
+        out.write(str(child.pid))
+    os.system("sleep 600")
+os.execv(sys.executable, [sys.executable, ledger_step, ledger, processor, date, date])
+"""
+
+
+def test_a_step_process_that_outlived_its_killed_controller_is_ended_before_its_date_runs_again(
+    make_workspace: Any, store_env: dict[str, str]
+) -> None:
+    """A process a step started in a session of its own is not in the step's process group and
+    does not die with the controller: the resume that takes the run over finds it by the token it
+    inherited and ends it, so the date never runs twice at the same time."""
+    ws = make_workspace("", extra_env=store_env)
+    ledger = ws.root / "ledger.txt"
+    script = ws.root / "escaping_step.py"
+    script.write_text(ESCAPING_STEP, encoding="utf-8")
+    command = f'["{sys.executable}", "{script}", "{ledger}", "{LEDGER_STEP}", "{{{{ processor }}}}", "{{{{ start }}}}"]'
+    ws.write(f"processors:\n  a:\n    command: {command}\n")
+    first = ws.runbook(
+        "run", "--start", "2024-01-01", "--end", "2024-01-01", "--detach", "--json", check=True
+    ).json()
+    run_id, owner = first["run_id"], first["pid"]
+    marker = ws.root / "escaped-a-2024-01-01"
+    wait_for(lambda: marker.exists() and marker.read_text(), what="the step to leave a process behind")
+    wait_for(
+        lambda: any(e.kind == "start" for e in read_ledger(ledger)), what="the escaped process holds the date"
+    )
+    escaped = int(marker.read_text())
+    os.kill(owner, signal.SIGKILL)
+    wait_for(lambda: not process_alive(owner), what="owner gone")
+    assert process_alive(escaped), "the escaped process outlives the controller"
+
+    resumed = ws.runbook("resume", str(run_id), "--json")
+    assert resumed.code == 0, resumed.stdout + resumed.stderr
+    assert not process_alive(escaped), "resume ended the process the dead controller's step left"
+    assert shown(ws, run_id)["run"]["status"] == "succeeded"
+    entries = read_ledger(ledger)
+    assert not [e for e in entries if e.kind == "overlap"], "a date ran twice at the same time"
+    assert [e.kind for e in entries if e.pid != escaped] == ["start", "end"]
+    log = (ws.root / shown(ws, run_id)["run"]["log_path"]).read_text(encoding="utf-8")
+    assert "ended 1 step process(es) of this run left by a controller that died" in log, log

@@ -147,11 +147,14 @@ def test_steps_die_with_a_killed_controller_and_resume_reruns_them(make_workspac
     assert started[0]["n"] == 1
     assert executions(ws.root / "runs.txt") == {key: 1 for key in executions(ws.root / "runs.txt")}
 
+    # A step's PID is recorded once it has run for a moment (a fast step's never is).
+    orphans = [int((ws.root / f"pid-{p}-{d}").read_text()) for p, d in IN_FLIGHT]
+    wait_for(
+        lambda: {t["pid"] for t in tasks(ws.db, run_id) if t["status"] == "running"} == set(orphans),
+        what="the state DB to know the PIDs of steps in flight",
+    )
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not process_alive(pid), what="controller gone")
-    orphans = [int((ws.root / f"pid-{p}-{d}").read_text()) for p, d in IN_FLIGHT]
-    recorded = {t["pid"] for t in tasks(ws.db, run_id) if t["status"] == "running"}
-    assert recorded == set(orphans), "the state DB knows the PIDs of steps in flight"
     # A step dies with its controller (a resumed run never runs a date twice at the same time);
     # what it started in its process group is ended by the resume that takes the run over.
     wait_for(lambda: not any(process_alive(p) for p in orphans), timeout=10, what="the steps to die with it")

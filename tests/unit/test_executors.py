@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import textwrap
 import threading
@@ -198,3 +200,21 @@ def test_a_step_that_fails_at_once_keeps_its_exit_code_while_orphans_are_reaped(
         done.set()
         sweeper.join()
     assert codes == [3] * 40
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_a_step_whose_starter_died_before_it_could_arm_the_death_signal_never_runs(tmp_path: Path) -> None:
+    """The parent-death signal only covers a parent that dies after it was armed: a child that
+    finds another parent than the one that forked it ends before it executes anything."""
+    import functools
+
+    from runbook.steps.processes import PARENT_GONE_EXIT, die_with_parent
+
+    marker = tmp_path / "ran"
+    argv = [sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"]
+    gone = subprocess.run(
+        argv, preexec_fn=functools.partial(die_with_parent, os.getpid() + 1_000_000), check=False
+    )
+    assert gone.returncode == PARENT_GONE_EXIT and not marker.exists()
+    armed = subprocess.run(argv, preexec_fn=functools.partial(die_with_parent, os.getpid()), check=False)
+    assert armed.returncode == 0 and marker.exists()
