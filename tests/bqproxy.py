@@ -73,6 +73,7 @@ class Insert:
     labels: dict[str, str]
     dry_run: bool
     status: int = 0
+    timeout_ms: int | None = None  # configuration.jobTimeoutMs
 
 
 @dataclass
@@ -193,6 +194,9 @@ class BigQueryProxy:
                         sql,
                         dict(configuration.get("labels") or {}),
                         bool(configuration.get("dryRun")),
+                        timeout_ms=int(configuration["jobTimeoutMs"])
+                        if configuration.get("jobTimeoutMs")
+                        else None,
                     )
                 )
                 if job_id:

@@ -10,12 +10,13 @@ running the SQL again. Jobs carry the labels ``runbook_run``, ``runbook_processo
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from runbook.errors import QuotaExhausted, RunbookError
 from runbook.steps import StepContext, StepResult
-from runbook.warehouse import JobSpec, Warehouse, job_id_for, job_labels
+from runbook.warehouse import JobResult, JobSpec, Warehouse, job_id_for, job_labels
 
 
 class SqlExecutor:
@@ -35,8 +36,29 @@ class SqlExecutor:
             "end": dt.date.fromisoformat(end),
         }
 
+    def _run_timed(
+        self, warehouse: Warehouse, params: dict[str, dt.date], spec: JobSpec, timed_out: threading.Event
+    ) -> JobResult:
+        """Run the step's jobs; past ``spec.timeout`` the running job is cancelled as a stop would."""
+        timer = None
+        if spec.timeout:
+
+            def expire() -> None:
+                timed_out.set()
+                spec.stop.set()
+
+            timer = threading.Timer(spec.timeout, expire)
+            timer.daemon = True
+            timer.start()
+        try:
+            return warehouse.run_job(self.sql, params, spec)
+        finally:
+            if timer is not None:
+                timer.cancel()
+
     def run(self, ctx: StepContext) -> StepResult:
         params = self.params(ctx.start, ctx.end)
+        timed_out = threading.Event()
         try:
             warehouse = self.warehouse_factory()
             durable = warehouse.kind == "bigquery"  # DuckDB has no jobs to come back to
@@ -53,11 +75,11 @@ class SqlExecutor:
             )  # fmt: skip
             spec = JobSpec(
                 job_id, labels, attach=ctx.job_id is not None, stop=ctx.stop_jobs, abandon=ctx.cancelled,
-                on_throttle=ctx.on_throttle,
+                on_throttle=ctx.on_throttle, timeout=ctx.timeout,
             )  # fmt: skip
             if durable:
                 ctx.log.write(f"{'re-attaching to' if spec.attach else 'job'} {job_id}", ctx.tag)
-            result = warehouse.run_job(self.sql, params, spec)
+            result = self._run_timed(warehouse, params, spec, timed_out)
         except QuotaExhausted as exc:
             ctx.log.write(str(exc), ctx.tag)
             return StepResult(ok=False, error=str(exc), quota_reset=exc.resets_at)
@@ -69,12 +91,23 @@ class SqlExecutor:
         events = [
             ("job_reattached", f"re-attached to job {job} of an earlier holder") for job in result.reattached
         ]
+        if timed_out.is_set() and result.cancelled is not None:
+            # An attempt that failed: the task's retries apply, as to a command that timed out.
+            message = f"step timed out after {ctx.timeout:g}s" + (
+                (f": job {result.cancelled} cancelled" if durable else ": its statement was interrupted")
+                if result.cancelled
+                else ""
+            )
+            ctx.log.write(message, ctx.tag)
+            return StepResult(ok=False, error=message, events=[*events, ("job_cancelled", message)], **cost)
         if result.cancelled == "":  # stopped while backing off: no job was running
             return StepResult(
                 ok=False, cancelled=True, error="stopped before its job ran", events=events, **cost
             )
         if result.cancelled is not None:
-            message = f"job {result.cancelled} cancelled (stop)"
+            message = (
+                f"job {result.cancelled} cancelled (stop)" if durable else "statement interrupted (stop)"
+            )
             ctx.log.write(message, ctx.tag)
             return StepResult(ok=False, cancelled=True, error=message, events=[*events, ("job_cancelled", message)],
                               **cost)  # fmt: skip

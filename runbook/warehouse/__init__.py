@@ -68,9 +68,11 @@ class JobSpec:
     ``{id}_x{n}``). With ``attach`` the id was stored by an earlier holder of the task: each job
     is looked up before anything is submitted, a running one is waited for, a successful one is
     taken as done, and only one that never existed (or failed) is submitted. ``stop`` asks for
-    the running job to be cancelled (``runbook stop``); ``abandon`` to stop waiting and leave it
-    running (the task was taken over: its new holder re-attaches). ``on_throttle`` hears each
-    rate limit (its reason) before the backoff.
+    the running job to be cancelled (``runbook stop``, or the step's ``timeout``); ``abandon`` to
+    stop waiting and leave it running (the task was taken over: its new holder re-attaches).
+    ``on_throttle`` hears each rate limit (its reason) before the backoff. ``timeout`` (seconds)
+    is also given to the warehouse, where it has a limit of its own for a job (BigQuery's
+    ``jobTimeoutMs``), so that a job outlives its step by no more than that.
     """
 
     job_id: str
@@ -79,6 +81,7 @@ class JobSpec:
     stop: threading.Event = field(default_factory=threading.Event)
     abandon: threading.Event = field(default_factory=threading.Event)
     on_throttle: Callable[[str], None] = lambda reason: None
+    timeout: float | None = None
 
 
 @dataclass

@@ -282,6 +282,8 @@ class BigQueryWarehouse:
         """One statement of a step, as one job (again as ``{job_id}_x{n}`` after a transient job
         failure): looked up first when re-attaching, else submitted; waited for; its cost added."""
         config = self._config(sql, params, labels=spec.labels)
+        if spec.timeout:
+            config.job_timeout_ms = max(int(spec.timeout * 1000), 1)
 
         def retried(exc: TransientWarehouseError) -> None:
             if exc.throttle:

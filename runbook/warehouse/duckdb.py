@@ -32,6 +32,7 @@ from runbook.warehouse.dialect import Statement, duckdb_table_name, failure, tra
 
 LOAD_CHUNK_ROWS = 50_000
 RETRY_BASE_SECONDS = 0.05
+STOP_POLL_SECONDS = 0.05  # how soon a stop or a timeout interrupts a SQL step
 _MISSING_TABLE = re.compile(r"Table with name (\S+) does not exist", re.IGNORECASE)
 
 
@@ -114,8 +115,37 @@ class DuckDBWarehouse:
                     raise WarehouseError(failure(f"INSERT INTO {table} ({len(rows)} rows)", cause)) from exc
 
     def run_job(self, sql: str, params: Mapping[str, Any], spec: JobSpec) -> JobResult:
-        """Run a SQL step's script; the result carries the rows its last DML affected."""
-        return JobResult(rows_affected=self.execute(sql, params), job_ids=[spec.job_id])
+        """Run a SQL step's script; the result carries the rows its last DML affected. A stop
+        (``spec.stop``) interrupts the statement that runs: its transaction is rolled back, the
+        result says ``cancelled``, and the statements after it do not run."""
+        affected: int | None = None
+        with self._cursor() as cursor:
+            finished = threading.Event()
+
+            def interrupt_on_stop() -> None:
+                while not finished.wait(STOP_POLL_SECONDS):
+                    if spec.stop.is_set():
+                        cursor.interrupt()
+                        return
+
+            watcher = threading.Thread(target=interrupt_on_stop, daemon=True)
+            watcher.start()
+            try:
+                for statement in translate(sql):
+                    if spec.stop.is_set():
+                        return JobResult(job_ids=[spec.job_id], cancelled=spec.job_id)
+                    result = self._run(cursor, statement, params)
+                    if statement.is_dml:
+                        row = result.fetchone()
+                        affected = int(row[0]) if row else 0
+            except WarehouseError:
+                if spec.stop.is_set():
+                    return JobResult(job_ids=[spec.job_id], cancelled=spec.job_id)
+                raise
+            finally:
+                finished.set()
+                watcher.join()
+        return JobResult(rows_affected=affected, job_ids=[spec.job_id])
 
     def estimate(self, sql: str, params: Mapping[str, Any]) -> int | None:
         """DuckDB cannot say what a query would scan: None."""

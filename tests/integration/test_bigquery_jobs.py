@@ -194,6 +194,23 @@ def test_stop_cancels_the_running_job_and_resume_runs_it_once(
     assert rows_by_date(bqemu.endpoint, dataset) == {"2024-01-02": 1}
 
 
+def test_a_step_past_its_timeout_has_its_job_cancelled_and_the_attempt_fails(
+    make_workspace: Any, proxy: BigQueryProxy, dataset: str, bqemu: Emulator
+) -> None:
+    ws = workspace(make_workspace, proxy, dataset)
+    ws.config.write_text(ws.config.read_text().replace("pool: bq", "pool: bq\n    timeout: 1s"))
+    proxy.hold("INSERT")
+    result = ws.runbook("run", "load", "--start", "2024-01-02", "--end", "2024-01-02")
+    assert result.code == 1, result.stdout + result.stderr
+    (insert,) = proxy.inserts
+    assert insert.timeout_ms == 1000  # BigQuery ends the job itself should runbook be gone
+    assert proxy.cancels == [insert.job_id]
+    (task,) = tasks(ws.db)
+    assert task["status"] == "failed"
+    assert task["error_tail"] == f"step timed out after 1s: job {insert.job_id} cancelled"
+    assert rows_by_date(bqemu.endpoint, dataset) == {}  # the cancelled job wrote nothing
+
+
 def test_stop_of_a_run_whose_controller_died_cancels_the_job_it_left(
     make_workspace: Any, proxy: BigQueryProxy, dataset: str, bqemu: Emulator
 ) -> None:

@@ -11,8 +11,10 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
-from core_helpers import query, tasks
+import pytest
+from core_helpers import query, tasks, wait_for
 
+from runbook.errors import WarehouseError
 from runbook.warehouse.duckdb import DuckDBWarehouse
 
 WAREHOUSE = "state/warehouse.duckdb"
@@ -138,6 +140,65 @@ def test_a_failing_sql_step_fails_its_task_with_the_warehouse_error(make_workspa
     (task,) = tasks(ws.db)
     assert task["status"] == "failed"
     assert "no_such_table" in task["error_tail"]
+
+
+# A statement that takes hours on DuckDB: only an interrupt ends it in time.
+ENDLESS = (
+    "SELECT COUNT(*) AS n FROM UNNEST(GENERATE_ARRAY(1, 100000)) AS a CROSS JOIN UNNEST(GENERATE_ARRAY(1, 100000)) "
+    "AS b CROSS JOIN UNNEST(GENERATE_ARRAY(1, 1000)) AS c WHERE a + b + c < 0"
+)
+
+
+def test_a_sql_step_past_its_timeout_is_interrupted_and_retried(make_workspace: Any) -> None:
+    ws = make_workspace(
+        f"""
+        processors:
+          slow:
+            sql: |
+              CREATE TABLE IF NOT EXISTS analytics.before_slow (d DATE);
+              INSERT INTO analytics.before_slow VALUES (@date);
+              {ENDLESS};
+              CREATE TABLE analytics.after_slow (d DATE)
+            timeout: 1s
+            retries: 1
+        """
+    )
+    seed_games(ws)
+    result = ws.runbook("run", "--start", "2024-11-01", "--end", "2024-11-01")
+    assert result.code == 1, result.stdout + result.stderr
+    (task,) = tasks(ws.db)
+    assert task["status"] == "failed" and task["attempt"] == 2
+    assert task["error_tail"] == "step timed out after 1s: its statement was interrupted"
+    # What ran before the interrupted statement stays; nothing after it ran.
+    assert [row["d"] for row in read(ws, "SELECT d FROM analytics.before_slow")] == [dt.date(2024, 11, 1)] * 2
+    with pytest.raises(WarehouseError, match="after_slow"):
+        read(ws, "SELECT * FROM analytics.after_slow")
+
+
+def test_stop_interrupts_a_running_sql_step(make_workspace: Any) -> None:
+    ws = make_workspace(
+        f"""
+        processors:
+          slow:
+            sql: {ENDLESS}
+        """
+    )
+    seed_games(ws)
+    started = ws.runbook(
+        "run", "--start", "2024-11-01", "--end", "2024-11-01", "--detach", "--json", check=True
+    )
+    run_id = started.json()["run_id"]
+    wait_for(lambda: [t["status"] for t in tasks(ws.db)] == ["running"], what="the SQL step running")
+    assert ws.runbook("stop", str(run_id)).code == 0
+    wait_for(
+        lambda: query(ws.db, "SELECT status FROM run WHERE id = ?", (run_id,))[0]["status"] == "interrupted",
+        timeout=30,
+        what="the run stopped",
+    )
+    (task,) = tasks(ws.db)
+    assert task["status"] == "pending"  # handed back: resume runs it again
+    log = (ws.root / "state" / "logs" / f"run-{run_id}.log").read_text(encoding="utf-8")
+    assert "statement interrupted (stop)" in log
 
 
 CALENDAR_QUERY = """
