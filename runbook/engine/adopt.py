@@ -34,7 +34,8 @@ from runbook.engine.seams import Gatekeeper, Notices, gate_dates_message, judge_
 from runbook.errors import RunBusy, UsageError
 from runbook.formatting import as_utc
 from runbook.kinds import WATCHER, NotifyEvent, RunStatus
-from runbook.state.queue import LostRun, Source
+from runbook.state.ownership import LostRun
+from runbook.state.queue import Source
 from runbook.state.records import Gate, Run
 from runbook.state.store import Store
 

@@ -29,7 +29,8 @@ from runbook.errors import RunBusy, StoreUnavailable
 from runbook.kinds import NotifyEvent, RunStatus, TaskStatus
 from runbook.runlog import RunLog
 from runbook.state.connect import DatabaseFault
-from runbook.state.queue import LostRun, Source
+from runbook.state.ownership import LostRun
+from runbook.state.queue import Source
 from runbook.state.records import Run
 from runbook.state.store import Store
 from runbook.steps import Executor

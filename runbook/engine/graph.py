@@ -2,7 +2,7 @@
 
 The links are recorded in the store when the run is created (``task_dep``, ``gate_dep``), so that
 any process can tell which tasks are ready without the plan in memory. The store turns each link
-into task-to-task rows with one statement (see ``WorkQueue.add_graph``):
+into task-to-task rows with one statement (see ``TaskGraph.add_graph``):
 
 - a date of a processor waits for every task of each upstream (``needs``) that covers it,
   chunks of ``batch_days`` included;
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from runbook.config import RunbookConfig
-from runbook.state.queue import GateSpec, Links, Need
+from runbook.state.graph import GateSpec, Links, Need
 
 
 def links(config: RunbookConfig, processors: Sequence[str], spans: Mapping[str, int]) -> Links:

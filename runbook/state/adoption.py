@@ -17,7 +17,8 @@ from typing import Any
 
 from runbook.state import latest
 from runbook.state.connect import Database, Json
-from runbook.state.queue import LostRun, _recompute_waits
+from runbook.state.graph import _recompute_waits
+from runbook.state.ownership import LostRun
 
 _OPEN = "run_id = :run AND status IN ('pending', 'running')"
 

@@ -1,15 +1,14 @@
-"""The work queue in the state store: ownership, claims, results and their consequences.
+"""The work queue in the state store: claims, results and their consequences.
 
 Readiness lives here, not in one process's memory, so that a run's controller and any number of
 ``runbook worker`` processes on any machine can share it:
 
-- ``task.waits`` counts a task's unsettled dependencies: upstream tasks (``task_dep``) and blocking
-  gates (``gate_dep``). A pending task with ``waits = 0`` (and no retry delay left) is *ready*.
+- A pending task with ``waits = 0`` (and no retry delay left) is *ready*: ``task.waits`` counts its
+  unsettled dependencies (``runbook.state.graph``).
 - Recording a result settles what depends on it in the same transaction: a success releases its
   dependents, a final failure blocks everything downstream, a skip for missing data skips it.
-- A run's owner holds it by **epoch** (a fencing token): taking a run adds one to it, and every
-  later write of the owner (its claims, the run's status) is conditional on it. A task's holder
-  holds it by **lease**: its result is recorded only while it still holds the task.
+- A task's holder holds it by **lease**: its result is recorded only while it still holds the
+  task. An owner's claims are conditional on its run's epoch (``runbook.state.ownership``).
 - Claims are serialised (SQLite's write lock, a transaction-scoped advisory lock on PostgreSQL),
   so pools and per-processor caps hold across every process: a running task counts against its
   pool while its lease is current.
@@ -28,16 +27,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from runbook.kinds import RunStatus, SkipReason, TaskStatus
 from runbook.state import latest
-from runbook.state.connect import Array, Database, Json
-from runbook.state.queries import Queries
-from runbook.state.records import Gate, Run, Task, from_rows
+from runbook.state.connect import Array, Database
+from runbook.state.graph import PENDING_BY_ID, RUNNING_BY_ID, _cascade, _gates_done, _release, _split_by_dates
+from runbook.state.records import Gate, Task, from_rows
 
 if TYPE_CHECKING:
     from runbook.state.queries import TASK_COLUMNS as TASK_COLUMNS  # noqa: F401
 
 ERROR_TAIL_CHARS = 4000
 CLAIM_LOCK = 0x72756E62_0002  # PostgreSQL advisory lock keys: "runb" + a number
-ADMISSION_LOCK = 0x72756E62_0003
 GATE_COLUMNS = "id, run_id, processor, blocking, status, waits, claimed_by, lease_until, message, finished_at, start_date, end_date"
 
 
@@ -82,32 +80,6 @@ class Claimed:
     orphans: list[Orphan] = field(default_factory=list)
 
 
-class Need(NamedTuple):
-    """Tasks of ``processor`` wait for the tasks of ``upstream`` that cover their dates."""
-
-    processor: str
-    upstream: str
-    upstream_span_days: int  # the most calendar days one task of the upstream covers
-
-
-class GateSpec(NamedTuple):
-    """The checks of ``processor``; with ``blocking``, the tasks of ``downstream`` wait for them.
-    With ``window_days``, its per-date checks: one gate per window of that many days."""
-
-    processor: str
-    blocking: bool
-    downstream: list[str]
-    window_days: int = 0
-
-
-class Links(NamedTuple):
-    """What waits for what in one run, by processor (``runbook.engine.graph.links``)."""
-
-    needs: list[Need]
-    past: list[str]  # processors whose tasks wait for their own previous task
-    gates: list[GateSpec]
-
-
 @dataclass(frozen=True)
 class Source:
     """A run to claim from: its id, the owner's epoch (None for a worker), the processors this
@@ -127,212 +99,6 @@ class WorkQueue:
 
     def _write(self, action: Callable[[Database], Any]) -> Any:
         raise NotImplementedError
-
-    # -- admission and ownership ------------------------------------------------------------------
-
-    def admit_run(self, refuse: Callable[[list[Run]], None], **fields: Any) -> Run:
-        """Create a run unless ``refuse`` (shown the active runs) raises: the check and the insert
-        are one transaction under one lock, so of two overlapping runs started together exactly
-        one is created."""
-
-        def admit(db: Database) -> Run:
-            with db.transaction(exclusive=True):
-                db.advisory_lock(ADMISSION_LOCK)
-                refuse(Queries(db).list_runs(statuses=(RunStatus.QUEUED, RunStatus.RUNNING), limit=None))
-                run: Run = self.create_run(db=db, **fields)  # type: ignore[attr-defined]
-                return run
-
-        result: Run = self._write(admit)
-        return result
-
-    def take_run(
-        self,
-        run_id: int,
-        *,
-        seen_epoch: int,
-        owner: str,
-        pid: int,
-        host: str,
-        log_path: str,
-        now: dt.datetime,
-        reopen: bool = False,
-        versions: Mapping[str, str] | None = None,
-    ) -> int | None:
-        """Become the owner of run ``run_id`` if its epoch is still ``seen_epoch`` (compare-and-set);
-        return the new epoch, or None when someone else took it first.
-
-        The caller has judged that the run has no live owner. In the same transaction the tasks
-        its previous owner held are handed back (that attempt does not count), with ``reopen``
-        its failed, blocked and cancelled tasks get fresh retries (``runbook resume``), and the
-        run's waits are recomputed: only the process that won the run changes anything.
-        """
-
-        def take(db: Database) -> int | None:
-            with db.transaction(exclusive=True):
-                previous = db.rows(
-                    "SELECT controller_id FROM run WHERE id = :id AND epoch = :seen",
-                    {"id": run_id, "seen": seen_epoch},
-                )
-                changed = db.execute(
-                    "UPDATE run SET status = 'running', controller_id = :owner, epoch = epoch + 1, pid = :pid, "
-                    "host = :host, log_path = :log, heartbeat_at = :now, started_at = COALESCE(started_at, :now), "
-                    "finished_at = NULL, error = NULL, stop_requested_at = NULL, resume_after = NULL "
-                    "WHERE id = :id AND epoch = :seen",
-                    {"id": run_id, "seen": seen_epoch, "owner": owner, "pid": pid, "host": host, "log": log_path,
-                     "now": now},
-                )  # fmt: skip
-                if changed != 1:
-                    return None
-                if previous and previous[0][0]:
-                    _hand_back(db, run_id, str(previous[0][0]))
-                if versions is not None:
-                    db.execute(
-                        "UPDATE run SET versions = :v WHERE id = :id",
-                        {"id": run_id, "v": Json(dict(versions))},
-                    )
-                if reopen:
-                    _reopen(db, run_id)
-                _recompute_waits(db, run_id)
-                return seen_epoch + 1
-
-        result: int | None = self._write(take)
-        return result
-
-    def owner_beat(
-        self, run_id: int, owner: str, epoch: int, now: dt.datetime
-    ) -> tuple[bool, dt.datetime | None]:
-        """The owner's heartbeat: (still the owner, when a stop was requested if it was)."""
-        rows = self._write(
-            lambda db: db.rows(
-                "UPDATE run SET heartbeat_at = :now WHERE id = :id AND epoch = :epoch AND controller_id = :owner "
-                "RETURNING stop_requested_at",
-                {"id": run_id, "epoch": epoch, "owner": owner, "now": now},
-            )
-        )
-        if not rows:
-            return False, None
-        from runbook.formatting import as_utc
-
-        return True, as_utc(rows[0][0])
-
-    def request_stop(self, run_id: int, now: dt.datetime) -> bool:
-        """Ask a run's processes to stop (they see it at their next heartbeat, on any machine)."""
-        return bool(
-            self._write(
-                lambda db: db.execute(
-                    "UPDATE run SET stop_requested_at = :now WHERE id = :id AND status IN ('queued', 'running')",
-                    {"id": run_id, "now": now},
-                )
-            )
-        )
-
-    def finalize(self, run_id: int, owner: str, epoch: int, now: dt.datetime) -> str | None:
-        """End the run if nothing is pending or running (one conditional write); return its final
-        status, or None when work is left. Raises :class:`LostRun` when this owner lost the run."""
-        sql = (
-            "UPDATE run SET finished_at = :now, heartbeat_at = :now, status = CASE "
-            "WHEN EXISTS (SELECT 1 FROM task WHERE run_id = :id AND status = 'failed') THEN 'failed' "
-            "WHEN EXISTS (SELECT 1 FROM gate WHERE run_id = :id AND status = 'failed' AND blocking) THEN 'blocked' "
-            "ELSE 'succeeded' END "
-            "WHERE id = :id AND epoch = :epoch AND controller_id = :owner "
-            "AND NOT EXISTS (SELECT 1 FROM task WHERE run_id = :id AND status IN ('pending', 'running')) "
-            "AND NOT EXISTS (SELECT 1 FROM gate WHERE run_id = :id AND status IN ('pending', 'running')) "
-            "RETURNING status"
-        )
-
-        def end(db: Database) -> str | None:
-            with db.transaction(exclusive=True):
-                rows = db.rows(sql, {"id": run_id, "epoch": epoch, "owner": owner, "now": now})
-                if rows:
-                    return str(rows[0][0])
-                still = db.scalar(
-                    "SELECT 1 FROM run WHERE id = :id AND epoch = :epoch AND controller_id = :owner",
-                    {"id": run_id, "epoch": epoch, "owner": owner},
-                )
-                if not still:
-                    raise LostRun(run_id)
-                return None
-
-        result: str | None = self._write(end)
-        return result
-
-    def interrupt(self, run_id: int, owner: str, epoch: int, reason: str, now: dt.datetime) -> int:
-        """Mark the run interrupted and hand back the tasks this owner still holds; return how many."""
-
-        def stop(db: Database) -> int:
-            with db.transaction(exclusive=True):
-                returned = _hand_back(db, run_id, owner)
-                changed = db.execute(
-                    "UPDATE run SET status = 'interrupted', error = :reason, finished_at = :now, controller_id = NULL "
-                    "WHERE id = :id AND epoch = :epoch AND controller_id = :owner",
-                    {"id": run_id, "epoch": epoch, "owner": owner, "reason": reason, "now": now},
-                )
-                if changed != 1:
-                    raise LostRun(run_id)
-                return returned
-
-        result: int = self._write(stop)
-        return result
-
-    # -- the graph --------------------------------------------------------------------------------
-
-    def add_graph(self, run_id: int, links: Links) -> None:
-        """Record what waits for what in run ``run_id`` (tasks that are not skipped), then count
-        each task's waits: a few statements, whatever the size of the run."""
-
-        def add(db: Database) -> None:
-            with db.transaction():
-                for need in links.needs:
-                    # Upstream tasks that cover a date of the task: they start at most
-                    # upstream_span_days - 1 days before it (the index then reads a short range).
-                    low = _days_before(db, "d.date", need.upstream_span_days - 1)
-                    db.execute(
-                        "INSERT INTO task_dep (upstream_id, task_id) SELECT u.id, d.id FROM task d "
-                        "JOIN task u ON u.run_id = d.run_id AND u.processor = :up "
-                        f"AND u.date >= {low} AND u.date <= d.end_date AND u.end_date >= d.date "
-                        "WHERE d.run_id = :run AND d.processor = :p AND d.status <> 'skipped' "
-                        "AND u.status <> 'skipped'",
-                        {"run": run_id, "p": need.processor, "up": need.upstream},
-                    )
-                for processor in links.past:
-                    db.execute(
-                        "INSERT INTO task_dep (upstream_id, task_id) SELECT previous, id FROM ("
-                        "SELECT id, LAG(id) OVER (ORDER BY date) AS previous FROM task "
-                        "WHERE run_id = :run AND processor = :p AND status <> 'skipped') ordered "
-                        "WHERE previous IS NOT NULL",
-                        {"run": run_id, "p": processor},
-                    )
-                for gate in links.gates:
-                    if gate.window_days:
-                        _add_date_gates(db, run_id, gate)
-                        continue
-                    if not db.scalar(
-                        "SELECT 1 FROM task WHERE run_id = :run AND processor = :p AND status <> 'skipped' LIMIT 1",
-                        {"run": run_id, "p": gate.processor},
-                    ):
-                        continue  # nothing of it runs: its checks are not judged again
-                    gate_id = db.insert(
-                        "INSERT INTO gate (run_id, processor, blocking, status, waits) "
-                        "VALUES (:run, :processor, :blocking, 'pending', 0) RETURNING id",
-                        {"run": run_id, "processor": gate.processor, "blocking": gate.blocking},
-                    )
-                    if gate.downstream:
-                        db.execute(
-                            "INSERT INTO gate_dep (gate_id, task_id) SELECT :gate, id FROM task "
-                            "WHERE run_id = :run AND processor IN :downstream AND status <> 'skipped'",
-                            {"gate": gate_id, "run": run_id, "downstream": gate.downstream},
-                        )
-                _recompute_waits(db, run_id)
-
-        self._write(add)
-
-    def has_graph(self, run_id: int) -> bool:
-        """Whether the run's dependencies are recorded (runs made before 0003 lack them)."""
-        found = self.db.scalar(
-            "SELECT 1 FROM task_dep d JOIN task t ON t.id = d.task_id WHERE t.run_id = :run LIMIT 1",
-            {"run": run_id},
-        ) or self.db.scalar("SELECT 1 FROM gate WHERE run_id = :run LIMIT 1", {"run": run_id})
-        return bool(found)
 
     # -- claims -----------------------------------------------------------------------------------
 
@@ -484,18 +250,6 @@ class WorkQueue:
         )
         return bool(changed)
 
-    def quota_exhausted(self, run_id: int, reason: str, resets_at: dt.datetime, now: dt.datetime) -> bool:
-        """A daily warehouse quota is used up: ask the run to stop (its owner interrupts it with
-        ``reason``) and note when it may resume. One conditional write, by any process of the run."""
-        changed = self._write(
-            lambda db: db.execute(
-                "UPDATE run SET stop_requested_at = COALESCE(stop_requested_at, :now), error = :reason, "
-                "resume_after = :at WHERE id = :id AND status IN ('queued', 'running')",
-                {"id": run_id, "now": now, "reason": reason, "at": resets_at},
-            )
-        )
-        return bool(changed)
-
     # -- pools ------------------------------------------------------------------------------------
 
     def ensure_pools(self, pools: Mapping[str, int], now: dt.datetime) -> None:
@@ -610,111 +364,8 @@ class WorkQueue:
                 day += dt.timedelta(days=1)
         return found
 
-    def stalled(self, run_id: int, now: dt.datetime) -> bool:
-        """Whether pending work of the run can never start: nothing running or ready, no retry due
-        later. Repairs what it can (waits recomputed) before saying so."""
-
-        def check(db: Database) -> bool:
-            with db.transaction(exclusive=True):
-                busy = db.scalar(
-                    "SELECT COUNT(*) FROM task WHERE run_id = :r AND (status = 'running' OR "
-                    "(status = 'pending' AND waits = 0)) ",
-                    {"r": run_id},
-                ) or db.scalar(
-                    "SELECT COUNT(*) FROM gate WHERE run_id = :r AND (status = 'running' OR "
-                    "(status = 'pending' AND waits = 0))",
-                    {"r": run_id},
-                )
-                if busy:
-                    return False
-                _recompute_waits(db, run_id)
-                ready = db.scalar(
-                    "SELECT COUNT(*) FROM task WHERE run_id = :r AND status = 'pending' AND waits = 0",
-                    {"r": run_id},
-                ) or db.scalar(
-                    "SELECT COUNT(*) FROM gate WHERE run_id = :r AND status = 'pending' AND waits = 0",
-                    {"r": run_id},
-                )
-                if ready:
-                    return False
-                stuck = [
-                    int(r[0])
-                    for r in db.rows(
-                        "SELECT id FROM task WHERE run_id = :r AND status = 'pending'", {"r": run_id}
-                    )
-                ]
-                if not stuck:
-                    return False
-                _cascade(
-                    db,
-                    stuck,
-                    TaskStatus.BLOCKED,
-                    "its dependencies can never be met",
-                    now,
-                    include_roots=True,
-                )
-                db.execute(
-                    "UPDATE gate SET status = 'failed', message = 'its tasks never finished', finished_at = :now "
-                    "WHERE run_id = :r AND status = 'pending'",
-                    {"r": run_id, "now": now},
-                )
-                return True
-
-        result: bool = self._write(check)
-        return result
-
-    # -- workers ----------------------------------------------------------------------------------
-
-    def register_worker(
-        self, worker: str, *, host: str, pid: int, kind: str, run_id: int | None, now: dt.datetime
-    ) -> None:
-        def register(db: Database) -> None:
-            with db.transaction():
-                db.execute("DELETE FROM worker WHERE id = :id", {"id": worker})
-                db.execute(
-                    "INSERT INTO worker (id, host, pid, kind, run_id, started_at, heartbeat_at, tasks_done) "
-                    "VALUES (:id, :host, :pid, :kind, :run, :now, :now, 0)",
-                    {"id": worker, "host": host, "pid": pid, "kind": kind, "run": run_id, "now": now},
-                )
-
-        self._write(register)
-
-    def worker_stopped(self, worker: str, now: dt.datetime, note: str | None = None) -> None:
-        self._write(
-            lambda db: db.execute(
-                "UPDATE worker SET stopped_at = :now, note = CASE WHEN note IS NULL THEN CAST(:note AS VARCHAR) "
-                "WHEN CAST(:note AS VARCHAR) IS NULL THEN note ELSE note || '; ' || CAST(:note AS VARCHAR) END "
-                "WHERE id = :id",
-                {"id": worker, "now": now, "note": note},
-            )
-        )
-
-    def worker_note(self, worker: str, note: str) -> None:
-        self._write(
-            lambda db: db.execute(
-                "UPDATE worker SET note = :note WHERE id = :id", {"id": worker, "note": note}
-            )
-        )
-
-
-class LostRun(Exception):  # noqa: N818 - a condition, handled by the controller
-    """This controller no longer owns the run: another took it (its epoch changed)."""
-
-    def __init__(self, run_id: int) -> None:
-        super().__init__(f"run {run_id} was taken over by another controller")
-        self.run_id = run_id
-
 
 # -- the statements behind the methods --------------------------------------------------------------
-
-
-def _days_before(db: Database, column: str, days: int) -> str:
-    """SQL for the ISO date ``days`` days before the ISO date in ``column``."""
-    if days <= 0:
-        return column
-    if db.dialect == "sqlite":
-        return f"date({column}, '-{int(days)} days')"
-    return f"to_char(CAST({column} AS date) - {int(days)}, 'YYYY-MM-DD')"
 
 
 def _live_sources(db: Database, sources: Sequence[Source], lost: list[int]) -> list[Source]:
@@ -779,13 +430,6 @@ def _add(column: str, value: str) -> str:
     if value.startswith(":"):
         value = f"CAST({value} AS BIGINT)"
     return f"CASE WHEN {value} IS NULL THEN {column} ELSE COALESCE({column}, 0) + {value} END"
-
-
-# Rows picked by id test their status through an expression, so that the database looks them up
-# by id instead of walking every task of that status (SQLite's planner has no statistics to know
-# better, and PostgreSQL's has none yet for a new run).
-PENDING_BY_ID = "status || '' = 'pending'"
-RUNNING_BY_ID = "status || '' = 'running'"
 
 
 # PostgreSQL: record successes, release what waited for them and update task_latest in one
@@ -1038,220 +682,9 @@ def _record_one(db: Database, worker: str, outcome: Outcome, now: dt.datetime) -
     return True
 
 
-def _release(db: Database, task_ids: Sequence[int], settled: int = 1) -> None:
-    """``settled`` dependencies of each of ``task_ids`` are settled."""
-    for start in range(0, len(task_ids), 500):
-        db.execute(
-            f"UPDATE task SET waits = waits - :n WHERE id IN :ids AND {PENDING_BY_ID}",
-            {"ids": list(task_ids[start : start + 500]), "n": settled},
-        )
-
-
-_DOWNSTREAM = """
-WITH RECURSIVE down(id) AS (
-    SELECT d.task_id FROM task_dep d WHERE d.upstream_id IN :ids
-    UNION
-    SELECT d.task_id FROM task_dep d JOIN down ON d.upstream_id = down.id
-)
-SELECT task.id FROM down JOIN task ON task.id = down.id WHERE task.status = 'pending'
-"""
-
-
-def _cascade(
-    db: Database,
-    roots: Sequence[int],
-    status: str,
-    reason: str,
-    now: dt.datetime,
-    *,
-    skip_reason: str | None = None,
-    include_roots: bool = False,
-) -> None:
-    """Mark everything pending downstream of ``roots`` (and the roots themselves if asked) blocked
-    or skipped, counting each for its processor's gate."""
-    found = {
-        int(r[0])
-        for start in range(0, len(roots), 500)
-        for r in db.rows(_DOWNSTREAM, {"ids": list(roots[start : start + 500])})
-    }
-    if include_roots:
-        found.update(roots)
-    ids = sorted(found)
-    marked: list[tuple[int, str, str]] = []
-    for start in range(0, len(ids), 500):
-        rows = db.rows(
-            "UPDATE task SET status = :status, finished_at = :now, lease_until = NULL, error_tail = :reason, "
-            f"skip_reason = COALESCE(:skip, skip_reason) WHERE id IN :ids AND {PENDING_BY_ID} "
-            "RETURNING run_id, processor, date",
-            {
-                "ids": ids[start : start + 500],
-                "status": status,
-                "now": now,
-                "reason": reason,
-                "skip": skip_reason,
-            },
-        )
-        marked += [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
-        db.execute(latest.OF_TASKS, {"ids": ids[start : start + 500]})
-    _gates_done(db, marked)
-
-
-def _gates_done(db: Database, finished: Sequence[tuple[int, str, str]]) -> bool:
-    """Tasks of these (run, processor, date) are finished: their gates (the processor's gate,
-    and the per-date gate whose window holds the date) wait for one fewer each.
-    True when one of them has nothing left to wait for (it is ready to be judged)."""
-    ready = False
-    for (run_id, processor, day), count in Counter(finished).items():
-        rows = db.rows(
-            "UPDATE gate SET waits = waits - :n WHERE run_id = :run AND processor = :p AND status = 'pending' "
-            "AND (start_date = '' OR (start_date <= :day AND end_date >= :day)) RETURNING waits",
-            {"n": count, "run": run_id, "p": processor, "day": day},
-        )
-        ready = ready or any(int(row[0]) <= 0 for row in rows)
-    return ready
-
-
-def _add_date_gates(db: Database, run_id: int, gate: GateSpec) -> None:
-    """One gate per window of ``gate.window_days`` days of the processor's runnable tasks; the
-    downstream tasks whose dates touch a window wait for its gate."""
-    days = [
-        (str(r[0]), str(r[1]))
-        for r in db.rows(
-            "SELECT date, end_date FROM task WHERE run_id = :run AND processor = :p AND status <> 'skipped' "
-            "ORDER BY date",
-            {"run": run_id, "p": gate.processor},
-        )
-    ]
-    windows: list[list[str]] = []
-    for first, last in days:
-        if windows and dt.date.fromisoformat(first) <= dt.date.fromisoformat(windows[-1][0]) + dt.timedelta(
-            days=gate.window_days - 1
-        ):
-            windows[-1][1] = max(windows[-1][1], last)
-        else:
-            windows.append([first, last])
-    for start, end in windows:
-        gate_id = db.insert(
-            "INSERT INTO gate (run_id, processor, blocking, status, waits, start_date, end_date) "
-            "VALUES (:run, :processor, :blocking, 'pending', 0, :start, :end) RETURNING id",
-            {
-                "run": run_id,
-                "processor": gate.processor,
-                "blocking": gate.blocking,
-                "start": start,
-                "end": end,
-            },
-        )
-        if gate.downstream:
-            db.execute(
-                "INSERT INTO gate_dep (gate_id, task_id) SELECT :gate, id FROM task "
-                "WHERE run_id = :run AND processor IN :downstream AND status <> 'skipped' "
-                "AND date <= :end AND end_date >= :start",
-                {"gate": gate_id, "run": run_id, "downstream": gate.downstream, "start": start, "end": end},
-            )
-
-
-def _split_by_dates(
-    db: Database, task_ids: Sequence[int], failed_dates: Mapping[str, str]
-) -> tuple[dict[str, list[int]], list[int]]:
-    """The tasks that cover a failed date (by the message of their first failed date), and the others."""
-    hit: dict[str, list[int]] = {}
-    free: list[int] = []
-    failed = sorted(failed_dates)
-    for start in range(0, len(task_ids), 500):
-        for task_id, first, last in db.rows(
-            "SELECT id, date, end_date FROM task WHERE id IN :ids",
-            {"ids": list(task_ids[start : start + 500])},
-        ):
-            day = next((d for d in failed if str(first) <= d <= str(last)), None)
-            if day is None:
-                free.append(int(task_id))
-            else:
-                hit.setdefault(failed_dates[day], []).append(int(task_id))
-    return hit, free
-
-
-def _reopen(db: Database, run_id: int) -> int:
-    """Failed, blocked and cancelled tasks back to pending with fresh retries; the gates of the
-    processors that have work again are judged again once it is done."""
-    count = db.execute(
-        "UPDATE task SET status = 'pending', max_attempts = attempt + max_attempts, not_before = NULL, "
-        "lease_until = NULL, claimed_by = NULL, job_id = NULL WHERE run_id = :run AND status IN :statuses",
-        {"run": run_id, "statuses": [TaskStatus.FAILED, TaskStatus.BLOCKED, TaskStatus.CANCELLED]},
-    )
-    db.execute(
-        "UPDATE gate SET status = 'pending', claimed_by = NULL, lease_until = NULL, message = NULL, finished_at = NULL "
-        "WHERE run_id = :run AND (status = 'failed' OR processor IN "
-        "(SELECT DISTINCT processor FROM task WHERE run_id = :run AND status IN ('pending', 'running')))",
-        {"run": run_id},
-    )
-    return count
-
-
-def _hand_back(db: Database, run_id: int, holder: str) -> int:
-    """Return the tasks ``holder`` holds in the run to pending; that attempt does not count."""
-    db.execute(
-        "UPDATE gate SET status = 'pending', claimed_by = NULL, lease_until = NULL "
-        "WHERE run_id = :run AND claimed_by = :h AND status = 'running'",
-        {"run": run_id, "h": holder},
-    )
-    return db.execute(
-        "UPDATE task SET status = 'pending', claimed_by = NULL, lease_until = NULL, not_before = NULL, pid = NULL, "
-        "max_attempts = max_attempts + 1 WHERE run_id = :run AND claimed_by = :h AND status = 'running'",
-        {"run": run_id, "h": holder},
-    )
-
-
-def _recompute_waits(db: Database, run_id: int) -> None:
-    """Count each pending task's unsettled dependencies (and each pending gate's unfinished tasks)
-    again from what the store says: a repair that makes any interruption harmless."""
-    # One pass of counts joined to the pending tasks, and only the tasks whose count changed are
-    # written: a fresh run (every count already right) writes nothing.
-    db.execute(
-        "UPDATE task SET waits = c.n FROM ("
-        "SELECT t.id AS id, COALESCE(dn.n, 0) + COALESCE(gn.n, 0) AS n FROM task t "
-        "LEFT JOIN (SELECT d.task_id, COUNT(*) AS n FROM task_dep d JOIN task x ON x.id = d.task_id "
-        " JOIN task u ON u.id = d.upstream_id WHERE x.run_id = :run AND x.status = 'pending' "
-        " AND u.status <> 'succeeded' GROUP BY d.task_id) dn ON dn.task_id = t.id "
-        "LEFT JOIN (SELECT gd.task_id, COUNT(*) AS n FROM gate_dep gd JOIN gate g ON g.id = gd.gate_id "
-        " WHERE g.run_id = :run AND g.status <> 'passed' GROUP BY gd.task_id) gn ON gn.task_id = t.id "
-        "WHERE t.run_id = :run AND t.status = 'pending') c "
-        "WHERE task.id = c.id AND task.waits <> c.n",
-        {"run": run_id},
-    )
-    db.execute(
-        "UPDATE gate SET waits = (SELECT COUNT(*) FROM task t WHERE t.run_id = gate.run_id "
-        "AND t.processor = gate.processor AND t.status IN ('pending', 'running') "
-        "AND (gate.start_date = '' OR (t.date >= gate.start_date AND t.date <= gate.end_date))) "
-        "WHERE run_id = :run AND status = 'pending'",
-        {"run": run_id},
-    )
-    # A pending task whose upstream failed, was blocked or skipped can never start: settle it now.
-    settled = db.rows(
-        "SELECT DISTINCT u.id, u.status, u.processor, u.date FROM task t JOIN task_dep d ON d.task_id = t.id "
-        "JOIN task u ON u.id = d.upstream_id WHERE t.run_id = :run AND t.status = 'pending' "
-        "AND u.status IN ('failed', 'blocked', 'skipped', 'cancelled')",
-        {"run": run_id},
-    )
-    now = dt.datetime.now(dt.UTC)
-    for upstream, status, processor, day in settled:
-        if status == TaskStatus.SKIPPED:
-            _cascade(db, [int(upstream)], TaskStatus.SKIPPED, f"upstream {processor} {day} skipped", now,
-                     skip_reason=SkipReason.UPSTREAM_MISSING)  # fmt: skip
-        else:
-            _cascade(db, [int(upstream)], TaskStatus.BLOCKED, f"upstream {processor} {day} {status}", now)
-
-
 __all__ = [
     "Claimed",
-    "GateSpec",
-    "Json",
-    "Links",
-    "LostRun",
-    "Need",
     "Outcome",
-    "Queries",
-    "Run",
     "Source",
     "WorkQueue",
 ]

@@ -33,7 +33,9 @@ from runbook.state.connect import (
     redact_url,
     require_head,
 )
+from runbook.state.graph import TaskGraph
 from runbook.state.outbox import Outbox
+from runbook.state.ownership import RunOwnership
 from runbook.state.queries import Queries
 from runbook.state.queue import WorkQueue
 from runbook.state.records import CheckDate, CheckResult, Note, Run, Task, WorkSession, columns
@@ -74,7 +76,7 @@ def _insert_arrays(
     return True
 
 
-class Store(Queries, WorkQueue, Outbox, Adoptions):
+class Store(Queries, RunOwnership, TaskGraph, WorkQueue, Outbox, Adoptions):
     """Reads (inherited from :class:`Queries`) and writes of one workspace's state store.
 
     Each thread gets its own connection (SQLite connections must not be shared, and a write

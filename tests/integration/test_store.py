@@ -16,7 +16,9 @@ import pytest
 
 from runbook.clock import utcnow
 from runbook.errors import RunConflict
-from runbook.state.queue import Links, LostRun, Need, Outcome, Source
+from runbook.state.graph import Links, Need
+from runbook.state.ownership import LostRun
+from runbook.state.queue import Outcome, Source
 from runbook.state.records import Task
 from runbook.state.store import Store
 

@@ -157,7 +157,8 @@ def test_successes_recorded_together_release_each_dependent_once_per_upstream(
 ) -> None:
     """Both stores settle a batch of successes the same way (PostgreSQL in one statement)."""
     from runbook.kinds import TaskStatus
-    from runbook.state.queue import Links, Need, Outcome
+    from runbook.state.graph import Links, Need
+    from runbook.state.queue import Outcome
 
     url = request.getfixturevalue("pg_url") if kind == "postgresql" else f"sqlite:///{tmp_path / 'state.db'}"
     store = Store.open(url)
