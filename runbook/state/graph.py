@@ -279,7 +279,8 @@ def _recompute_waits(db: Database, run_id: int) -> None:
         "SELECT t.id AS id, COALESCE(dn.n, 0) + COALESCE(gn.n, 0) AS n FROM task t "
         "LEFT JOIN (SELECT d.task_id, COUNT(*) AS n FROM task_dep d JOIN task x ON x.id = d.task_id "
         " JOIN task u ON u.id = d.upstream_id WHERE x.run_id = :run AND x.status = 'pending' "
-        " AND u.status <> 'succeeded' GROUP BY d.task_id) dn ON dn.task_id = t.id "
+        " AND u.status <> 'succeeded' AND NOT (u.status = 'skipped' AND u.skip_reason = 'already_done') "
+        " GROUP BY d.task_id) dn ON dn.task_id = t.id "
         "LEFT JOIN (SELECT gd.task_id, COUNT(*) AS n FROM gate_dep gd JOIN gate g ON g.id = gd.gate_id "
         " WHERE g.run_id = :run AND g.status <> 'passed' GROUP BY gd.task_id) gn ON gn.task_id = t.id "
         "WHERE t.run_id = :run AND t.status = 'pending') c "
@@ -297,7 +298,8 @@ def _recompute_waits(db: Database, run_id: int) -> None:
     settled = db.rows(
         "SELECT DISTINCT u.id, u.status, u.processor, u.date FROM task t JOIN task_dep d ON d.task_id = t.id "
         "JOIN task u ON u.id = d.upstream_id WHERE t.run_id = :run AND t.status = 'pending' "
-        "AND u.status IN ('failed', 'blocked', 'skipped', 'cancelled')",
+        "AND u.status IN ('failed', 'blocked', 'skipped', 'cancelled') "
+        "AND NOT (u.status = 'skipped' AND u.skip_reason = 'already_done')",  # built by another run
         {"run": run_id},
     )
     now = dt.datetime.now(dt.UTC)

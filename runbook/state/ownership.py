@@ -15,10 +15,12 @@ consistent, and ``runbook resume`` continues from it.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from runbook.kinds import RunStatus, TaskStatus
+from runbook.kinds import RunStatus, SkipReason, TaskStatus
+from runbook.state import latest
 from runbook.state.connect import Database, Json
 from runbook.state.graph import _cascade, _recompute_waits
 from runbook.state.queries import Queries
@@ -292,9 +294,44 @@ class LostRun(Exception):  # noqa: N818 - a condition, handled by the controller
 # -- the statements behind the methods --------------------------------------------------------------
 
 
+def _built_since(db: Database, run_id: int, now: dt.datetime) -> int:
+    """Failed, blocked and cancelled tasks whose dates another run has built since, at the code
+    version this run records, are skipped as ``already_done`` instead of reopened: resume never
+    builds a date again that is built (``runbook run --force`` does, when that is wanted)."""
+    rows = db.rows(
+        "SELECT t.id, t.processor, l.built_run_id, l.built_version FROM task t "
+        "JOIN task_latest l ON l.processor = t.processor AND l.date = t.date "
+        "WHERE t.run_id = :run AND t.status IN :statuses AND l.built_run_id IS NOT NULL "
+        "AND l.built_run_id <> :run AND l.built_end_date >= t.end_date "
+        "AND (l.built_id > t.id OR l.built_at > COALESCE(t.finished_at, t.started_at))",
+        {"run": run_id, "statuses": [TaskStatus.FAILED, TaskStatus.BLOCKED, TaskStatus.CANCELLED]},
+    )
+    if not rows:
+        return 0
+    recorded = db.scalar("SELECT versions FROM run WHERE id = :id", {"id": run_id})
+    versions = json.loads(recorded) if isinstance(recorded, str) else dict(recorded or {})
+    by_run: dict[int, list[int]] = {}
+    for task_id, processor, built_run, built_version in rows:
+        if built_version == versions.get(str(processor)):
+            by_run.setdefault(int(built_run), []).append(int(task_id))
+    for built_run, ids in sorted(by_run.items()):
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            db.execute(
+                "UPDATE task SET status = 'skipped', skip_reason = :reason, error_tail = :why, finished_at = :now, "
+                "lease_until = NULL, claimed_by = NULL, not_before = NULL WHERE id IN :ids",
+                {"ids": chunk, "reason": SkipReason.ALREADY_DONE, "why": f"built by run {built_run} since",
+                 "now": now},
+            )  # fmt: skip
+            db.execute(latest.OF_TASKS, {"ids": chunk})
+    return sum(len(ids) for ids in by_run.values())
+
+
 def _reopen(db: Database, run_id: int) -> int:
-    """Failed, blocked and cancelled tasks back to pending with fresh retries; the gates of the
-    processors that have work again are judged again once it is done."""
+    """Failed, blocked and cancelled tasks back to pending with fresh retries (but for the dates
+    another run built since, see :func:`_built_since`); the gates of the processors that have work
+    again are judged again once it is done."""
+    _built_since(db, run_id, dt.datetime.now(dt.UTC))
     count = db.execute(
         "UPDATE task SET status = 'pending', max_attempts = attempt + max_attempts, not_before = NULL, "
         "lease_until = NULL, claimed_by = NULL, job_id = NULL WHERE run_id = :run AND status IN :statuses",

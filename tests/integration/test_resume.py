@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ import pytest
 from core_helpers import (
     executions,
     group_alive,
+    ledger_command,
     process_alive,
     query,
+    read_ledger,
     run_row,
     stop_leftovers,
     tasks,
@@ -236,3 +239,33 @@ def assert_status_schema(run: dict[str, Any], pid: int) -> None:
     )
     assert run["tasks_per_hour"] > 0 and run["eta_seconds"] > 0
     assert run["started_at"].endswith("Z") and run["heartbeat_at"].endswith("Z")
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_resume_skips_the_dates_another_run_built_since(
+    make_workspace: Any, store: str, request: pytest.FixtureRequest
+) -> None:
+    """Run 1 fails a date; run 2 builds it; resuming run 1 does not build it a third time, and
+    what waited on it there runs."""
+    env = {"RUNBOOK_DATABASE_URL": request.getfixturevalue("pg_url")} if store == "postgres" else {}
+    ws = make_workspace("", extra_env=env)
+    ledger = ws.root / "ledger.txt"
+    step = ledger_command(ledger)
+    ws.write(f"processors:\n  a:\n    command: {step}\n  b:\n    needs: [a]\n    command: {step}\n")
+    first = ws.runbook(
+        "run", "--start", "2024-01-01", "--end", "2024-01-03", env={"LEDGER_FAIL": "a:2024-01-02"}
+    )
+    assert first.code == 1, first.stdout + first.stderr
+    second = ws.runbook("run", "a", "--start", "2024-01-02", "--end", "2024-01-02")
+    assert second.code == 0, second.stdout + second.stderr
+
+    resumed = ws.runbook("resume", "1")
+    assert resumed.code == 0, resumed.stdout + resumed.stderr
+    ends = Counter((e.processor, e.date) for e in read_ledger(ledger) if e.kind == "end")
+    assert ends[("a", "2024-01-02")] == 1, "built by run 2, not again by the resume of run 1"
+    assert ends[("b", "2024-01-02")] == 1, "what waited on it ran"
+    shown = ws.cli("show", "1", "--json", "--tasks", check=True).json()
+    (redone,) = [t for t in shown["tasks"] if (t["processor"], t["date"]) == ("a", "2024-01-02")]
+    assert (redone["status"], redone["skip_reason"]) == ("skipped", "already_done")
+    assert redone["error_tail"] == "built by run 2 since"
+    assert shown["run"]["status"] == "succeeded"
