@@ -151,14 +151,16 @@ def resume_preview_document(preview: ResumePreview) -> Document:
     for run, rows in preview.runs:
         counts = Counter(status for _, _, _, status in rows)
         days: dict[str, list[str]] = {}
-        for processor, date, end_date, _ in rows:
-            days.setdefault(processor, []).extend(expand_days(date, end_date))
+        for processor, date, end_date, status in rows:
+            if status != "already_done":  # built by another run since: skipped, not run
+                days.setdefault(processor, []).extend(expand_days(date, end_date))
         runs.append(
             {
                 "run_id": run.id,
                 "status": run.status,
                 "processors": list(run.processors),
                 "reopen": {s: counts.get(s, 0) for s in ("failed", "blocked", "cancelled")},
+                "already_done": counts.get("already_done", 0),
                 "continue": {s: counts.get(s, 0) for s in ("pending", "running")},
                 "ranges": {p: date_ranges(sorted(set(d)), d) for p, d in days.items()},
                 "dates": [{"processor": p, "date": d, "end_date": e, "status": st} for p, d, e, st in rows],

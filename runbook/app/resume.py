@@ -19,7 +19,7 @@ from runbook.clock import utcnow
 from runbook.engine.liveness import adopted_pid, controller_alive, this_host, worker_alive
 from runbook.engine.versions import resolve_versions
 from runbook.errors import QuotaWait, RunBusy, UsageError
-from runbook.kinds import ACTIVE_RUN_STATUSES, WATCHER, RunStatus, TaskStatus
+from runbook.kinds import ACTIVE_RUN_STATUSES, WATCHER, RunStatus, SkipReason, TaskStatus
 from runbook.state.records import Run
 
 
@@ -144,9 +144,16 @@ class Resume(Runs):
             )
         q = self.reader()
         rows = q.open_task_dates([run.id for run in found.todo]) if q is not None else []
+        built: dict[int, dict[tuple[str, str], tuple[int, int]]] = {}
+        for run in found.todo:
+            if q is not None and run.status in (RunStatus.FAILED, RunStatus.BLOCKED):
+                versions = resolve_versions(self.config, list(run.processors), str(self.workspace.root))
+                built[run.id] = q.built_since(run.id, versions)
         per_run: dict[int, list[tuple[str, str, str, str]]] = {run.id: [] for run in found.todo}
         for run_key, processor, date, end_date, status in rows:
-            per_run[run_key].append((processor, date, end_date, status))
+            # A date another run built since is skipped, not reopened (see RunOwnership.take_run).
+            shown = SkipReason.ALREADY_DONE if (processor, date) in built.get(run_key, {}) else status
+            per_run[run_key].append((processor, date, end_date, shown))
         return ResumePreview([(run, per_run[run.id]) for run in found.todo], found.alive, found.rewatch)
 
     def take_over(self, run: Run) -> int | None:

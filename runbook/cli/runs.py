@@ -223,7 +223,8 @@ def print_resume_preview(obj: Context, run_id: int | None, json_out: bool) -> No
     for entry in found["runs"]:
         reopen = ", ".join(f"{n} {s}" for s, n in entry["reopen"].items() if n) or "nothing"
         more = ", ".join(f"{n} {s}" for s, n in entry["continue"].items() if n) or "nothing"
-        click.echo(f"run {entry['run_id']} ({entry['status']}): would reopen {reopen}; continue {more}")
+        done = f"; skip {entry['already_done']} built by another run since" if entry["already_done"] else ""
+        click.echo(f"run {entry['run_id']} ({entry['status']}): would reopen {reopen}; continue {more}{done}")
         for processor, ranges in entry["ranges"].items():
             spans = ", ".join(
                 r["start"] if r["start"] == r["end"] else f"{r['start']}..{r['end']}" for r in ranges

@@ -23,7 +23,7 @@ from runbook.kinds import RunStatus, SkipReason, TaskStatus
 from runbook.state import latest
 from runbook.state.connect import Database, Json
 from runbook.state.graph import _cascade, _recompute_waits
-from runbook.state.queries import Queries
+from runbook.state.queries import Queries, built_since
 from runbook.state.records import Run
 
 ADMISSION_LOCK = 0x72756E62_0003  # PostgreSQL advisory lock keys: "runb" + a number
@@ -298,22 +298,11 @@ def _built_since(db: Database, run_id: int, now: dt.datetime) -> int:
     """Failed, blocked and cancelled tasks whose dates another run has built since, at the code
     version this run records, are skipped as ``already_done`` instead of reopened: resume never
     builds a date again that is built (``runbook run --force`` does, when that is wanted)."""
-    rows = db.rows(
-        "SELECT t.id, t.processor, l.built_run_id, l.built_version FROM task t "
-        "JOIN task_latest l ON l.processor = t.processor AND l.date = t.date "
-        "WHERE t.run_id = :run AND t.status IN :statuses AND l.built_run_id IS NOT NULL "
-        "AND l.built_run_id <> :run AND l.built_end_date >= t.end_date "
-        "AND (l.built_id > t.id OR l.built_at > COALESCE(t.finished_at, t.started_at))",
-        {"run": run_id, "statuses": [TaskStatus.FAILED, TaskStatus.BLOCKED, TaskStatus.CANCELLED]},
-    )
-    if not rows:
-        return 0
     recorded = db.scalar("SELECT versions FROM run WHERE id = :id", {"id": run_id})
     versions = json.loads(recorded) if isinstance(recorded, str) else dict(recorded or {})
     by_run: dict[int, list[int]] = {}
-    for task_id, processor, built_run, built_version in rows:
-        if built_version == versions.get(str(processor)):
-            by_run.setdefault(int(built_run), []).append(int(task_id))
+    for task_id, built_run in built_since(db, run_id, versions).values():
+        by_run.setdefault(built_run, []).append(task_id)
     for built_run, ids in sorted(by_run.items()):
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]

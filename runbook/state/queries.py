@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runbook.kinds import FINISHED_RUN_STATUSES, STEP_FINISHED
@@ -414,6 +414,12 @@ class Queries:
         )
         return [(int(row[0]), row[1], row[2], row[3], row[4]) for row in rows]
 
+    def built_since(self, run_id: int, versions: Mapping[str, str]) -> dict[tuple[str, str], tuple[int, int]]:
+        """The failed, blocked and cancelled tasks of run ``run_id`` whose dates another run has
+        built since at the code versions given: (processor, date) -> (task id, the run that built
+        it). ``runbook resume`` skips them as ``already_done`` instead of reopening them."""
+        return built_since(self.db, run_id, versions)
+
     def attempt_errors(self, run_ids: Sequence[int]) -> dict[tuple[int, str, str], list[str]]:
         """(run, processor, date) -> the error line of each failed attempt, oldest first, from the
         ``task_retry`` and ``task_failed`` events of ``run_ids``."""
@@ -628,3 +634,23 @@ def _time_param(db: Database, value: dt.datetime) -> Any:
     if db.dialect == "sqlite":
         return value.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
     return value
+
+
+def built_since(
+    db: Database, run_id: int, versions: Mapping[str, str]
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """See :meth:`Queries.built_since`: a build newer than the task's attempt (a later task, or
+    one that ended after it), of another run, covering its dates, at ``versions[processor]``."""
+    rows = db.rows(
+        "SELECT t.id, t.processor, t.date, l.built_run_id, l.built_version FROM task t "
+        "JOIN task_latest l ON l.processor = t.processor AND l.date = t.date "
+        "WHERE t.run_id = :run AND t.status IN ('failed', 'blocked', 'cancelled') AND l.built_run_id IS NOT NULL "
+        "AND l.built_run_id <> :run AND l.built_end_date >= t.end_date "
+        "AND (l.built_id > t.id OR l.built_at > COALESCE(t.finished_at, t.started_at))",
+        {"run": run_id},
+    )
+    return {
+        (str(processor), str(date)): (int(task_id), int(built_run))
+        for task_id, processor, date, built_run, version in rows
+        if version == versions.get(str(processor))
+    }

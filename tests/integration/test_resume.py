@@ -259,6 +259,14 @@ def test_resume_skips_the_dates_another_run_built_since(
     second = ws.runbook("run", "a", "--start", "2024-01-02", "--end", "2024-01-02")
     assert second.code == 0, second.stdout + second.stderr
 
+    preview = ws.cli("resume", "1", "--dry-run", "--json", check=True).json()
+    (planned,) = preview["runs"]
+    assert planned["already_done"] == 1 and planned["reopen"] == {"failed": 0, "blocked": 1, "cancelled": 0}
+    assert {(d["processor"], d["date"], d["status"]) for d in planned["dates"]} >= {
+        ("a", "2024-01-02", "already_done"),
+        ("b", "2024-01-02", "blocked"),
+    }
+    assert "a" not in planned["ranges"]
     resumed = ws.runbook("resume", "1")
     assert resumed.code == 0, resumed.stdout + resumed.stderr
     ends = Counter((e.processor, e.date) for e in read_ledger(ledger) if e.kind == "end")
