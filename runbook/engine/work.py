@@ -271,7 +271,11 @@ class WorkLoop:
                     os.killpg(orphan.pid, signal.SIGKILL)
         for run_id, task_ids in stray_tasks.items():
             # Its PID may not have been recorded yet: the token in its environment finds it.
-            end_strays(run_key(run_id, self.run_token(run_id)), task_ids)
+            ended = end_strays(run_key(run_id, self.run_token(run_id)), task_ids)
+            if ended:
+                self.logs(run_id).event(
+                    f"ended {ended} step process(es) of task(s) taken over from a holder whose lease ran out"
+                )
         for task in claimed.tasks:
             if len(self.running) < self.threads:
                 self._start(task, now)

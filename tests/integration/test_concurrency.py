@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -316,7 +317,8 @@ ESCAPING_STEP = """\
 import os, subprocess, sys
 ledger, ledger_step, processor, date = sys.argv[1:5]
 marker = os.path.join(os.path.dirname(ledger), f"escaped-{processor}-{date}")
-if not os.path.exists(marker):
+escapes = os.environ.get("ESCAPE_ON_HOST") in (None, os.environ.get("RUNBOOK_HOST"))
+if escapes and not os.path.exists(marker):
     # The first execution leaves a process of its own session behind, outside the step's group,
     # holding the date's ledger lock for a long time; then it hangs until its controller dies.
     child = subprocess.Popen([sys.executable, ledger_step, ledger, processor, date, date],
@@ -363,3 +365,38 @@ def test_a_step_process_that_outlived_its_killed_controller_is_ended_before_its_
     assert [e.kind for e in entries if e.pid != escaped] == ["start", "end"]
     log = (ws.root / shown(ws, run_id)["run"]["log_path"]).read_text(encoding="utf-8")
     assert "ended 1 step process(es) of this run left by a controller that died" in log, log
+
+
+def test_a_step_process_left_by_a_killed_worker_is_ended_by_whoever_takes_its_task(
+    make_workspace: Any, store_env: dict[str, str]
+) -> None:
+    """The worker's step leaves a process of its own session holding the date; the worker is
+    killed with -9 and its lease runs out; the controller that claims the task ends that process
+    (found by its token: no PID of it was ever recorded) before the date runs again."""
+    ws = make_workspace("", extra_env={**store_env, "RUNBOOK_LEASE_SECONDS": "2"})
+    ledger = ws.root / "ledger.txt"
+    script = ws.root / "escaping_step.py"
+    script.write_text(ESCAPING_STEP, encoding="utf-8")
+    command = f'["{sys.executable}", "{script}", "{ledger}", "{LEDGER_STEP}", "{{{{ processor }}}}", "{{{{ start }}}}"]'
+    ws.write(f"processors:\n  a:\n    command: {command}\n")
+    env = {"ESCAPE_ON_HOST": "machine-b", "LEDGER_SLEEP": "0.5"}
+    worker = start(ws, "worker", "--threads", "1", env={**env, "RUNBOOK_HOST": "machine-b"})
+    run = ws.runbook("run", *DATES, "--workers", "1", "--detach", "--json", check=True,
+                     env={**env, "RUNBOOK_HOST": "machine-a"}).json()  # fmt: skip
+    wait_for(
+        lambda: list(ws.root.glob("escaped-a-*")), timeout=60, what="the worker's step to leave a process"
+    )
+    (marker,) = ws.root.glob("escaped-a-*")
+    wait_for(lambda: marker.read_text(), what="the escaped process's PID")
+    escaped = int(marker.read_text())
+    worker.kill()  # kill -9: its step dies with it, the escaped process does not
+    worker.communicate(timeout=30)
+    assert process_alive(escaped)
+    wait_for(lambda: shown(ws, run["run_id"])["run"]["status"] == "succeeded", timeout=90, what="run done")
+    assert not process_alive(escaped), "the claimant ended what the dead worker's step left"
+    assert_ledger_sound(ledger, {("a", f"2024-01-0{d}") for d in range(1, 7)})
+    log = (ws.root / shown(ws, run["run_id"])["run"]["log_path"]).read_text(encoding="utf-8")
+    # The escaped process, and what the step left in its own group (its shell and sleep).
+    assert re.search(
+        r"ended \d+ step process\(es\) of task\(s\) taken over from a holder whose lease", log
+    ), log
