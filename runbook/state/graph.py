@@ -295,11 +295,15 @@ def _recompute_waits(db: Database, run_id: int) -> None:
         {"run": run_id},
     )
     # A pending task whose upstream failed, was blocked or skipped can never start: settle it now.
+    # Read from the upstream side (a task's dependencies are in its own run): the run's few
+    # settled tasks through ix_task_run_status, then their dependents by id, instead of every
+    # pending task of the run and its dependencies (0.8-3.5 s at 1,000,000 tasks).
     settled = db.rows(
-        "SELECT DISTINCT u.id, u.status, u.processor, u.date FROM task t JOIN task_dep d ON d.task_id = t.id "
-        "JOIN task u ON u.id = d.upstream_id WHERE t.run_id = :run AND t.status = 'pending' "
+        "SELECT DISTINCT u.id, u.status, u.processor, u.date FROM task u JOIN task_dep d ON d.upstream_id = u.id "
+        "JOIN task t ON t.id = d.task_id WHERE u.run_id = :run "
         "AND u.status IN ('failed', 'blocked', 'skipped', 'cancelled') "
-        "AND NOT (u.status = 'skipped' AND u.skip_reason = 'already_done')",  # built by another run
+        "AND NOT (u.status = 'skipped' AND u.skip_reason = 'already_done') "  # built by another run
+        f"AND t.run_id = :run AND t.{PENDING_BY_ID}",
         {"run": run_id},
     )
     now = dt.datetime.now(dt.UTC)

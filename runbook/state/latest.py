@@ -48,12 +48,13 @@ def _update() -> str:
     return ",\n  ".join(sets)
 
 
-def upsert(where: str) -> str:
-    """Record the outcomes of the tasks ``where`` selects (at most one per processor and date)."""
+def upsert(where: str, status: str = "t.status") -> str:
+    """Record the outcomes of the tasks ``where`` selects (at most one per processor and date);
+    ``status`` is how the filter on their status reads the column."""
     return (
         f"INSERT INTO task_latest (processor, date, {', '.join(COLUMNS)})\n"
         f"SELECT t.processor, t.date, {_select('t')}\n"
-        f"FROM task t WHERE {where} AND t.status IN ('succeeded', 'failed', 'blocked', 'skipped')\n"
+        f"FROM task t WHERE {where} AND {status} IN ('succeeded', 'failed', 'blocked', 'skipped')\n"
         f"ON CONFLICT (processor, date) DO UPDATE SET\n  {_update()}"
     )
 
@@ -86,7 +87,9 @@ def backfill() -> str:
     )
 
 
-OF_TASKS = upsert("t.id IN :ids")
+# Tasks picked by id test their status through an expression: else SQLite reads every finished
+# task of the store through ix_task_status_lease instead of looking the ids up.
+OF_TASKS = upsert("t.id IN :ids", "t.status || ''")
 OF_RUN = upsert("t.run_id = :run")
 READ = (
     f"SELECT date, {', '.join(COLUMNS)} FROM task_latest "

@@ -593,11 +593,14 @@ def _claim_tasks(
         return []
     from runbook.state.queries import TASK_COLUMNS
 
+    # The rows are picked by id: the status tests are expressions (``PENDING_BY_ID``), else
+    # SQLite reads the OR through ix_task_status_lease, every pending task of the store (80 ms
+    # per claim at 1,000,000 tasks), instead of looking up the ids.
     rows = db.rows(
         "UPDATE task SET max_attempts = max_attempts + CASE WHEN status = 'running' THEN 1 ELSE 0 END, "
         "status = 'running', claimed_by = :w, lease_until = :lease, attempt = attempt + 1, started_at = :now, "
         "finished_at = NULL, pid = NULL, not_before = NULL "
-        "WHERE id IN :ids AND ((status = 'pending' AND waits = 0) OR (status = 'running' AND lease_until < :now)) "
+        f"WHERE id IN :ids AND (({PENDING_BY_ID} AND waits = 0) OR ({RUNNING_BY_ID} AND lease_until < :now)) "
         f"RETURNING {TASK_COLUMNS}",
         {"ids": chosen, "w": worker, "lease": lease_until, "now": now},
     )
