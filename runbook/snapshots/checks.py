@@ -71,7 +71,7 @@ def _duckdb_text(query: str) -> str | None:
     from sqlglot.errors import SqlglotError
 
     from runbook.errors import WarehouseError
-    from runbook.warehouse.dialect import translate
+    from runbook.warehouse.dialect import SQLGLOT_LOCK, translate
 
     try:
         statements = translate(query)
@@ -80,9 +80,10 @@ def _duckdb_text(query: str) -> str | None:
     parts = []
     for statement in statements:
         try:
-            parts.append(
-                sqlglot.parse_one(statement.duckdb_sql, read="duckdb").sql(dialect="duckdb", pretty=True)
-            )
+            with SQLGLOT_LOCK:
+                parts.append(
+                    sqlglot.parse_one(statement.duckdb_sql, read="duckdb").sql(dialect="duckdb", pretty=True)
+                )
         except SqlglotError:
             parts.append(statement.duckdb_sql)
     return ";\n".join(parts)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from dataclasses import dataclass
 
 import sqlglot
@@ -115,16 +116,28 @@ def parameter_names(sql: str) -> frozenset[str]:
 
 def duckdb_table_name(table: str) -> str:
     """A BigQuery table name (``proj.ds.t``, ```proj.ds.t```, ``ds.t``) as DuckDB SQL."""
-    try:
-        parsed = exp.to_table(table.strip(), dialect="bigquery")
-    except SqlglotError as exc:
-        raise WarehouseError(f"not a table name: {table!r} ({exc})") from exc
-    return _drop_project(parsed).sql(dialect="duckdb")
+    with SQLGLOT_LOCK:
+        try:
+            parsed = exp.to_table(table.strip(), dialect="bigquery")
+        except SqlglotError as exc:
+            raise WarehouseError(f"not a table name: {table!r} ({exc})") from exc
+        return _drop_project(parsed).sql(dialect="duckdb")
+
+
+# sqlglot builds parts of a dialect on first use, and two threads that use it for the first time
+# at once can see them half built (a valid CREATE TABLE then fails to parse, now and then): every
+# call into sqlglot here holds this lock. Parses are cached, so it is rarely held for long.
+SQLGLOT_LOCK = threading.RLock()
+
+
+def translate(sql: str) -> tuple[Statement, ...]:
+    """Parse a BigQuery script once and translate each statement to DuckDB (cached by text)."""
+    with SQLGLOT_LOCK:
+        return _translate(sql)
 
 
 @functools.lru_cache(maxsize=TRANSLATION_CACHE_SIZE)
-def translate(sql: str) -> tuple[Statement, ...]:
-    """Parse a BigQuery script once and translate each statement to DuckDB (cached by text)."""
+def _translate(sql: str) -> tuple[Statement, ...]:
     statements = []
     for source in split_statements(sql):
         try:
@@ -152,7 +165,8 @@ def translate(sql: str) -> tuple[Statement, ...]:
 
 def _tokens(sql: str) -> list[Token]:
     try:
-        return sqlglot.Dialect.get_or_raise("bigquery").tokenize(sql)
+        with SQLGLOT_LOCK:
+            return sqlglot.Dialect.get_or_raise("bigquery").tokenize(sql)
     except SqlglotError as exc:
         raise WarehouseError(failure(sql, f"cannot tokenize: {exc}")) from exc
 

@@ -94,7 +94,8 @@ def test_a_failing_date_blocks_only_its_own_downstream(make_workspace: Any) -> N
     seed(ws, rows=box(DATES))
 
     result = ws.runbook("run")
-    assert result.code == 3, result.stdout + result.stderr  # blocked by a failing block check
+    failed = query(ws.db, "SELECT processor, date, error_tail FROM task WHERE status = 'failed'")
+    assert result.code == 3, (result.stdout, result.stderr, failed)  # blocked by a failing block check
 
     tasks = {
         (t["processor"], t["date"]): t
