@@ -488,6 +488,7 @@ class CheckRunner:
 
     def _report(self, processor: str, run_id: int | None, runs: list[CheckRun]) -> None:
         lines = [_line(run) for run in runs]
+        passed_windows: dict[tuple[str, str], list[CheckRun]] = {}
         for run, line in zip(runs, lines, strict=True):
             self.store.add_event(
                 "check_passed" if run.result.passed else "check_failed",
@@ -496,7 +497,18 @@ class CheckRunner:
                 processor=processor,
                 data={"check": run.result.check_name, "severity": run.result.severity, "id": run.result.id},
             )
-            self.announce(line)
+            if run.result.per_date and run.result.passed:
+                # A window of dates that passed every per-date check is one line on the terminal
+                # (the log and the events keep one per check).
+                window = (str(run.result.start_date), str(run.result.end_date))
+                passed_windows.setdefault(window, []).append(run)
+            else:
+                self.announce(line)
+        for (start, end), passed in passed_windows.items():
+            span = start if start == end else f"{start}..{end}"
+            blocking = any(run.result.severity == Severity.BLOCK for run in passed)
+            released = ", downstream released" if blocking else ""
+            self.announce(f"{processor} {span}: {len(passed)} per-date check(s) passed{released}")
         log_path = self._log_path(run_id)
         if log_path is not None:
             log = RunLog(log_path)

@@ -96,6 +96,14 @@ def test_a_failing_date_blocks_only_its_own_downstream(make_workspace: Any) -> N
     result = ws.runbook("run")
     failed = query(ws.db, "SELECT processor, date, error_tail FROM task WHERE status = 'failed'")
     assert result.code == 3, (result.stdout, result.stderr, failed)  # blocked by a failing block check
+    # On the terminal a window that passed is one line; a failing one names its dates and values.
+    assert "player_game_summary 2024-11-01..2024-11-03: 1 per-date check(s) passed, downstream released" in (
+        result.stdout
+    )
+    assert (
+        "usage_rate_coverage (block) FAILED: 2024-11-04..2024-11-06: failed on 1 of 3 date(s)"
+        in result.stdout
+    )
 
     tasks = {
         (t["processor"], t["date"]): t
