@@ -235,6 +235,14 @@ class ProcessorConfig(NamedTuple):
             raise ValueError(f"exactly one of {', '.join(STEP_KINDS)} is required (found {found})")
         if self.python is not None and ":" not in self.python:
             raise Invalid(f"python must be 'module:function' (got {self.python!r})", ("python",))
+        if self.python is not None and self.timeout is not None:
+            # Its function runs in a thread of the controller, which nothing can interrupt: a
+            # timeout would let a retry start while the first attempt still runs.
+            raise Invalid(
+                "a python step cannot be timed out (it runs inside the controller): "
+                "leave timeout out, or run it as a command (command: [python, -m, ...])",
+                ("timeout",),
+            )
         seen: set[str] = set()
         for index, check in enumerate(self.checks):
             if check.name in seen:

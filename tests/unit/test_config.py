@@ -105,6 +105,10 @@ def test_retry_backoff_is_capped() -> None:
         (config(a={"command": "x", "sql": "select 1"}), "(found command, sql)"),
         (config(a={"python": "module_only"}), "python must be 'module:function'"),
         (
+            config(a={"python": "os:getcwd", "timeout": "5s"}),
+            "processors.a.timeout: a python step cannot be timed out (it runs inside the controller)",
+        ),
+        (
             config(a={"command": "x", "needs": ["zz"]}),
             "processors.a.needs.0: unknown upstream processor 'zz'",
         ),
