@@ -155,7 +155,9 @@ class Controller:
             # a descendant that escaped) may still run here: end them before their dates rerun.
             strays = end_strays(run_key(run_id, loop.run_token(run_id)))
             if strays:
-                log.event(f"ended {strays} step process(es) of this run left by a controller that died")
+                message = f"ended {strays} step process(es) of this run left by a controller that died"
+                log.event(message)
+                store.add_event("strays_ended", message, run_id=run_id, data={"processes": strays})
             return self._drive(run, epoch, loop, log)
         except (StoreFault, DatabaseFault) as fault:
             # A write that kept failing (StoreFault) or a read whose connection went away.

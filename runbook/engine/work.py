@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
+import functools
 import os
 import queue
 import signal
@@ -273,8 +274,18 @@ class WorkLoop:
             # Its PID may not have been recorded yet: the token in its environment finds it.
             ended = end_strays(run_key(run_id, self.run_token(run_id)), task_ids)
             if ended:
-                self.logs(run_id).event(
+                message = (
                     f"ended {ended} step process(es) of task(s) taken over from a holder whose lease ran out"
+                )
+                self.logs(run_id).event(message)
+                self.guarded(
+                    functools.partial(
+                        self.store.add_event,
+                        "strays_ended",
+                        message,
+                        run_id=run_id,
+                        data={"processes": ended},
+                    )
                 )
         for task in claimed.tasks:
             if len(self.running) < self.threads:

@@ -365,6 +365,8 @@ def test_a_step_process_that_outlived_its_killed_controller_is_ended_before_its_
     assert [e.kind for e in entries if e.pid != escaped] == ["start", "end"]
     log = (ws.root / shown(ws, run_id)["run"]["log_path"]).read_text(encoding="utf-8")
     assert "ended 1 step process(es) of this run left by a controller that died" in log, log
+    kinds = [e["kind"] for e in shown(ws, run_id)["events"]]
+    assert kinds.count("strays_ended") == 1, kinds
 
 
 def test_a_step_process_left_by_a_killed_worker_is_ended_by_whoever_takes_its_task(
