@@ -1,4 +1,4 @@
-"""The BigQuery emulator (PyPI ``bqemulator``) as a real subprocess, and a flaky proxy in front of it.
+"""The BigQuery emulator (PyPI ``bqemulator``) as a real subprocess.
 
 bqemulator pins its own duckdb/sqlglot, so it lives in its own virtualenv (``make bqemu``); its
 interpreter comes from ``RUNBOOK_BQEMU_PYTHON`` or ``<repo>/.venv-bqemu/bin/python``. Tests that
@@ -10,23 +10,20 @@ in-memory (``--ephemeral``, the default), and it is ready when ``GET /readyz`` a
 The emulator insists on DuckDB's ``spatial`` extension, which DuckDB downloads on first use; this
 machine has no network, so the launcher links the copy that the ``duckdb-extension-spatial``
 wheel ships into the DuckDB extension folder of a private ``HOME`` first. Data is seeded through
-the real client (DDL, ``insert_rows_json``).
+the real client (DDL, ``insert_rows_json``). To make it misbehave, put the proxy of
+tests/bqproxy.py in front of it.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import socket
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -174,106 +171,3 @@ def emulator_fixture(*, project: str = "proj", scope: Any = "module") -> Any:
             yield emulator
 
     return fixture
-
-
-@dataclass
-class Fault:
-    """Answer ``count`` requests whose path contains ``path_part`` with ``status`` and ``reason``.
-
-    With ``after_forwarding`` the request still reaches the emulator and only the answer is
-    replaced, as when a response is lost on the way back.
-    """
-
-    count: int
-    status: int = 503
-    reason: str = "backendError"
-    path_part: str = ""
-    after_forwarding: bool = False
-
-
-@dataclass
-class FlakyProxy:
-    """An HTTP proxy on 127.0.0.1 in front of ``upstream`` that injects faults, and logs requests."""
-
-    upstream: str
-    faults: list[Fault] = field(default_factory=list)
-    seen: list[tuple[str, str, int]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    endpoint: str = ""
-
-    def fail(self, fault: Fault) -> None:
-        with self.lock:
-            self.faults.append(fault)
-
-    def take_fault(self, path: str) -> Fault | None:
-        with self.lock:
-            for fault in self.faults:
-                if fault.count > 0 and fault.path_part in path:
-                    fault.count -= 1
-                    return fault
-        return None
-
-    def record(self, method: str, path: str, status: int) -> None:
-        with self.lock:
-            self.seen.append((method, path, status))
-
-
-def _proxy_handler(proxy: FlakyProxy) -> type[BaseHTTPRequestHandler]:
-    host, port = proxy.upstream.removeprefix("http://").split(":")
-
-    class Handler(BaseHTTPRequestHandler):
-        def _handle(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            fault = proxy.take_fault(self.path)
-            status, headers, payload = 0, [], b""
-            if fault is None or fault.after_forwarding:
-                status, headers, payload = self._forward(body)
-            if fault is not None:
-                status, headers = fault.status, [("Content-Type", "application/json")]
-                error = {"code": fault.status, "message": f"injected {fault.status} ({fault.reason})"}
-                error["errors"] = [{"reason": fault.reason, "message": error["message"]}]
-                payload = json.dumps({"error": error}).encode()
-            proxy.record(self.command, self.path, status)
-            self.send_response(status)
-            for name, value in headers:
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
-            connection = http.client.HTTPConnection(host, int(port), timeout=30)
-            try:
-                skip = {"host", "connection", "content-length"}
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
-                connection.request(self.command, self.path, body=body or None, headers=headers)
-                response = connection.getresponse()
-                payload = response.read()
-                drop = {"transfer-encoding", "connection", "content-length", "date", "server"}
-                kept = [(k, v) for k, v in response.getheaders() if k.lower() not in drop]
-                return response.status, kept, payload
-            finally:
-                connection.close()
-
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
-            pass
-
-    return Handler
-
-
-@contextmanager
-def flaky_proxy(upstream: str) -> Iterator[FlakyProxy]:
-    """Run a :class:`FlakyProxy` to ``upstream`` on a free 127.0.0.1 port for the block."""
-    proxy = FlakyProxy(upstream)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _proxy_handler(proxy))
-    proxy.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="flaky-proxy", daemon=True)
-    thread.start()
-    try:
-        yield proxy
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)

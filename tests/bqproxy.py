@@ -4,11 +4,11 @@ Everything the real ``google-cloud-bigquery`` client sends goes through it, so t
 BigQuery misbehave the ways it does in production and count what runbook asked for:
 
 * **Errors**: answer chosen requests (by kind: ``insert`` = jobs.insert, ``get`` = jobs.get,
-  ``results`` = jobs.getQueryResults, ``cancel``, ``insertAll``; optionally only those whose SQL
-  contains a text) with 403 ``rateLimitExceeded`` / ``jobRateLimitExceeded``, 429, 500, a daily
-  quota error (403 ``quotaExceeded``, "Quota exceeded: Your project exceeded quota for query
-  usage per day"), or anything else, in BigQuery's error envelope (REST reference, "Error
-  messages": ``{"error": {"code", "message", "errors": [{"reason", "message"}]}}``).
+  ``results`` = jobs.getQueryResults, ``cancel``, ``insertAll``, or ``any`` request; optionally
+  only those whose SQL contains a text) with 403 ``rateLimitExceeded`` / ``jobRateLimitExceeded``,
+  429, 500, 503, a daily quota error (403 ``quotaExceeded``, "Quota exceeded: Your project exceeded
+  quota for query usage per day"), or anything else, in BigQuery's error envelope (REST reference,
+  "Error messages": ``{"error": {"code", "message", "errors": [{"reason", "message"}]}}``).
 * **Holding a job in RUNNING**: a held ``jobs.insert`` is answered as BigQuery answers an accepted
   job (the job resource, ``status.state = RUNNING``) but not forwarded; jobs.get says RUNNING and
   jobs.getQueryResults says ``jobComplete: false`` until :meth:`BigQueryProxy.release`, which
@@ -51,9 +51,9 @@ _JOB_PATH = re.compile(r"/projects/([^/]+)/(jobs|queries)(?:/([^/?]+))?(/cancel)
 
 @dataclass
 class Rule:
-    """Answer ``count`` requests of ``kind`` (and, for inserts, whose SQL contains ``sql``) with
-    ``status``/``reason``/``message``. With ``after_forwarding`` the request reaches the emulator
-    first (an answer lost on the way back)."""
+    """Answer ``count`` requests of ``kind`` (``"any"``: every request; and, for inserts, whose SQL
+    contains ``sql``) with ``status``/``reason``/``message``. With ``after_forwarding`` the request
+    reaches the emulator first (an answer lost on the way back)."""
 
     kind: str
     count: int
@@ -202,7 +202,9 @@ class BigQueryProxy:
                 if job_id:
                     self._sql_of[job_id] = sql
             sql = sql or self._sql_of.get(job_id, "")
-            rule = next((r for r in self.rules if r.count > 0 and r.kind == kind and r.sql in sql), None)
+            rule = next(
+                (r for r in self.rules if r.count > 0 and r.kind in (kind, "any") and r.sql in sql), None
+            )
             if rule is not None:
                 rule.count -= 1
         status, payload = self._answer(kind, method, path, body, headers, request, job_id, project, rule)

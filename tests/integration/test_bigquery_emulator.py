@@ -11,8 +11,8 @@ What bqemulator 1.4.0 gets wrong, found here:
   strict xfail (it starts failing the day the emulator is fixed) and its ``SUM(IF(...))`` form is
   compared instead.
 * It accepts a second ``jobs.insert`` with a job id it already has and runs the query again,
-  where BigQuery answers 409 Already Exists; the test of a lost ``jobs.insert`` response has the
-  proxy give that 409 itself.
+  where BigQuery answers 409 Already Exists; the proxy (tests/bqproxy.py) gives that 409 itself,
+  which the test of a lost ``jobs.insert`` response relies on.
 * A STRING parameter compared with a DATE column is cast leniently: ``'2024-01-01' OR '1'='1'``
   matches 2024-01-01 (BigQuery and DuckDB refuse the cast). Still data, never SQL.
 """
@@ -27,7 +27,8 @@ from typing import Any
 
 import pytest
 import warehouse_seeds as seeds
-from bqemu import Emulator, Fault, FlakyProxy, emulator_fixture, flaky_proxy
+from bqemu import Emulator, emulator_fixture
+from bqproxy import BigQueryProxy, bigquery_proxy
 
 from runbook.config import WarehouseConfig
 from runbook.errors import TransientWarehouseError, WarehouseError
@@ -70,8 +71,8 @@ def pair(bqemu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 @pytest.fixture
-def proxy(bqemu: Emulator) -> Iterator[FlakyProxy]:
-    with flaky_proxy(bqemu.endpoint) as running:
+def proxy(bqemu: Emulator) -> Iterator[BigQueryProxy]:
+    with bigquery_proxy(bqemu.endpoint) as running:
         yield running
 
 
@@ -148,10 +149,10 @@ def test_missing_table_is_a_warehouse_error_naming_query_and_table(pair: dict[st
         assert str(caught.value) == expected and not isinstance(caught.value, TransientWarehouseError)
 
 
-def test_503_then_success_is_retried(pair: dict[str, Any], proxy: FlakyProxy) -> None:
+def test_503_then_success_is_retried(pair: dict[str, Any], proxy: BigQueryProxy) -> None:
     waits: list[float] = []
     warehouse = bigquery_on(proxy.endpoint, waits=waits)
-    proxy.fail(Fault(count=2, status=503, reason="backendError", path_part="/jobs"))
+    proxy.fail("insert", count=2, status=503, reason="backendError")
     assert warehouse.query(seeds.COVERAGE_SQL, {"start": seeds.START}) == seeds.expected_coverage()
     inserts = [status for method, path, status in proxy.seen if method == "POST" and "/jobs" in path]
     assert inserts == [503, 503, 200]
@@ -159,18 +160,18 @@ def test_503_then_success_is_retried(pair: dict[str, Any], proxy: FlakyProxy) ->
     warehouse.close()
 
 
-def test_rate_limits_while_polling_are_retried(pair: dict[str, Any], proxy: FlakyProxy) -> None:
+def test_rate_limits_while_polling_are_retried(pair: dict[str, Any], proxy: BigQueryProxy) -> None:
     warehouse = bigquery_on(proxy.endpoint)
-    proxy.fail(Fault(count=1, status=429, reason="rateLimitExceeded", path_part="/queries/"))
+    proxy.fail("results", count=1, status=429, reason="rateLimitExceeded")
     assert warehouse.query(seeds.DUPLICATES_SQL, {"start": seeds.START}) == seeds.expected_duplicates()
     assert [s for m, p, s in proxy.seen if m == "POST"] == [200]  # polled again, not run again
     warehouse.close()
 
 
-def test_transient_errors_give_up_at_the_deadline(pair: dict[str, Any], proxy: FlakyProxy) -> None:
+def test_transient_errors_give_up_at_the_deadline(pair: dict[str, Any], proxy: BigQueryProxy) -> None:
     waits: list[float] = []
     warehouse = bigquery_on(proxy.endpoint, deadline=5.0, waits=waits)
-    proxy.fail(Fault(count=100, status=503))
+    proxy.fail("any", count=100, status=503, reason="backendError")
     with pytest.raises(
         TransientWarehouseError, match=r"^query \"SELECT 1 AS one\" failed: .*gave up after \d+ tries"
     ):
@@ -181,9 +182,9 @@ def test_transient_errors_give_up_at_the_deadline(pair: dict[str, Any], proxy: F
     warehouse.close()
 
 
-def test_client_errors_are_not_retried(pair: dict[str, Any], proxy: FlakyProxy) -> None:
+def test_client_errors_are_not_retried(pair: dict[str, Any], proxy: BigQueryProxy) -> None:
     warehouse = bigquery_on(proxy.endpoint)
-    proxy.fail(Fault(count=1, status=400, reason="invalidQuery"))
+    proxy.fail("any", count=1, status=400, reason="invalidQuery")
     with pytest.raises(WarehouseError) as caught:
         warehouse.query("SELECT 1 AS one")
     assert not isinstance(caught.value, TransientWarehouseError)
@@ -191,24 +192,26 @@ def test_client_errors_are_not_retried(pair: dict[str, Any], proxy: FlakyProxy) 
     warehouse.close()
 
 
-def test_a_lost_insert_response_does_not_run_dml_twice(pair: dict[str, Any], proxy: FlakyProxy) -> None:
+def test_a_lost_insert_response_does_not_run_dml_twice(pair: dict[str, Any], proxy: BigQueryProxy) -> None:
     warehouse = bigquery_on(proxy.endpoint)
     # The first jobs.insert reaches the emulator but its answer is lost; the retry, under the same
-    # job id, gets the 409 that BigQuery gives (the emulator would run it again).
-    proxy.fail(Fault(count=1, status=503, path_part="/jobs", after_forwarding=True))
-    proxy.fail(Fault(count=1, status=409, reason="duplicate", path_part="/jobs"))
+    # job id, gets the 409 that BigQuery gives (the proxy answers it: the emulator would run it again).
+    proxy.fail("insert", count=1, status=503, reason="backendError", after_forwarding=True)
     sql = f"INSERT INTO `{seeds.TOTALS}` (player_lookup, points, games) VALUES ('rookie', 1, 1)"
     assert warehouse.execute(sql) == 1
     count = f"SELECT COUNT(*) AS n FROM `{seeds.TOTALS}` WHERE player_lookup = 'rookie'"
     assert pair["bigquery"].query(count) == [{"n": 1}]
     job_ids = {path.split("?")[0].rsplit("/", 1)[-1] for m, path, s in proxy.seen if m == "GET"}
     assert len(job_ids) == 1
+    # Both tries were one jobs.insert under that job id: the lost answer, then the 409.
+    (job_id,) = job_ids
+    assert [(i.job_id, i.status) for i in proxy.inserts] == [(job_id, 503), (job_id, 409)]
     warehouse.close()
 
 
-def test_load_rows_retries_a_503(pair: dict[str, Any], proxy: FlakyProxy, tmp_path: Path) -> None:
+def test_load_rows_retries_a_503(pair: dict[str, Any], proxy: BigQueryProxy, tmp_path: Path) -> None:
     warehouse = bigquery_on(proxy.endpoint)
-    proxy.fail(Fault(count=1, status=503, path_part="/insertAll"))
+    proxy.fail("insertAll", count=1, status=503, reason="backendError")
     warehouse.load_rows(seeds.TOTALS, [{"player_lookup": "streamed", "points": 3, "games": 1}])
     assert [s for m, p, s in proxy.seen if "/insertAll" in p] == [503, 200]
     got = pair["bigquery"].query(f"SELECT points FROM `{seeds.TOTALS}` WHERE player_lookup = 'streamed'")
