@@ -36,16 +36,17 @@ TITLES = {
 def next_action(run: RunSnapshot) -> dict[str, Any] | None:
     """What to do about this run: the handoff's first next action for it, else the command that
     continues or explains it. The one place notifications depend on ``runbook.reports.actions``."""
-    from runbook.reports import actions
+    from runbook.reports.actions.engine import decide
+    from runbook.reports.actions.model import Facts
 
     running = [run] if run.status in ACTIVE_RUN_STATUSES else []
     interrupted = [run] if run.status == RunStatus.INTERRUPTED else []
     resumable = [run] if run.status in (RunStatus.FAILED, RunStatus.BLOCKED) else []
-    facts = actions.Facts(
+    facts = Facts(
         processors=[], running=running, interrupted=interrupted, resumable=resumable, open_dates={}, checks=[],
         failures=[], attempt_errors={}, gaps={}, stale={}, expected={}, notes={},
     )  # fmt: skip
-    found = [a for a in actions.decide(facts) if a.command and a.situation != "started"]
+    found = [a for a in decide(facts) if a.command and a.situation != "started"]
     if found:
         return {"kind": found[0].kind, "text": found[0].text, "command": found[0].command}
     if "resume" in run.commands:

@@ -23,7 +23,10 @@ from runbook.errors import UsageError
 from runbook.formatting import error_line, iso_utc
 from runbook.kinds import ACTIVE_RUN_STATUSES, RunStatus, Severity, TaskStatus
 from runbook.redact import Redactor, redact_tree
-from runbook.reports import actions, phases, sections
+from runbook.reports import phases, sections
+from runbook.reports.actions import engine
+from runbook.reports.actions.model import ExtentFact, Facts
+from runbook.reports.actions.overall import overall_status
 from runbook.snapshots import JSON_SCHEMA_VERSION, collector_paused, to_data
 from runbook.snapshots.checks import check_snapshot
 from runbook.snapshots.coverage import ProcessorCoverage, coverage_range
@@ -177,11 +180,11 @@ def _build_context(
     notes = note_groups(
         q.scoped_notes(session.id if session else None, scope.since, scope.until) if q else []
     )
-    overall = actions.overall_status(
+    overall = overall_status(
         states, running, interrupted, checks, any_runs=bool(snapshots) or any(s.built for s in states)
     )
     facts = _facts(q, states, running, interrupted, checks, coverages, notes, failures, now=now, alive=alive)
-    next_actions = actions.next_actions(facts)
+    next_actions = engine.next_actions(facts)
     context = {
         "schema_version": JSON_SCHEMA_VERSION,
         "generated_at": iso_utc(now),
@@ -250,7 +253,7 @@ def _facts(
     *,
     now: dt.datetime,
     alive: Liveness,
-) -> actions.Facts:
+) -> Facts:
     """What the next-action engine reads, from the snapshots and the coverage of every processor."""
     live = {run.id for run in [*running, *interrupted]}
     held: set[int] = set()
@@ -290,7 +293,7 @@ def _facts(
         (run, run.resume_after) for run in interrupted if run.resume_after and run.resume_after > moment
     ]
     waiting = {run.id for run, _ in paused}
-    return actions.Facts(
+    return Facts(
         processors=states,
         running=running,
         interrupted=[run for run in interrupted if run.id not in waiting],
@@ -324,7 +327,7 @@ def _failed_check_dates(checks: list[CheckSnapshot]) -> dict[tuple[str, str], se
     return {key: days for key, days in found.items() if days}
 
 
-def _extent(q: Queries | None, names: list[str]) -> list[actions.ExtentFact]:
+def _extent(q: Queries | None, names: list[str]) -> list[ExtentFact]:
     """The extent warnings of the newest run of each processor (its source beyond that run's range)."""
     if q is None or not names:
         return []
@@ -338,9 +341,7 @@ def _extent(q: Queries | None, names: list[str]) -> list[actions.ExtentFact]:
             continue
         start, end = event.data.get("start"), event.data.get("end")
         if start and end:
-            found.append(
-                actions.ExtentFact(event.processor, event.run_id, str(start), str(end), event.message)
-            )
+            found.append(ExtentFact(event.processor, event.run_id, str(start), str(end), event.message))
     return found
 
 

@@ -1,182 +1,36 @@
-"""The next-action engine: from the read model to what to do next, each with its exact command.
+"""The situations the next-action engine knows, as a table: :data:`SITUATIONS`.
 
-:class:`Facts` is what the engine reads (built by :func:`runbook.reports.context.build_context`
-from the snapshots). :data:`SITUATIONS` is a table: each situation (a run is running, a run was
-interrupted, dates failed, a gate failed, dates were never built, ...) has a detector that turns
-the facts into :class:`Action` entries. The actions are then ordered: those that complete work
-first (``does == "work"``), then those that observe or verify (``"observe"``), then the ones that
-only inform (``"note"``). Every command runs literally from the workspace and returns: work is
-started with ``--detach``; a running run is watched with ``runbook status --json``, never with
-``logs -f``.
-
+Each situation (a run is running, a run was interrupted, dates failed, a gate failed, dates were
+never built, ...) has a detector that turns the :class:`~runbook.reports.actions.model.Facts`
+into :class:`~runbook.reports.actions.model.Action` entries, each with its exact command; the
+helpers above them read the facts (which runs hold or feed which dates, which failures persist).
 A situation added by another part of runbook slots in as one more row of :data:`SITUATIONS` (see
-the ``HOOK`` row for a quota pause; per-date check failures came in that way), with the facts it
-needs added to :class:`Facts` with an empty default.
+the ``HOOK`` row for a quota pause; per-date check failures came in that way).
 """
 
 from __future__ import annotations
 
-import bisect
-import datetime as dt
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from collections.abc import Sequence
 
 from runbook.formatting import plural
 from runbook.formatting import span as date_span
-from runbook.kinds import OverallStatus, ProcessorStatus, Severity
-from runbook.snapshots.model import CheckSnapshot, FailureGroup, NoteSnapshot, RunSnapshot
-from runbook.snapshots.processors import ProcessorState
-from runbook.snapshots.runs import date_ranges
+from runbook.kinds import Severity
+from runbook.reports.actions.model import NOTE, OBSERVE, WORK, Action, Facts, Situation
+from runbook.reports.actions.wording import (
+    _consecutive,
+    _last,
+    _per_processor,
+    _progress,
+    _ranges_text,
+    _span_days,
+    segments,
+)
+from runbook.snapshots.model import FailureGroup, NoteSnapshot, RunSnapshot
 
-OVERALL_EMOJI = {
-    OverallStatus.RUNNING: "🔄",
-    OverallStatus.INTERRUPTED: "⏸️",
-    OverallStatus.BLOCKED: "⛔",
-    OverallStatus.FAILED: "❌",
-    OverallStatus.INCOMPLETE: "🟡",
-    OverallStatus.COMPLETE: "✅",
-    OverallStatus.IDLE: "⬜",
-}
-# The headline word, for people and agents: "blocked" is only ever a failed blocking check.
-OVERALL_LABEL = {
-    OverallStatus.RUNNING: "running",
-    OverallStatus.INTERRUPTED: "interrupted",
-    OverallStatus.BLOCKED: "blocked by check",
-    OverallStatus.FAILED: "failed",
-    OverallStatus.INCOMPLETE: "incomplete",
-    OverallStatus.COMPLETE: "complete",
-    OverallStatus.IDLE: "idle",
-}
 MAX_RANGE_ACTIONS = 6  # gap (or stale) commands listed one by one; the rest share one command
-WORK, OBSERVE, NOTE = "work", "observe", "note"
-_DOES_ORDER = {WORK: 0, OBSERVE: 1, NOTE: 2}
-
-
-class Action(NamedTuple):
-    """One thing to do: ``command`` (None when there is nothing to type) runs as is from the
-    workspace and returns. ``situation`` names the row of :data:`SITUATIONS` it comes from;
-    ``does`` is ``work`` (completes work), ``observe`` (looks or verifies) or ``note``."""
-
-    kind: str
-    text: str
-    command: str | None
-    does: str
-    situation: str
-    run_id: int | None = None
-
-
-class ExtentFact(NamedTuple):
-    """Source data of a processor outside the range its newest run was asked for."""
-
-    processor: str
-    run_id: int
-    start: str
-    end: str
-    message: str
-
-
-@dataclass
-class Facts:
-    """What the engine reads: the read model's snapshots plus, per run, the dates it has left."""
-
-    processors: list[ProcessorState]
-    running: list[RunSnapshot]
-    interrupted: list[RunSnapshot]
-    # Failed or blocked runs holding the newest attempt of some expected date (``resume`` reopens them).
-    resumable: list[RunSnapshot]
-    # run id -> processor -> dates of its tasks not done (pending, running, failed, blocked, cancelled).
-    open_dates: dict[int, dict[str, set[str]]]
-    checks: list[CheckSnapshot]
-    failures: list[FailureGroup]
-    # (processor, error line) -> the error line of every failed attempt of the group's dates.
-    attempt_errors: dict[tuple[str, str], list[list[str]]]
-    gaps: dict[str, set[str]]  # expected dates never built, per processor
-    stale: dict[str, set[str]]  # built with another code version than the current one
-    expected: dict[str, list[str]]
-    notes: dict[str, list[NoteSnapshot]]
-    host: str = ""  # this machine, as the state store names it
-    extent: list[ExtentFact] = field(default_factory=list)
-    # HOOK (quota pause): runs paused by the warehouse's quota, with the time they may go on:
-    # [(run, "2026-01-07T18:00:00Z")] -> `runbook resume N` after that time.
-    paused: list[tuple[RunSnapshot, str]] = field(default_factory=list)
-    # Per-date checks: dates whose newest per-date verdict failed, per processor and check:
-    # {(processor, check): {dates}} -> rebuild those dates (and their downstream).
-    failed_check_dates: dict[tuple[str, str], set[str]] = field(default_factory=dict)
-
-
-# -- the overall status -----------------------------------------------------------------------
-
-
-def overall_status(
-    processors: Sequence[ProcessorState],
-    running: Sequence[RunSnapshot],
-    interrupted: Sequence[RunSnapshot],
-    checks: Sequence[CheckSnapshot],
-    any_runs: bool,
-) -> dict[str, Any]:
-    """The workspace in one word, first that applies: running, interrupted, blocked (a blocking
-    check fails), failed (dates whose newest attempt failed, or blocked by them), incomplete
-    (dates never built, or stale), complete; idle without any run."""
-    failing = [c for c in checks if not c.passed]
-    failing_gates = [c for c in failing if c.severity == Severity.BLOCK]
-    blocked = [p.name for p in processors if p.status == ProcessorStatus.BLOCKED]
-    failed = [p.name for p in processors if p.failed]
-    gaps = [p.name for p in processors if p.gaps]
-    stale = [p.name for p in processors if p.stale]
-    status: OverallStatus
-    if running:
-        status = OverallStatus.RUNNING
-    elif interrupted:
-        status = OverallStatus.INTERRUPTED
-    elif failing_gates:
-        status = OverallStatus.BLOCKED
-    elif failed or blocked:
-        status = OverallStatus.FAILED
-    elif not any_runs:
-        status = OverallStatus.IDLE
-    elif gaps or stale:
-        status = OverallStatus.INCOMPLETE
-    else:
-        status = OverallStatus.COMPLETE
-    return {
-        "status": status,
-        "label": OVERALL_LABEL[status],
-        "emoji": OVERALL_EMOJI[status],
-        "running_runs": [r.id for r in running],
-        "interrupted_runs": [r.id for r in interrupted],
-        "blocked_processors": blocked,
-        "failing_checks": [f"{c.processor}.{c.check}" for c in failing],
-        "failing_gates": [f"{c.processor}.{c.check}" for c in failing_gates],
-        "failed_processors": failed,
-        "processors_with_gaps": gaps,
-        "processors_with_stale": stale,
-    }
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _ranges_text(days: Iterable[str], limit: int = 3) -> str:
-    chosen = set(days)
-    found = date_ranges(sorted(chosen), chosen)
-    text = ", ".join(date_span(r.start, r.end) for r in found[:limit])
-    return text + (f" and {plural(len(found) - limit, 'more range')}" if len(found) > limit else "")
-
-
-def _per_processor(dates: Mapping[str, set[str]], order: Sequence[str]) -> str:
-    parts = [f"{name} {_ranges_text(dates[name])}" for name in order if dates.get(name)]
-    return "; ".join(parts)
-
-
-def _progress(run: RunSnapshot) -> str:
-    p = run.progress
-    return f"{p.succeeded}/{p.work} tasks"
-
-
-def _last(text: str, width: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _newer_fix(facts: Facts, since: str | None) -> NoteSnapshot | None:
@@ -197,47 +51,6 @@ def _claimed(facts: Facts) -> dict[str, set[str]]:
 def _windows(facts: Facts) -> list[RunSnapshot]:
     """Runs that hold (or will hold, once resumed) processors over their date ranges."""
     return [*facts.running, *facts.interrupted, *facts.resumable, *(r for r, _ in facts.paused)]
-
-
-def segments(
-    wanted: Mapping[str, set[str]], selected: Mapping[str, set[str]], order: Sequence[str]
-) -> list[tuple[list[str], str, str, int]]:
-    """Commands ``(processors, start, end, dates)`` that together select exactly ``wanted``.
-
-    A command ``runbook run P... --only-gaps --start S --end E`` selects every date of
-    ``selected[P]`` in [S, E]; ``wanted[P]`` is the part of it no other action covers. Ranges
-    are grown date by date while no listed processor would select a date it should not.
-    """
-    unwanted = {name: sorted(selected.get(name, set()) - wanted.get(name, set())) for name in order}
-    by_day: dict[str, list[str]] = {}
-    for name in order:
-        for day in wanted.get(name, ()):
-            by_day.setdefault(day, []).append(name)
-    found: list[tuple[list[str], str, str, int]] = []
-    names: set[str] = set()
-    first = last = ""
-    count = 0
-
-    def clash(members: Iterable[str], low: str, high: str) -> bool:
-        for name in members:
-            excluded = unwanted.get(name, [])
-            position = bisect.bisect_left(excluded, low)
-            if position < len(excluded) and excluded[position] <= high:
-                return True
-        return False
-
-    for day in sorted(by_day):
-        members = names | set(by_day[day])
-        if names and not clash(members, first, day):
-            names, last = members, day
-            count += len(by_day[day])
-            continue
-        if names:
-            found.append(([n for n in order if n in names], first, last, count))
-        names, first, last, count = set(by_day[day]), day, day, len(by_day[day])
-    if names:
-        found.append(([n for n in order if n in names], first, last, count))
-    return found
 
 
 def _upstreams(facts: Facts, name: str) -> set[str]:
@@ -380,22 +193,6 @@ def _failed_runs(facts: Facts) -> list[Action]:
                 )
             )
     return actions
-
-
-def _consecutive(days: Iterable[str]) -> list[tuple[str, str, int]]:
-    """(first, last, count) of each run of consecutive calendar days among ``days``."""
-    found: list[tuple[str, str, int]] = []
-    for day in sorted(set(days)):
-        if found and dt.date.fromisoformat(day) - dt.date.fromisoformat(found[-1][1]) == dt.timedelta(days=1):
-            found[-1] = (found[-1][0], day, found[-1][2] + 1)
-        else:
-            found.append((day, day, 1))
-    return found
-
-
-def _span_days(start: str, end: str) -> list[str]:
-    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
-    return [(first + dt.timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
 
 def _gates_without_run(facts: Facts) -> list[Action]:
@@ -622,11 +419,6 @@ def _next_notes(facts: Facts) -> list[Action]:
     ]
 
 
-class Situation(NamedTuple):
-    name: str
-    detect: Callable[[Facts], list[Action]]
-
-
 # In this order within each kind of action (work, observe, note).
 SITUATIONS: list[Situation] = [
     Situation("interrupted", _interrupted),
@@ -644,41 +436,6 @@ SITUATIONS: list[Situation] = [
 ]
 
 
-def decide(facts: Facts) -> list[Action]:
-    """Every situation's actions: work first, then observation, then notes."""
-    found = [action for situation in SITUATIONS for action in situation.detect(facts)]
-    ordered = sorted(enumerate(found), key=lambda pair: (_DOES_ORDER[pair[1].does], pair[0]))
-    actions = [action for _, action in ordered]
-    if any(a.does == WORK for a in actions) and not facts.running:
-        actions.append(
-            Action(
-                "watch",
-                "After starting work: see it go (returns at once); `runbook handoff --format brief` tells what is left",
-                "runbook status --json",
-                OBSERVE,
-                "started",
-            )
-        )
-        actions.sort(key=lambda a: _DOES_ORDER[a.does])
-    return actions
-
-
-def next_actions(facts: Facts) -> list[dict[str, Any]]:
-    """The actions as JSON-ready data (``next_actions`` of the handoff)."""
-    return [action._asdict() for action in decide(facts)]
-
-
 __all__ = [
-    "OVERALL_EMOJI",
-    "OVERALL_LABEL",
     "SITUATIONS",
-    "Action",
-    "ExtentFact",
-    "Facts",
-    "Situation",
-    "date_span",
-    "decide",
-    "next_actions",
-    "overall_status",
-    "segments",
 ]
