@@ -24,17 +24,22 @@ from typing import Any
 from runbook.clock import utcnow
 from runbook.engine.liveness import this_host
 from runbook.engine.seams import Gatekeeper, Notices, Observer, QuietObserver, Readiness
-from runbook.engine.work import HEARTBEAT_SECONDS, IDLE_POLL_SECONDS, LEASE_SECONDS, StoreFault, WorkLoop
+from runbook.engine.work import (
+    HEARTBEAT_SECONDS,
+    IDLE_POLL_SECONDS,
+    LEASE_SECONDS,
+    STORE_FAULTS,
+    WorkLoop,
+    store_fault_reason,
+)
 from runbook.errors import RunBusy, StoreUnavailable
 from runbook.kinds import NotifyEvent, RunStatus, TaskStatus
 from runbook.runlog import RunLog
-from runbook.state.connect import DatabaseFault
 from runbook.state.ownership import LostRun
 from runbook.state.queue import Source
 from runbook.state.records import Run
 from runbook.state.store import Store
 from runbook.steps import Executor
-from runbook.steps.processes import end_strays, run_key
 from runbook.workspace import Workspace
 
 # The longest the loop sleeps without looking at a stop request (a signal does not wake it).
@@ -153,16 +158,10 @@ class Controller:
         try:
             # Steps of this run whose controller died (kill -9 at the moment it started them, or
             # a descendant that escaped) may still run here: end them before their dates rerun.
-            strays = end_strays(run_key(run_id, loop.run_token(run_id)))
-            if strays:
-                message = f"ended {strays} step process(es) of this run left by a controller that died"
-                log.event(message)
-                store.add_event("strays_ended", message, run_id=run_id, data={"processes": strays})
+            loop.end_strays(run_id, (), "of this run left by a controller that died")
             return self._drive(run, epoch, loop, log)
-        except (StoreFault, DatabaseFault) as fault:
-            # A write that kept failing (StoreFault) or a read whose connection went away.
-            reason = fault.error.message if isinstance(fault, StoreFault) else fault.message
-            message = f"run {run_id}: the state store stopped accepting writes ({reason}); stopped"
+        except STORE_FAULTS as fault:
+            message = f"run {run_id}: the state store stopped accepting writes ({store_fault_reason(fault)}); stopped"
             self.observer.message(message)
             log.event(message)
             # Nothing can be recorded: the run shows as interrupted (its owner is gone), and

@@ -32,7 +32,7 @@ from runbook.errors import StateError
 from runbook.formatting import error_line
 from runbook.kinds import SkipReason, TaskStatus
 from runbook.runlog import RunLog
-from runbook.state.connect import backend
+from runbook.state.connect import DatabaseFault, backend
 from runbook.state.queue import Claimed, Outcome, Source
 from runbook.state.records import Gate, Run, Task
 from runbook.state.store import Store
@@ -95,6 +95,16 @@ class StoreFault(Exception):  # noqa: N818 - a condition the caller turns into a
     def __init__(self, error: StateError) -> None:
         super().__init__(error.message)
         self.error = error
+
+
+# What stops a controller or worker with exit 6: a write that kept failing (StoreFault), or a
+# read whose connection went away (DatabaseFault).
+STORE_FAULTS = (StoreFault, DatabaseFault)
+
+
+def store_fault_reason(fault: StoreFault | DatabaseFault) -> str:
+    """The store's own words for one of :data:`STORE_FAULTS`."""
+    return fault.error.message if isinstance(fault, StoreFault) else fault.message
 
 
 class WorkLoop:
@@ -272,21 +282,7 @@ class WorkLoop:
                     os.killpg(orphan.pid, signal.SIGKILL)
         for run_id, task_ids in stray_tasks.items():
             # Its PID may not have been recorded yet: the token in its environment finds it.
-            ended = end_strays(run_key(run_id, self.run_token(run_id)), task_ids)
-            if ended:
-                message = (
-                    f"ended {ended} step process(es) of task(s) taken over from a holder whose lease ran out"
-                )
-                self.logs(run_id).event(message)
-                self.guarded(
-                    functools.partial(
-                        self.store.add_event,
-                        "strays_ended",
-                        message,
-                        run_id=run_id,
-                        data={"processes": ended},
-                    )
-                )
+            self.end_strays(run_id, task_ids, "of task(s) taken over from a holder whose lease ran out")
         for task in claimed.tasks:
             if len(self.running) < self.threads:
                 self._start(task, now)
@@ -430,6 +426,19 @@ class WorkLoop:
             self._results.put(("pid", task_id, pid))
 
         return report
+
+    def end_strays(self, run_id: int, task_ids: Sequence[int], what: str) -> None:
+        """End the processes of the run's steps on this machine that no live runbook process
+        follows (see :func:`runbook.steps.processes.end_strays`); the log and an event say so."""
+        ended = end_strays(run_key(run_id, self.run_token(run_id)), task_ids)
+        if ended:
+            message = f"ended {ended} step process(es) {what}"
+            self.logs(run_id).event(message)
+            self.guarded(
+                functools.partial(
+                    self.store.add_event, "strays_ended", message, run_id=run_id, data={"processes": ended}
+                )
+            )
 
     def run_token(self, run_id: int) -> str:
         """When the run was created (microseconds): what tells its job ids from those of a run

@@ -27,14 +27,14 @@ from runbook.engine.work import (
     HEARTBEAT_SECONDS,
     IDLE_POLL_SECONDS,
     LEASE_SECONDS,
-    StoreFault,
+    STORE_FAULTS,
     Tally,
     WorkLoop,
+    store_fault_reason,
 )
 from runbook.errors import StoreUnavailable
 from runbook.kinds import RunStatus
 from runbook.runlog import RunLog
-from runbook.state.connect import DatabaseFault
 from runbook.state.queue import Source
 from runbook.state.records import Run
 from runbook.state.store import Store
@@ -141,12 +141,11 @@ class Worker:
                     reason = f"idle for {idle_exit:g}s"
                     break
                 messages = loop.wait(0.05 if got else IDLE_POLL_SECONDS)
-        except (StoreFault, DatabaseFault) as fault:
-            # A write that kept failing (StoreFault) or a read whose connection went away.
-            reason = fault.error.message if isinstance(fault, StoreFault) else fault.message
+        except STORE_FAULTS as fault:
             loop.stop_running(grace=2, record=False, cancel_jobs=False)
             raise StoreUnavailable(
-                f"worker {self.worker_id}: the state store stopped accepting writes ({reason}); stopped"
+                f"worker {self.worker_id}: the state store stopped accepting writes ({store_fault_reason(fault)}); "
+                "stopped"
             ) from fault
         finally:
             loop.close()

@@ -87,13 +87,18 @@ def _parse_token(token: str) -> tuple[str, str, int] | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie has ended: its files, and their locks, are released)."""
+def _state(pid: int) -> str | None:
+    """The state letter of ``pid`` in ``/proc`` (``R``, ``S``, ``Z``, ...); None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+            return handle.read().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
-        return False
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has ended: its files, and their locks, are released)."""
+    return _state(pid) not in (None, "Z", "X")
 
 
 def _processes() -> list[int]:
@@ -213,11 +218,6 @@ def reap(spare: set[int] = frozenset()) -> None:  # type: ignore[assignment]
     for pid in _children():
         if pid in spare:
             continue
-        try:
-            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-                state = handle.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state == "Z":
+        if _state(pid) == "Z":
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
