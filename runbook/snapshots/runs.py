@@ -50,8 +50,9 @@ from runbook.snapshots.model import (
     TaskSnapshot,
     WorkerSnapshot,
 )
-from runbook.state.queries import Outcomes, Queries
+from runbook.state.queries import Queries
 from runbook.state.records import Event, Run, Task, Worker
+from runbook.state.run_queries import Outcomes
 
 Liveness = Callable[[Run], bool | None]
 ERROR_TAIL_LINES = 15

@@ -23,8 +23,9 @@ from runbook.kinds import RunStatus, SkipReason, TaskStatus
 from runbook.state import latest
 from runbook.state.connect import Database, Json
 from runbook.state.graph import _cascade, _recompute_waits
-from runbook.state.queries import Queries, built_since
+from runbook.state.queries import Queries
 from runbook.state.records import Run
+from runbook.state.task_queries import built_since
 
 ADMISSION_LOCK = 0x72756E62_0003  # PostgreSQL advisory lock keys: "runb" + a number
 

@@ -32,7 +32,7 @@ from runbook.state.graph import PENDING_BY_ID, RUNNING_BY_ID, _cascade, _gates_d
 from runbook.state.records import Gate, Task, from_rows
 
 if TYPE_CHECKING:
-    from runbook.state.queries import TASK_COLUMNS as TASK_COLUMNS  # noqa: F401
+    from runbook.state.task_queries import TASK_COLUMNS as TASK_COLUMNS  # noqa: F401
 
 ERROR_TAIL_CHARS = 4000
 CLAIM_LOCK = 0x72756E62_0002  # PostgreSQL advisory lock keys: "runb" + a number
@@ -591,7 +591,7 @@ def _claim_tasks(
         per_processor[(int(run_id), processor)] += 1
     if not chosen:
         return []
-    from runbook.state.queries import TASK_COLUMNS
+    from runbook.state.task_queries import TASK_COLUMNS
 
     # The rows are picked by id: the status tests are expressions (``PENDING_BY_ID``), else
     # SQLite reads the OR through ix_task_status_lease, every pending task of the store (80 ms

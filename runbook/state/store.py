@@ -420,7 +420,7 @@ class Store(Queries, RunOwnership, TaskGraph, WorkQueue, Outbox, Adoptions):
         return found
 
     def check_results_by_id(self, ids: Sequence[int]) -> list[CheckResult]:
-        from runbook.state.queries import CHECK_COLUMNS
+        from runbook.state.journal_queries import CHECK_COLUMNS
         from runbook.state.records import from_rows
 
         return from_rows(
