@@ -16,8 +16,9 @@ from google.auth.credentials import AnonymousCredentials
 from runbook.config import WarehouseConfig
 from runbook.errors import ConfigError, TransientWarehouseError, WarehouseError
 from runbook.warehouse import MAX_BACKOFF_SECONDS, call_with_retries, open_warehouse, plain_value
-from runbook.warehouse.bigquery import BigQueryWarehouse, _parameter
+from runbook.warehouse.bigquery import BigQueryWarehouse
 from runbook.warehouse.bigquery_errors import wrap_error as _wrap
+from runbook.warehouse.bigquery_jobs import _parameter
 
 
 def test_importing_the_package_loads_no_driver() -> None:
