@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -371,22 +372,35 @@ def _connect_sqlite(url: str, create: bool) -> Database | None:
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
     target = f"file:{path}?mode={'rwc' if create else 'rw'}" if path is not None else "file::memory:"
-    try:
-        conn = sqlite3.connect(
-            target,
-            uri=True,
-            timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-        conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-    except sqlite3.Error as exc:
-        raise StateError(f"cannot open state DB {redact_url(url)}: {_one_line(exc)}") from None
-    return Database(conn, "sqlite", url)
+    # SQLite answers "database is locked" at once, without waiting for the busy timeout, in a few
+    # moments of a database's life: while another process turns a new file into WAL mode, or
+    # checkpoints and removes the WAL as its last connection closes. Opening waits those out.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        conn = None
+        try:
+            conn = sqlite3.connect(
+                target,
+                uri=True,
+                timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            return Database(conn, "sqlite", url)
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            busy = isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc).lower()
+            if not busy or time.monotonic() >= deadline:
+                raise StateError(f"cannot open state DB {redact_url(url)}: {_one_line(exc)}") from None
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def _connect_postgres(url: str) -> Database:
