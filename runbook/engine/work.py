@@ -27,6 +27,7 @@ from typing import Any
 
 from runbook.clock import utcnow
 from runbook.config import RunbookConfig
+from runbook.engine.pools import AdaptivePools
 from runbook.engine.seams import Gatekeeper, Observer, Readiness, gate_dates_message, judge_gate
 from runbook.errors import StateError
 from runbook.formatting import error_line
@@ -64,9 +65,6 @@ REAP_SECONDS = 1.0
 STORE_RETRY_SECONDS = 20.0
 # How long a step thread waits for its job id to be stored before it gives up on the attempt.
 JOB_STORE_SECONDS = 60.0
-# After this process halved a pool, further throttles within this time do not halve it again
-# (they are the same burst); successes grow it back one slot each.
-THROTTLE_COOLDOWN_SECONDS = 2.0
 
 
 @dataclass
@@ -134,7 +132,6 @@ class WorkLoop:
         on_pool_throttled: Callable[[int, dict[str, Any]], None] | None = None,
     ) -> None:
         self.store = store
-        self.on_pool_throttled = on_pool_throttled
         self.store_retry_seconds = store_retry_seconds or STORE_RETRY_SECONDS
         self.config = config
         self.executors = executors
@@ -169,20 +166,15 @@ class WorkLoop:
         self._next_beat = 0.0
         self._next_gates = 0.0  # gates become ready when tasks end; others' ends are polled for
         self._next_expired = 0.0  # leases run out slowly: look for expired ones now and then
-        self.pools = dict(config.pools)
         self.caps = {
             name: proc.workers for name, proc in config.processors.items() if proc.workers is not None
         }
-        # Pools shrink when the warehouse throttles and grow back with successes; their effective
-        # sizes live in the store, shared by every process (here: the last sizes seen).
-        self.pool_sizes: dict[str, tuple[int, int]] = {}
-        self._halved_at: dict[str, float] = {}
         self.quota_runs: set[int] = set()
         self._run_tokens: dict[int, str] = {}
         self.stop_reason: str | None = None  # set when this process learned that the run must stop
-        if self.pools:
-            self.guarded(lambda: self.store.ensure_pools(self.pools, utcnow()))
-            self.pool_sizes = self.guarded(self.store.pool_sizes)
+        # Pools shrink when the warehouse throttles and grow back with successes.
+        self.pools = AdaptivePools(store, config.pools, guarded=self.guarded, logs=logs, say=self._say,
+                                   on_throttled=on_pool_throttled)  # fmt: skip
         become_subreaper()
         for thread in self._pool:
             thread.start()
@@ -258,7 +250,7 @@ class WorkLoop:
         exchanged: tuple[list[bool], Claimed] = self.guarded(
             lambda: self.store.exchange(
                 self.worker_id, outcomes, sources, limit=limit, ahead=room if limit else 0,
-                pools=self.pools, caps=self.caps, now=now, lease_until=now + dt.timedelta(seconds=self.lease_seconds),
+                pools=self.pools.configured, caps=self.caps, now=now, lease_until=now + dt.timedelta(seconds=self.lease_seconds),
                 gates=gates, expired=expired, pids=pids,
             )
         )  # fmt: skip
@@ -337,7 +329,7 @@ class WorkLoop:
                 finally:
                     stored.set()
             elif kind == "throttle" and key in self.running:
-                self._throttled(self.running[key].task, payload)
+                self.pools.throttled(self.running[key].task, payload)
             elif kind == "pid" and key in self.running:
                 self.running[key].pid = payload
                 if not self.pids:
@@ -469,61 +461,7 @@ class WorkLoop:
 
         return report
 
-    # -- adaptive pools and quotas ----------------------------------------------------------------
-
-    def _throttled(self, task: Task, reason: str) -> None:
-        """The warehouse throttled a step of ``task``: halve its pool (at least 1), once a burst."""
-        self.logs(task.run_id).write(
-            f"throttled by the warehouse ({reason})", f"{task.processor} {task.date}"
-        )
-        pool = task.pool
-        if pool is None or pool not in self.pools:
-            return
-        clock = time.monotonic()
-        if clock - self._halved_at.get(pool, -1e9) < THROTTLE_COOLDOWN_SECONDS:
-            return
-        size, effective = self.pool_sizes.get(pool, (self.pools[pool], self.pools[pool]))
-        target = max(1, effective // 2)
-        if target == effective:
-            return
-        self._halved_at[pool] = clock
-        self._resize(task, pool, size, effective, target, f"throttled ({reason})", "pool_throttled", reason)
-
-    def _regrow(self, task: Task) -> None:
-        """A step of a shrunken pool succeeded: one slot back, up to the configured size."""
-        pool = task.pool
-        if pool is None or pool not in self.pools:
-            return
-        size, effective = self.pool_sizes.get(pool, (self.pools[pool], self.pools[pool]))
-        if effective < size:
-            self._resize(
-                task, pool, size, effective, effective + 1, "a step succeeded", "pool_recovered", None
-            )
-
-    def _resize(
-        self,
-        task: Task,
-        pool: str,
-        size: int,
-        seen: int,
-        target: int,
-        why: str,
-        kind: str,
-        reason: str | None,
-    ) -> None:
-        if self.guarded(lambda: self.store.resize_pool(pool, seen, target, utcnow())):
-            self.pool_sizes[pool] = (size, target)
-            message = f"pool {pool}: {seen} -> {target} of {size} slots ({why})"
-            data = {"pool": pool, "size": size, "effective_size": target, "previous": seen, "reason": reason}
-            self.guarded(lambda: self.store.add_event(kind, message, run_id=task.run_id, processor=task.processor,
-                                                      date=task.date, data=data))  # fmt: skip
-            self.logs(task.run_id).event(message)
-            if kind == "pool_throttled":
-                self._say(message)
-                if self.on_pool_throttled is not None:
-                    self.on_pool_throttled(task.run_id, data)
-        else:  # another process changed it first: take its value
-            self.pool_sizes = self.guarded(self.store.pool_sizes)
+    # -- quotas ----------------------------------------------------------------------------------
 
     def _quota(self, task: Task, result: StepResult) -> None:
         """A daily quota is used up: the run stops (interrupted) until it resets."""
@@ -626,8 +564,8 @@ class WorkLoop:
             )
         elif outcome.status == TaskStatus.SKIPPED:
             self._event(task.run_id, "task_skipped", f"{_span(task)}: {outcome.error}", task, log=False)
-        if outcome.status == TaskStatus.SUCCEEDED and task.pool is not None and self.pool_sizes:
-            self._regrow(task)
+        if outcome.status == TaskStatus.SUCCEEDED:
+            self.pools.succeeded(task)
         if outcome.status in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPED):
             self.tally.done += 1
             if self.observer is not None:
