@@ -222,14 +222,34 @@ def show_text(detail: dict[str, Any], columns: int | None = None) -> list[str]:
     if detail["checks"]:
         lines += ["", *check_lines(detail["checks"], "Checks:", columns)]
     if detail["events"]:
-        lines += ["", "Events:"]
-        for event in detail["events"][-30:]:
-            at = (event["at"] or "")[11:19]
-            where = " ".join(filter(None, [event["processor"], event["date"]]))
-            lines.append(
-                fit(f"  {at} {event['kind']:<16} {where + ': ' if where else ''}{event['message']}", columns)
-            )
+        lines += ["", "Events:", *event_lines(detail["events"], columns)]
     return lines
+
+
+def event_lines(events: Sequence[dict[str, Any]], columns: int, limit: int = 30) -> list[str]:
+    """The newest ``limit`` lines of a run's events. Three or more events in a row of one kind and
+    processor (a check passing window after window, dates retried one after another) are one line:
+    the last of them, with their count, so that the run's own events stay in view."""
+    groups: list[list[dict[str, Any]]] = []
+    for event in events:
+        if groups and (groups[-1][0]["kind"], groups[-1][0]["processor"]) == (
+            event["kind"],
+            event["processor"],
+        ):
+            groups[-1].append(event)
+        else:
+            groups.append([event])
+    lines: list[str] = []
+    for group in groups:
+        for event in group if len(group) < 3 else [group[-1]]:
+            at = (event["at"] or "")[11:19]
+            kind = event["kind"] if len(group) < 3 else f"{event['kind']} ×{len(group)}"
+            processor = event["processor"]
+            where = " ".join(filter(None, [processor, event["date"]]))
+            # "check P.name passed" under P reads "check name passed".
+            message = event["message"].replace(f"{processor}.", "", 1) if processor else event["message"]
+            lines.append(fit(f"  {at} {kind:<16} {where + ': ' if where else ''}{message}", columns))
+    return lines[-limit:]
 
 
 def ranges_text(found: Sequence[dict[str, Any]], limit: int = 3) -> str:

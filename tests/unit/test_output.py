@@ -1,0 +1,43 @@
+"""The terminal rendering of a run's events (``runbook show``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runbook.cli.output import event_lines
+
+
+def event(
+    n: int, kind: str, message: str, processor: str | None = None, date: str | None = None
+) -> dict[str, Any]:
+    return {"at": f"2026-03-01T10:00:{n:02d}Z", "kind": kind, "processor": processor, "date": date,
+            "message": message}  # fmt: skip
+
+
+def test_a_burst_of_one_kind_is_one_line_and_the_runs_own_events_stay_in_view() -> None:
+    events = [event(0, "run_created", "runbook run"), event(1, "run_started", "controller took the run")]
+    events += [
+        event(2 + i, "check_passed", f"check load.rows_per_date (block) passed: window {i}", "load")
+        for i in range(40)
+    ]
+    events += [
+        event(42, "task_retry", "load 2026-03-02 attempt 1 failed", "load", "2026-03-02"),
+        event(43, "task_retry", "load 2026-03-03 attempt 1 failed", "load", "2026-03-03"),
+        event(44, "run_succeeded", "40 succeeded"),
+    ]
+    lines = event_lines(events, columns=200)
+    assert lines == [
+        "  10:00:00 run_created      runbook run",
+        "  10:00:01 run_started      controller took the run",
+        "  10:00:41 check_passed ×40 load: check rows_per_date (block) passed: window 39",
+        "  10:00:42 task_retry       load 2026-03-02: load 2026-03-02 attempt 1 failed",
+        "  10:00:43 task_retry       load 2026-03-03: load 2026-03-03 attempt 1 failed",
+        "  10:00:44 run_succeeded    40 succeeded",
+    ]
+
+
+def test_only_the_newest_lines_are_kept_and_none_is_wider_than_the_terminal() -> None:
+    events = [event(i % 60, "note" if i % 2 else "task_failed", "x" * 120, f"p{i % 2}") for i in range(50)]
+    lines = event_lines(events, columns=80, limit=30)
+    assert len(lines) == 30 and all(len(line) <= 80 for line in lines)
+    assert lines[-1].startswith("  10:00:49 note ")  # the newest event is the last line
