@@ -51,7 +51,8 @@ from runbook.workspace import Workspace
 MAX_RUNS = 30  # runs of the scope shown (newest); the report says how many there were
 MAX_FAILURE_GROUPS = 20
 MAX_EVENTS = 60
-QUIET_EVENT_KINDS = ("task_retry", "task_skipped")  # per-date noise; failures are listed apart
+# Per-date noise: failures are listed apart, and the Validation section sums up per-date checks.
+QUIET_EVENT_KINDS = ("task_retry", "task_skipped", "check_window_passed")
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,13 @@ def test_a_failing_date_blocks_only_its_own_downstream(make_workspace: Any) -> N
         "blocking check failed on player_game_summary for 1 date(s) (2024-11-04): the downstream of those "
         "dates is blocked, other dates go on"
     ]
+    # Each judged window is an event: passing windows have a kind of their own, which the handoff's
+    # timeline leaves out (its Validation section sums them up); the failing one stays.
+    kinds = [e["kind"] for e in query(ws.db, "SELECT kind FROM event WHERE kind LIKE 'check%' ORDER BY id")]
+    assert kinds == ["check_window_passed", "check_failed", "check_window_passed", "check_window_passed"]
+    timeline = ws.cli("handoff", "--format", "json").json()["timeline"]["events"]
+    assert "check_window_passed" not in {e["kind"] for e in timeline}
+    assert {"run_created", "check_failed", "gate_blocked"} <= {e["kind"] for e in timeline}
 
     # The run's verdict counts every window, not only the newest one.
     (run,) = ws.cli("status", "--json").json()["runs"]
