@@ -80,6 +80,16 @@ def _fields(cls: type) -> tuple[tuple[str, str, Any, Rule, bool], ...]:
     )
 
 
+def _suggestion(key: Any, known: set[str]) -> str:
+    """What a misspelt key was probably meant to be, or the keys there are when they are few."""
+    import difflib
+
+    close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (known keys: {', '.join(sorted(known))})" if len(known) <= 8 else ""
+
+
 def build(cls: type, data: Any, path: tuple[Any, ...] = ()) -> Any:
     """An instance of the named tuple ``cls`` from the mapping ``data``; Invalid on the first mistake."""
     if not isinstance(data, dict):
@@ -88,7 +98,7 @@ def build(cls: type, data: Any, path: tuple[Any, ...] = ()) -> Any:
     known = {key for _, key, _, _, _ in fields}
     for key in data:
         if key not in known:
-            raise Invalid("unknown key", (*path, key))
+            raise Invalid(f"unknown key{_suggestion(key, known)}", (*path, key))
     values: dict[str, Any] = {}
     for name, key, hint, rule, required in fields:
         if key in data:

@@ -92,8 +92,14 @@ def test_retry_backoff_is_capped() -> None:
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        (config(a={"comand": "echo"}), "runbook.yaml: processors.a.comand: unknown key"),
-        ({"processors": {"a": {"command": "x"}}, "wokers": 2}, "runbook.yaml: wokers: unknown key"),
+        (
+            config(a={"comand": "echo"}),
+            "runbook.yaml: processors.a.comand: unknown key (did you mean 'command'?)",
+        ),
+        (
+            {"processors": {"a": {"command": "x"}}, "wokers": 2},
+            "runbook.yaml: wokers: unknown key (did you mean 'workers'?)",
+        ),
         ({"workers": "many", **config()}, "runbook.yaml: workers: expected an integer (got 'many')"),
         (config(a={"command": "x", "retries": {"attempts": "three"}}), "processors.a.retries.attempts:"),
         (config(a={"command": "x", "timeout": "soon"}), "processors.a.timeout: not a duration: 'soon'"),
@@ -266,7 +272,7 @@ def test_notify_targets_read_on_from_yaml_and_take_their_defaults(tmp_path: Path
          "notify.0.on: unknown event 'done' (use finished, failed, blocked, interrupted, stalled, throttled)"),
         ([{"url": "${H}", "format": "xml"}], "notify.0.format: expected one of json, slack (got 'xml')"),
         ([{"url": "${H}", "stalled_after": "0s"}], "notify.0.stalled_after: must be more than 0 seconds (got '0s')"),
-        ([{"url": "${H}", "retry": 3}], "notify.0.retry: unknown key"),
+        ([{"url": "${H}", "retry": 3}], "notify.0.retry: unknown key (did you mean 'retries'?)"),
         ({"url": "${H}"}, "notify: expected a list (got a mapping)"),
     ],
 )  # fmt: skip
