@@ -259,7 +259,9 @@ class WorkQueue:
             return
 
         def ensure(db: Database) -> None:
-            with db.transaction():
+            # It reads before it writes: SQLite's write lock is taken first, or a process that
+            # read before another's commit would be refused its write at once ("database is locked").
+            with db.transaction(exclusive=True):
                 known = {str(r[0]): int(r[1]) for r in db.rows("SELECT name, size FROM pool", {})}
                 for name, size in pools.items():
                     if name not in known:

@@ -174,6 +174,33 @@ def test_pools_hold_across_processes(stores: tuple[Store, Store]) -> None:
     assert len(claim(second, "b", run_id, limit=5, now=now, pools=pools)) == 1  # one slot came free
 
 
+def test_processes_that_record_their_pools_at_once_all_succeed(stores: tuple[Store, Store]) -> None:
+    """Two workers starting together record the same new pools (and a changed size): neither is
+    refused. (On SQLite a read before the write lock made one of them fail "database is locked".)"""
+    failures: list[str] = []
+
+    def ensure(store: Store, barrier: threading.Barrier, pools: dict[str, int]) -> None:
+        barrier.wait()
+        try:
+            store.ensure_pools(pools, utcnow())
+        except Exception as exc:  # noqa: BLE001 - the test reports whatever went wrong
+            failures.append(f"{type(exc).__name__}: {exc}")
+
+    for round_ in range(RACES):
+        size = 2 + round_ % 3
+        pools = {f"p{round_}": size, f"q{round_}": size, "shared": size}  # new ones, and a resized one
+        barrier = threading.Barrier(2)
+        threads = [threading.Thread(target=ensure, args=(store, barrier, pools)) for store in stores]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        sizes = stores[0].pool_sizes()
+        assert sizes[f"p{round_}"] == sizes[f"q{round_}"] == (size, size), (round_, sizes)
+        assert sizes["shared"][0] == size and sizes["shared"][1] <= size, (round_, sizes)
+    assert failures == []
+
+
 def store_running(store: Store, run_id: int) -> int:
     return sum(1 for t in store.tasks(run_id) if t.status == "running")
 
