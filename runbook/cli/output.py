@@ -116,29 +116,40 @@ def _hostname() -> str:
 
 
 def run_lines(run: dict[str, Any], columns: int) -> list[str]:
-    """Two lines for one run: id, status and progress; then dates, processors, PID, rate, ETA, log."""
+    """Two lines for one run: id, status and progress; then dates, processors, PID, rate, ETA,
+    heartbeat or end, log. On a narrow terminal the processors are summarised (``+3``,
+    ``6 processors``), then the log, the heartbeat and the processors are left out, in that order,
+    before PID, rate and ETA are cut (a cut path is of no use; `runbook show N` has every fact)."""
     status = run["status"]
     first = fit(f"{run['id']:<5} {status:<11} {progress_text(run['progress'])}", columns)
     first = first.replace(status, paint(status, STATUS_COLOR.get(status)), 1)
     dates = span(run["start_date"], run["end_date"])
-    bits = []
-    alive = liveness_text(run)
-    if alive:
-        bits.append(alive)
+    facts = [liveness_text(run)]
     if run["tasks_per_hour"] is not None:
-        bits.append(f"{number(run['tasks_per_hour'])} tasks/h")
+        facts.append(f"{number(run['tasks_per_hour'])} tasks/h")
     if run["eta_seconds"] is not None:
-        bits.append(f"ETA {duration(run['eta_seconds'])}")
+        facts.append(f"ETA {duration(run['eta_seconds'])}")
+    extras = []
     if status in ACTIVE_RUN_STATUSES:
-        bits.append(f"heartbeat {ago(run['heartbeat_at'])}")
+        extras.append(f"heartbeat {ago(run['heartbeat_at'])}")
     elif run["finished_at"]:
-        bits.append(f"ended {ago(run['finished_at'])}")
-    # The processors get what the other facts leave of the line (the log path may be cut).
-    room = columns - len(INDENT) - len(dates) - sum(len(bit) + 3 for bit in bits) - 3
-    bits = [dates, processors_summary(run["processors"], max(room, 16)), *bits]
+        extras.append(f"ended {ago(run['finished_at'])}")
     if run["log_path"]:
-        bits.append(f"log {run['log_path']}")
-    return [first, fit(INDENT + " · ".join(bits), columns)]
+        extras.append(f"log {run['log_path']}")
+    bits = [fact for fact in facts if fact]
+    least = len(f"{len(run['processors'])} processors")
+
+    def room(shown: list[str]) -> int:  # what the processors get beside ``shown``
+        return columns - len(INDENT) - len(dates) - sum(len(bit) + 3 for bit in shown) - 3
+
+    named = room(bits) >= least  # the processors come after PID, rate and ETA
+    for extra in extras:
+        if room([*bits, extra]) < (least if named else 0):
+            break
+        bits.append(extra)
+    if named:
+        bits.insert(0, processors_summary(run["processors"], room(bits)))
+    return [first, fit(INDENT + " · ".join([dates, *bits]), columns)]
 
 
 def runs_text(runs: Iterable[dict[str, Any]], columns: int | None = None) -> list[str]:

@@ -41,3 +41,31 @@ def test_only_the_newest_lines_are_kept_and_none_is_wider_than_the_terminal() ->
     lines = event_lines(events, columns=80, limit=30)
     assert len(lines) == 30 and all(len(line) <= 80 for line in lines)
     assert lines[-1].startswith("  10:00:49 note ")  # the newest event is the last line
+
+
+def run(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": 7, "status": "running", "start_date": "2024-10-22", "end_date": "2025-12-28",
+        "processors": ["team_offense_game_summary", "team_defense_game_summary", "player_game_summary"],
+        "progress": {"succeeded": 300, "work": 742, "skipped": 1856, "failed": 0, "blocked": 0, "running": 2},
+        "owner": {"pid": 4242, "host": None}, "alive": True, "tasks_per_hour": 12345.0, "eta_seconds": 3600,
+        "heartbeat_at": None, "finished_at": None, "log_path": "state/logs/run-7.log",
+    }  # fmt: skip
+    return base | fields
+
+
+def test_a_narrow_terminal_keeps_pid_rate_and_eta_whole_and_leaves_out_the_rest() -> None:
+    from runbook.cli.output import run_lines
+
+    narrow = run_lines(run(), 80)
+    assert len(narrow) == 2 and all(len(line) <= 80 for line in narrow), narrow
+    assert narrow[1].endswith("· PID 4242 alive · 12,345 tasks/h · ETA 1h00m"), narrow
+    assert "…" not in narrow[1] and "log" not in narrow[1]  # nothing cut: left out whole
+    middle = run_lines(run(), 100)[1]
+    assert "· 3 processors · PID 4242 alive" in middle and len(middle) <= 100
+    wide = run_lines(run(), 200)[1]
+    assert wide.endswith(" · log state/logs/run-7.log") and "team_offense_game_summary, " in wide, wide
+    ended = run_lines(
+        run(status="succeeded", alive=False, eta_seconds=None, finished_at="2026-11-30T12:00:00Z"), 80
+    )
+    assert ended[1].startswith("    2024-10-22..2025-12-28 · 3 processors · 12,345 tasks/h · ended "), ended
