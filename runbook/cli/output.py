@@ -257,8 +257,11 @@ def event_lines(events: Sequence[dict[str, Any]], columns: int, limit: int = 30)
             kind = event["kind"] if len(group) < 3 else f"{event['kind']} ×{len(group)}"
             processor = event["processor"]
             where = " ".join(filter(None, [processor, event["date"]]))
-            # "check P.name passed" under P reads "check name passed".
+            # "check P.name passed" under P reads "check name passed"; "P D attempt 1 failed" under
+            # "P D" reads "attempt 1 failed".
             message = event["message"].replace(f"{processor}.", "", 1) if processor else event["message"]
+            if where and message.startswith(where + " "):
+                message = message[len(where) + 1 :].lstrip(": ")
             lines.append(fit(f"  {at} {kind:<16} {where + ': ' if where else ''}{message}", columns))
     return lines[-limit:]
 

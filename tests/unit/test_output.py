@@ -30,8 +30,8 @@ def test_a_burst_of_one_kind_is_one_line_and_the_runs_own_events_stay_in_view() 
         "  10:00:00 run_created      runbook run",
         "  10:00:01 run_started      controller took the run",
         "  10:00:41 check_passed ×40 load: check rows_per_date (block) passed: window 39",
-        "  10:00:42 task_retry       load 2026-03-02: load 2026-03-02 attempt 1 failed",
-        "  10:00:43 task_retry       load 2026-03-03: load 2026-03-03 attempt 1 failed",
+        "  10:00:42 task_retry       load 2026-03-02: attempt 1 failed",
+        "  10:00:43 task_retry       load 2026-03-03: attempt 1 failed",
         "  10:00:44 run_succeeded    40 succeeded",
     ]
 
