@@ -272,21 +272,32 @@ def ranges_text(found: Sequence[dict[str, Any]], limit: int = 3) -> str:
 
 
 def plan_text(plan: dict[str, Any], *, dates: bool, columns: int | None = None) -> list[str]:
+    """The plan's table: a column per skip reason, as wide as its name or its largest count; the
+    processor names get what is left of the terminal (at least 12 characters, at most 30)."""
     columns = columns or width()
     reasons = sorted({k for counts in plan["counts"].values() for k in counts if k != "planned"})
+    sizes = {
+        r: max(len(r), *(len(f"{plan['counts'][name].get(r, 0):,}") for name in plan["processors"]))
+        for r in reasons
+    }
+    rest = 1 + 14 + 1 + 7 + sum(size + 1 for size in sizes.values())
+    longest = max((len(name) for name in plan["processors"]), default=9)
+    room = max(12, min(30, longest, columns - rest))
     lines = [f"Plan {plan['start']}..{plan['end']}"]
-    header = f"{'PROCESSOR':<30} {'VERSION':<14} {'TO RUN':>7}" + "".join(f" {r[:12]:>12}" for r in reasons)
-    lines.append(fit(header, max(columns, len(header))))
+    header = f"{'PROCESSOR':<{room}} {'VERSION':<14} {'TO RUN':>7}" + "".join(
+        f" {r:>{sizes[r]}}" for r in reasons
+    )
+    lines.append(header)
     for name in plan["processors"]:
         counts = plan["counts"][name]
-        row = f"{fit(name, 30):<30} {fit(plan['versions'][name], 14):<14} {counts['planned']:>7,}"
-        row += "".join(f" {counts.get(r, 0):>12,}" for r in reasons)
+        row = f"{fit(name, room):<{room}} {fit(plan['versions'][name], 14):<14} {counts['planned']:>7,}"
+        row += "".join(f" {counts.get(r, 0):>{sizes[r]},}" for r in reasons)
         lines.append(row)
     if dates and plan["dates"]:
         lines.append("")
         for row in plan["dates"]:
             lines.append(
-                f"{row['processor']:<30} {span(row['date'], row['end_date']):<22} {row['action']:<5} {row['reason'] or ''}".rstrip()
+                f"{fit(row['processor'], room):<{room}} {span(row['date'], row['end_date']):<22} {row['action']:<5} {row['reason'] or ''}".rstrip()
             )
     return lines
 

@@ -69,3 +69,24 @@ def test_a_narrow_terminal_keeps_pid_rate_and_eta_whole_and_leaves_out_the_rest(
         run(status="succeeded", alive=False, eta_seconds=None, finished_at="2026-11-30T12:00:00Z"), 80
     )
     assert ended[1].startswith("    2024-10-22..2025-12-28 · 3 processors · 12,345 tasks/h · ended "), ended
+
+
+def test_the_plan_fits_80_columns_with_long_processor_names() -> None:
+    from runbook.cli.output import plan_text
+
+    names = ["team_offense_game_summary", "upcoming_player_game_context", "ml_feature_store_v2"]
+    plan = {
+        "start": "2024-10-22", "end": "2025-12-28", "processors": names, "dates": [],
+        "versions": {name: "cfg-99dcec10c3" for name in names},
+        "counts": {name: {"planned": 12, "already_done": 133, "bootstrap": 28, "off_day": 1300} for name in names},
+    }  # fmt: skip
+    lines = plan_text(plan, dates=False, columns=80)
+    assert all(len(line) <= 80 for line in lines), lines
+    assert lines[1].split() == ["PROCESSOR", "VERSION", "TO", "RUN", "already_done", "bootstrap", "off_day"]
+    assert lines[3].startswith("upcoming_player_game_cont…") and lines[3].split()[-4:] == [
+        "12",
+        "133",
+        "28",
+        "1,300",
+    ]
+    assert plan_text(plan, dates=False, columns=200)[3].startswith("upcoming_player_game_context ")
