@@ -99,3 +99,26 @@ def error_line(error: str | None) -> str:
         return "(no error output)"
     meaningful = [line for line in lines if not _EXIT_LINE.match(line)]
     return (meaningful or lines)[-1][:300]
+
+
+def bursts(events: Any, least: int = 3) -> list[dict[str, Any]]:
+    """Timeline rows: ``least`` or more events in a row of one kind, run and processor (dates
+    failing one after another) become one row, the newest of them with ``count`` and ``first_at``;
+    the others are rows of their own (``count`` 1)."""
+    groups: list[list[dict[str, Any]]] = []
+    for event in events:
+        key = (event["kind"], event.get("run_id"), event.get("processor"))
+        if (
+            groups
+            and (groups[-1][0]["kind"], groups[-1][0].get("run_id"), groups[-1][0].get("processor")) == key
+        ):
+            groups[-1].append(event)
+        else:
+            groups.append([event])
+    rows: list[dict[str, Any]] = []
+    for group in groups:
+        if len(group) >= least:
+            rows.append({**group[-1], "count": len(group), "first_at": group[0]["at"]})
+        else:
+            rows.extend({**event, "count": 1, "first_at": event["at"]} for event in group)
+    return rows

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from runbook.expectations import show as metric
-from runbook.formatting import duration, number, plural, span
+from runbook.formatting import bursts, duration, number, plural, span
 from runbook.kinds import ACTIVE_RUN_STATUSES, RunStatus
 
 STATUS_COLOR = {
@@ -241,28 +241,18 @@ def event_lines(events: Sequence[dict[str, Any]], columns: int, limit: int = 30)
     """The newest ``limit`` lines of a run's events. Three or more events in a row of one kind and
     processor (a check passing window after window, dates retried one after another) are one line:
     the last of them, with their count, so that the run's own events stay in view."""
-    groups: list[list[dict[str, Any]]] = []
-    for event in events:
-        if groups and (groups[-1][0]["kind"], groups[-1][0]["processor"]) == (
-            event["kind"],
-            event["processor"],
-        ):
-            groups[-1].append(event)
-        else:
-            groups.append([event])
     lines: list[str] = []
-    for group in groups:
-        for event in group if len(group) < 3 else [group[-1]]:
-            at = (event["at"] or "")[11:19]
-            kind = event["kind"] if len(group) < 3 else f"{event['kind']} ×{len(group)}"
-            processor = event["processor"]
-            where = " ".join(filter(None, [processor, event["date"]]))
-            # "check P.name passed" under P reads "check name passed"; "P D attempt 1 failed" under
-            # "P D" reads "attempt 1 failed".
-            message = event["message"].replace(f"{processor}.", "", 1) if processor else event["message"]
-            if where and message.startswith(where + " "):
-                message = message[len(where) + 1 :].lstrip(": ")
-            lines.append(fit(f"  {at} {kind:<16} {where + ': ' if where else ''}{message}", columns))
+    for event in bursts(events):
+        at = (event["at"] or "")[11:19]
+        kind = event["kind"] if event["count"] == 1 else f"{event['kind']} ×{event['count']}"
+        processor = event["processor"]
+        where = " ".join(filter(None, [processor, event["date"]]))
+        # "check P.name passed" under P reads "check name passed"; "P D attempt 1 failed" under
+        # "P D" reads "attempt 1 failed".
+        message = event["message"].replace(f"{processor}.", "", 1) if processor else event["message"]
+        if where and message.startswith(where + " "):
+            message = message[len(where) + 1 :].lstrip(": ")
+        lines.append(fit(f"  {at} {kind:<16} {where + ': ' if where else ''}{message}", columns))
     return lines[-limit:]
 
 

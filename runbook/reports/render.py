@@ -41,7 +41,7 @@ from jinja2 import (
 )
 
 from runbook.errors import ConfigError, UsageError
-from runbook.formatting import duration, number, plural, span
+from runbook.formatting import bursts, duration, number, plural, span
 
 TEMPLATES = {"markdown": "handoff.md.j2", "brief": "brief.md.j2"}
 BRIEF_MAX_LINES = 40
@@ -208,7 +208,7 @@ def environment(templates_dir: Path | None, tz: dt.tzinfo) -> Environment:
     )
     env.filters.update(
         cell=cell, text=text, code=code, fence=fence, duration=duration, number=number, metric=metric, percent=percent,
-        mermaid=mermaid, plural=plural, span=span, **time_filters(tz),
+        mermaid=mermaid, plural=plural, span=span, bursts=bursts, **time_filters(tz),
     )  # fmt: skip
     return env
 

@@ -716,3 +716,29 @@ def test_dates_per_hour_counts_dates_not_tasks(make_workspace: Callable[..., Any
     assert entry["processor"] == "chunked" and entry["dates"] == 7
     per_task = 3 / (entry["wall_seconds"] / 3600)  # what counting tasks would give
     assert entry["dates_per_hour"] > 2 * per_task
+
+
+BURST = """\
+name: burst
+calendar: {start: 2026-02-01, end: 2026-02-08}
+processors:
+  load:
+    command: "sh -c 'test {{ date }} = 2026-02-08 || (echo broken {{ date }}; exit 3)'"
+  publish:
+    command: "true"
+    needs: [load]
+"""
+
+
+def test_the_timeline_folds_a_burst_of_failures_into_one_row(make_workspace: Callable[..., Any]) -> None:
+    ws = make_workspace(BURST)
+    assert ws.runbook("run").code == 1
+    report = ws.cli("handoff", "--out", "-", check=True).stdout
+    timeline = report.split("## 🕒 Timeline", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in timeline.splitlines() if line.startswith("| 2")]
+    kinds = [row.split(" | ")[1] for row in rows]
+    assert kinds == ["run_created", "run_started", "task_failed ×7", "run_failed"], rows
+    assert "| load | the newest of 7, 2026-02-0" in rows[2] and "failed after 1 attempt(s)" in rows[2], rows
+    # The JSON keeps every event.
+    events = ws.cli("handoff", "--format", "json", check=True).json()["timeline"]["events"]
+    assert [e["kind"] for e in events].count("task_failed") == 7
