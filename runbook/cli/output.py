@@ -65,12 +65,16 @@ def processors_summary(names: Sequence[str], room: int) -> str:
     return f"{len(names)} processors"
 
 
-def progress_text(progress: dict[str, Any]) -> str:
-    """``742/742 built (1,856 skipped)``, then failed, blocked and running counts."""
+def progress_text(progress: dict[str, Any], active: bool = True) -> str:
+    """``742/742 built (1,856 skipped)``, then failed, blocked and running counts. Tasks still
+    marked running in a run that is not active were in flight when it stopped: they run again
+    when it resumes, and are said so (``2 in flight``)."""
     text = f"{number(progress['succeeded'])}/{number(progress['work'])} built"
     if progress["skipped"]:
         text += f" ({number(progress['skipped'])} skipped)"
-    extra = [f"{number(progress[k])} {k}" for k in ("failed", "blocked", "running") if progress[k]]
+    extra = [f"{number(progress[k])} {k}" for k in ("failed", "blocked") if progress[k]]
+    if progress["running"]:
+        extra.append(f"{number(progress['running'])} {'running' if active else 'in flight'}")
     return ", ".join([text, *extra])
 
 
@@ -121,7 +125,8 @@ def run_lines(run: dict[str, Any], columns: int) -> list[str]:
     ``6 processors``), then the log, the heartbeat and the processors are left out, in that order,
     before PID, rate and ETA are cut (a cut path is of no use; `runbook show N` has every fact)."""
     status = run["status"]
-    first = fit(f"{run['id']:<5} {status:<11} {progress_text(run['progress'])}", columns)
+    progress = progress_text(run["progress"], active=status in ACTIVE_RUN_STATUSES)
+    first = fit(f"{run['id']:<5} {status:<11} {progress}", columns)
     first = first.replace(status, paint(status, STATUS_COLOR.get(status)), 1)
     dates = span(run["start_date"], run["end_date"])
     facts = [liveness_text(run)]

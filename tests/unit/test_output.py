@@ -90,3 +90,12 @@ def test_the_plan_fits_80_columns_with_long_processor_names() -> None:
         "1,300",
     ]
     assert plan_text(plan, dates=False, columns=200)[3].startswith("upcoming_player_game_context ")
+
+
+def test_tasks_left_running_by_a_stopped_run_are_in_flight_not_running() -> None:
+    from runbook.cli.output import run_lines
+
+    assert run_lines(run(), 80)[0].endswith("300/742 built (1,856 skipped), 2 running")
+    stopped = run_lines(run(status="interrupted", alive=False, eta_seconds=None), 80)
+    assert stopped[0].endswith("300/742 built (1,856 skipped), 2 in flight"), stopped
+    assert "PID 4242 gone" in stopped[1]
