@@ -99,3 +99,14 @@ def test_tasks_left_running_by_a_stopped_run_are_in_flight_not_running() -> None
     stopped = run_lines(run(status="interrupted", alive=False, eta_seconds=None), 80)
     assert stopped[0].endswith("300/742 built (1,856 skipped), 2 in flight"), stopped
     assert "PID 4242 gone" in stopped[1]
+
+
+def test_the_dashboard_says_in_flight_for_a_stopped_run_too() -> None:
+    import datetime as dt
+
+    from runbook.serve.pages import environment
+
+    macros = environment(dt.UTC).get_template("_macros.html.j2").module
+    progress = {"succeeded": 31, "work": 60, "percent": 51.6, "failed": 0, "blocked": 0, "running": 2}
+    assert str(macros.progress_text(progress, "running")).endswith(", 2 running")  # type: ignore[attr-defined]
+    assert str(macros.progress_text(progress, "interrupted")).endswith(", 2 in flight")  # type: ignore[attr-defined]
