@@ -103,8 +103,9 @@ def error_line(error: str | None) -> str:
 
 def bursts(events: Any, least: int = 3) -> list[dict[str, Any]]:
     """Timeline rows: ``least`` or more events in a row of one kind, run and processor (dates
-    failing one after another) become one row, the newest of them with ``count`` and ``first_at``;
-    the others are rows of their own (``count`` 1)."""
+    failing one after another) become one row, the newest of them with ``count``, ``first_at`` and
+    the events it stands for (``folded``, oldest first); the others are rows of their own
+    (``count`` 1, ``folded`` empty)."""
     groups: list[list[dict[str, Any]]] = []
     for event in events:
         key = (event["kind"], event.get("run_id"), event.get("processor"))
@@ -118,7 +119,7 @@ def bursts(events: Any, least: int = 3) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for group in groups:
         if len(group) >= least:
-            rows.append({**group[-1], "count": len(group), "first_at": group[0]["at"]})
+            rows.append({**group[-1], "count": len(group), "first_at": group[0]["at"], "folded": group})
         else:
-            rows.extend({**event, "count": 1, "first_at": event["at"]} for event in group)
+            rows.extend({**event, "count": 1, "first_at": event["at"], "folded": []} for event in group)
     return rows

@@ -13,7 +13,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from runbook.formatting import duration, number, plural, span
+from runbook.formatting import bursts, duration, number, plural, span
 from runbook.reports.heatmap import COLORS, OTHER_COLOR, phase_title
 from runbook.reports.render import percent, time_filters
 
@@ -27,7 +27,7 @@ def environment(tz: dt.tzinfo) -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        duration=duration, number=number, percent=percent, plural=plural, span=span,
+        bursts=bursts, duration=duration, number=number, percent=percent, plural=plural, span=span,
         color=lambda state: COLORS.get(state, OTHER_COLOR), phase_title=phase_title, bar=progress_bar, metric=metric,
         **time_filters(tz),
     )  # fmt: skip

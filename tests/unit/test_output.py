@@ -110,3 +110,16 @@ def test_the_dashboard_says_in_flight_for_a_stopped_run_too() -> None:
     progress = {"succeeded": 31, "work": 60, "percent": 51.6, "failed": 0, "blocked": 0, "running": 2}
     assert str(macros.progress_text(progress, "running")).endswith(", 2 running")  # type: ignore[attr-defined]
     assert str(macros.progress_text(progress, "interrupted")).endswith(", 2 in flight")  # type: ignore[attr-defined]
+
+
+def test_bursts_fold_three_or_more_in_a_row_and_keep_what_they_stand_for() -> None:
+    from runbook.formatting import bursts
+
+    events = [event(0, "task_failed", "a", "load"), event(1, "task_failed", "b", "load")]
+    events += [event(2, "task_failed", "c", "publish")] * 3 + [event(5, "run_failed", "done")]
+    rows = bursts(events)
+    assert [(r["kind"], r["processor"], r["count"]) for r in rows] == [
+        ("task_failed", "load", 1), ("task_failed", "load", 1), ("task_failed", "publish", 3), ("run_failed", None, 1)
+    ]  # fmt: skip
+    assert rows[2]["folded"] == events[2:5] and rows[0]["folded"] == []
+    assert bursts(events, least=2)[0]["count"] == 2
