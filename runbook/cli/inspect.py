@@ -79,7 +79,9 @@ def history(obj: Context, processor: str | None, status_: str | None, since: Any
         return
     from runbook.cli.output import runs_text
 
-    echo_lines(runs_text(found["runs"]) if found["runs"] else ["no runs match"])
+    filtered = any(v is not None for v in (processor, status_, since, start, end))
+    empty = "no runs match" if filtered else "no runs yet: start one with `runbook run --start D --end D`"
+    echo_lines(runs_text(found["runs"]) if found["runs"] else [empty])
 
 
 @click.command()
