@@ -61,6 +61,8 @@ def test_reading_commands_never_create_a_state_store(make_workspace: Callable[..
                  ["handoff", "--format", "brief"], ["checks", "history"], ["plan"], ["resume"]):  # fmt: skip
         result = ws.cli(*args)
         assert result.code == 0, (args, result.stdout, result.stderr)
+    assert ws.cli("history").stdout.startswith("no runs yet: start one with `runbook run")
+    assert ws.cli("history", "--status", "failed").stdout.strip() == "no runs match"
     for args in (["show", "3"], ["logs", "3"], ["stop", "3"], ["resume", "3"]):
         result = ws.cli(*args)
         assert (
