@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PYTHON = REPO / ".venv-bqemu" / "bin" / "python"
 STARTUP_SECONDS = 60.0
 STOP_SECONDS = 10.0
+START_TRIES = 3  # attempts to start the emulator when a chosen port was taken meanwhile
 MISSING_EXIT_CODE = 3
 NEEDS = "bqemulator numpy duckdb-extension-spatial"
 
@@ -74,11 +75,17 @@ def emulator_python() -> Path | None:
     return candidate if candidate.exists() else None
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """``count`` different TCP ports on 127.0.0.1 that nothing listens on right now (the sockets
+    are held until all are chosen, so the same port is not handed out twice)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @dataclass(frozen=True)
@@ -103,39 +110,45 @@ def running_emulator(python: Path, workdir: Path, project: str = "proj") -> Iter
     """
     home = workdir / "home"
     home.mkdir(parents=True, exist_ok=True)
-    rest_port, grpc_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BQEMU_", "RUNBOOK_", "BIGQUERY_"))}
     env.update(HOME=str(home), BQEMU_ENABLE_FORMAT_EXTENSIONS="false", BQEMU_METRICS_ENABLED="false")
-    command = [
-        str(python),
-        "-c",
-        _LAUNCHER,
-        "start",
-        "--rest-host",
-        "127.0.0.1",
-        "--rest-port",
-        str(rest_port),
-    ]
-    command += ["--grpc-host", "127.0.0.1", "--grpc-port", str(grpc_port), "--project", project]
-    command += ["--log-level", "warning", "--log-format", "console"]
-    emulator = Emulator(f"http://127.0.0.1:{rest_port}", project, workdir / "bqemulator.log")
-    with emulator.log.open("wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
-        )
-    try:
-        _wait_until_ready(process, emulator)
-        yield emulator
-    finally:
-        process.terminate()
+    for tries_left in range(START_TRIES - 1, -1, -1):
+        # A port free when chosen can be taken by another process before the emulator binds it:
+        # then the emulator exits at once, and it is started again on other ports.
+        rest_port, grpc_port = free_ports(2)
+        command = [
+            str(python),
+            "-c",
+            _LAUNCHER,
+            "start",
+            "--rest-host",
+            "127.0.0.1",
+            "--rest-port",
+            str(rest_port),
+        ]
+        command += ["--grpc-host", "127.0.0.1", "--grpc-port", str(grpc_port), "--project", project]
+        command += ["--log-level", "warning", "--log-format", "console"]
+        emulator = Emulator(f"http://127.0.0.1:{rest_port}", project, workdir / "bqemulator.log")
+        with emulator.log.open("wb") as log:
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
         try:
-            process.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            if not _wait_until_ready(process, emulator, retry=tries_left > 0):
+                continue
+            yield emulator
+            return
+        finally:
+            process.terminate()
+            try:
+                process.wait(STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
-def _wait_until_ready(process: subprocess.Popen[bytes], emulator: Emulator) -> None:
+def _wait_until_ready(process: subprocess.Popen[bytes], emulator: Emulator, *, retry: bool) -> bool:
+    """True once the emulator answers; False when it could not bind its ports and ``retry``."""
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         code = process.poll()
@@ -145,10 +158,13 @@ def _wait_until_ready(process: subprocess.Popen[bytes], emulator: Emulator) -> N
                 f"virtualenv of {process.args[0]} (`make bqemu`)"
             )
         if code is not None:
-            pytest.fail(f"BigQuery emulator exited with code {code}:\n{emulator.log_tail()}")
+            log = emulator.log_tail()
+            if retry and ("Failed to bind" in log or "address already in use" in log.lower()):
+                return False
+            pytest.fail(f"BigQuery emulator exited with code {code}:\n{log}")
         with suppress(OSError), urllib.request.urlopen(f"{emulator.endpoint}/readyz", timeout=1) as answer:
             if answer.status == 200:
-                return
+                return True
         time.sleep(0.1)
     pytest.fail(f"BigQuery emulator not ready after {STARTUP_SECONDS:.0f}s:\n{emulator.log_tail()}")
 
