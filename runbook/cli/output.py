@@ -165,6 +165,23 @@ def runs_text(runs: Iterable[dict[str, Any]], columns: int | None = None) -> lis
     return lines
 
 
+def packed(title: str, items: Sequence[str], columns: int) -> list[str]:
+    """``title`` and the items separated by commas, on as many lines as they need (continuation
+    lines indented under the first item); an item longer than a line is cut."""
+    indent = " " * len(title)
+    lines = [title]
+    for item in items:
+        last = lines[-1]
+        fresh = last in (title, indent)
+        text = item if fresh else f", {item}"
+        if not fresh and len(last) + len(text) + 1 > columns:  # room for the trailing comma
+            lines[-1] = last + ","
+            lines.append(indent)
+            text = item
+        lines[-1] += text
+    return [fit(line, columns) for line in lines]
+
+
 def show_text(detail: dict[str, Any], columns: int | None = None) -> list[str]:
     """``runbook show``: the run, its processors, failures by error, blocked dates, events."""
     columns = columns or width()
@@ -174,11 +191,9 @@ def show_text(detail: dict[str, Any], columns: int | None = None) -> list[str]:
         lines.append(fit(f"command: {run['command_line']}", columns))
     if run["error"]:
         lines.append(fit(f"note: {run['error']}", columns))
-    versions = ", ".join(
-        f"{entry['name']}={entry['version']}" for entry in run["per_processor"] if entry["version"]
-    )
+    versions = [f"{entry['name']}={entry['version']}" for entry in run["per_processor"] if entry["version"]]
     if versions:
-        lines.append(fit(f"versions: {versions}", columns))
+        lines += packed("versions: ", versions, columns)
     for process in run["processes"]:
         state = "stopped" if process["stopped_at"] else "alive" if process["alive"] else "gone"
         running = f", {process['running']:,} running" if process["running"] else ""

@@ -123,3 +123,15 @@ def test_bursts_fold_three_or_more_in_a_row_and_keep_what_they_stand_for() -> No
     ]  # fmt: skip
     assert rows[2]["folded"] == events[2:5] and rows[0]["folded"] == []
     assert bursts(events, least=2)[0]["count"] == 2
+
+
+def test_versions_wrap_onto_lines_that_fit_instead_of_being_cut() -> None:
+    from runbook.cli.output import packed
+
+    items = [f"processor_{n}=cfg-{n:010d}" for n in range(5)]  # 26 characters each
+    lines = packed("versions: ", items, 80)
+    assert all(len(line) <= 80 for line in lines), lines
+    assert lines[0] == f"versions: {items[0]}, {items[1]},"
+    assert lines[1] == f"          {items[2]}, {items[3]},"
+    assert lines[2] == f"          {items[4]}"
+    assert packed("versions: ", items, 200) == ["versions: " + ", ".join(items)]
