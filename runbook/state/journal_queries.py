@@ -13,7 +13,7 @@ from typing import Any
 
 from runbook.state.connect import Database
 from runbook.state.records import CheckResult, Event, Note, WorkSession, columns, from_rows
-from runbook.state.run_queries import _time_param
+from runbook.state.run_queries import _time_param, scope_filter
 
 EVENT_COLUMNS = ", ".join(columns(Event))
 CHECK_COLUMNS = ", ".join(columns(CheckResult))
@@ -62,15 +62,7 @@ class JournalQueries:
     ) -> tuple[list[Event], int]:
         """(the newest ``limit`` events of these runs and of no run between since and until, oldest
         first; how many there are in all)."""
-        where = "(run_id IS NULL AND at <= :until"
-        params: dict[str, Any] = {"until": _time_param(self.db, until)}
-        if since is not None:
-            where += " AND at > :since"
-            params["since"] = _time_param(self.db, since)
-        where += ")"
-        if run_ids:
-            where = f"(run_id IN :runs OR {where})"
-            params["runs"] = list(run_ids)
+        where, params = scope_filter(self.db, "run_id", "runs", list(run_ids), "at", since, until)
         if exclude_kinds:
             where += " AND kind NOT IN :quiet"
             params["quiet"] = list(exclude_kinds)
@@ -187,15 +179,7 @@ class JournalQueries:
         self, session_id: int | None, since: dt.datetime | None, until: dt.datetime
     ) -> list[Note]:
         """Notes of a session, with those written outside any session between since and until."""
-        where = "(session_id IS NULL AND at <= :until"
-        params: dict[str, Any] = {"until": _time_param(self.db, until)}
-        if since is not None:
-            where += " AND at > :since"
-            params["since"] = _time_param(self.db, since)
-        where += ")"
-        if session_id is not None:
-            where = f"(session_id = :session OR {where})"
-            params["session"] = session_id
+        where, params = scope_filter(self.db, "session_id", "session", session_id, "at", since, until)
         return from_rows(
             Note, self.db.rows(f"SELECT {NOTE_COLUMNS} FROM note WHERE {where} ORDER BY at, id", params)
         )

@@ -81,15 +81,7 @@ class RunQueries:
     ) -> tuple[list[Run], int]:
         """(the newest ``limit`` runs, how many there are) of a session and of no session between
         ``since`` and ``until``."""
-        where = "(session_id IS NULL AND created_at <= :until"
-        params: dict[str, Any] = {"until": _time_param(self.db, until)}
-        if since is not None:
-            where += " AND created_at > :since"
-            params["since"] = _time_param(self.db, since)
-        where += ")"
-        if session_id is not None:
-            where = f"(session_id = :session OR {where})"
-            params["session"] = session_id
+        where, params = scope_filter(self.db, "session_id", "session", session_id, "created_at", since, until)
         total = self.db.scalar(f"SELECT COUNT(*) FROM run WHERE {where}", params) or 0
         runs = from_rows(
             Run,
@@ -329,3 +321,21 @@ def _time_param(db: Database, value: dt.datetime) -> Any:
     if db.dialect == "sqlite":
         return value.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
     return value
+
+
+def scope_filter(
+    db: Database, owner: str, key: str, ids: Any, at: str, since: dt.datetime | None, until: dt.datetime
+) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (and its parameters) of what belongs to a scope: rows whose ``owner``
+    column is one of ``ids`` (a value, or a list for ``IN``; None for none), and rows of no owner
+    written (column ``at``) after ``since`` and up to ``until``."""
+    where = f"({owner} IS NULL AND {at} <= :until"
+    params: dict[str, Any] = {"until": _time_param(db, until)}
+    if since is not None:
+        where += f" AND {at} > :since"
+        params["since"] = _time_param(db, since)
+    where += ")"
+    if ids is not None and ids != []:
+        where = f"({owner} {'IN' if isinstance(ids, list) else '='} :{key} OR {where})"
+        params[key] = ids
+    return where, params
