@@ -10,12 +10,8 @@ No ``from __future__ import annotations`` here: the SDK reads the tools' signatu
 build their input schemas.
 """
 
-import contextlib
 import datetime as dt
 import inspect
-import json
-import os
-import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -23,24 +19,32 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from mcp.server import MCPServer
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from runbook.app import App, RunRequest
 from runbook.app.documents import (
     LOG_CHARS,
     Document,
-    note_document,
     plan_document,
-    resumed_document,
-    session_document,
-    started_document,
-    stopped_document,
-    validation_document,
 )
 from runbook.errors import RunbookError
 from runbook.kinds import ACTIVE_RUN_STATUSES
-from runbook.snapshots import JSON_SCHEMA_VERSION, document
+from runbook.mcp.common import (
+    Limit,
+    Offset,
+    OptionalDate,
+    Processors,
+    RunId,
+    Statuses,
+    failure,
+    page_of,
+    paged,
+    success,
+    zone,
+)
+from runbook.mcp.writes import WriteTools
+from runbook.snapshots import document
 from runbook.workspace import Workspace
 
 WAIT_SECONDS = 50.0  # wait_for_run answers within this, finished or not
@@ -48,15 +52,6 @@ POLL_SECONDS = 1.0
 LOOK_SECONDS = 0.5  # the time a look at the store may take, kept free before the deadline
 HANDOFF_CHARS = 20_000
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
-
-Limit = Annotated[int, Field(ge=1, le=1000, description="Items of each list to return (a page).")]
-Offset = Annotated[int, Field(ge=0, description="Items of each list to skip (page start).")]
-OptionalDate = Annotated[dt.date | None, Field(description="YYYY-MM-DD")]
-Processors = Annotated[list[str] | None, Field(description="Processor names; default: all of them.")]
-RunId = Annotated[int, Field(description="A run id (see status or list_runs).")]
-# The values of runbook.kinds.RunStatus and NoteKind, spelled out for the input schemas (a test
-# keeps them equal).
-Statuses = Literal["queued", "running", "succeeded", "failed", "interrupted", "blocked", "cancelled"]
 
 INSTRUCTIONS = """\
 runbook controls long, date-by-date warehouse backfills of one workspace (its runbook.yaml).
@@ -67,7 +62,7 @@ to end. Every result is the document of the CLI's --json (docs/json.md), with lo
 `pages` gives each paged list's total and the next offset. Errors are the CLI's one line."""
 
 
-class Tools:
+class Tools(WriteTools):
     """The tools of one workspace: each call opens it afresh, as a CLI command would."""
 
     def __init__(self, config_path: Path) -> None:
@@ -270,112 +265,6 @@ class Tools:
 
         return self.answer(work)
 
-    # -- writing (--allow-write) ----------------------------------------------------------------
-
-    def start_run(
-        self,
-        processors: Processors = None,
-        start: OptionalDate = None,
-        end: OptionalDate = None,
-        workers: Annotated[int | None, Field(ge=1, le=256, description="Steps at once.")] = None,
-        no_resume: Annotated[bool, Field(description="Rebuild dates already built with this code.")] = False,
-        only_gaps: Annotated[bool, Field(description="Only dates never built.")] = False,
-        only_stale: Annotated[
-            bool, Field(description="Only dates built with an older code version.")
-        ] = False,
-        force: Annotated[bool, Field(description="Start even if a live run covers the same work.")] = False,
-    ) -> CallToolResult:
-        """Plan and start a run in the background (always detached), like `runbook run --detach
-        --json`: returns its run id, controller PID and log path, and the plan's warnings."""
-        line = run_command_line(
-            processors or [], start, end, workers, no_resume, only_gaps, only_stale, force
-        )
-        options = {
-            "workers": workers,
-            "no_resume": no_resume,
-            "only_gaps": only_gaps,
-            "only_stale": only_stale,
-        }
-
-        def work(app: App) -> Document:
-            wanted = RunRequest(processors=list(processors or []), start=start, end=end, resume=not no_resume,
-                                only_gaps=only_gaps, only_stale=only_stale, workers=workers, force=force,
-                                command_line=line, options=options)  # fmt: skip
-            planned = app.plan(wanted)
-            created = app.submit(wanted, planned)
-            pid = app.spawn(created.id)
-            reap(pid)
-            return {**started_document(created, pid), "warnings": [w.message for w in planned.warnings]}
-
-        return self.answer(work)
-
-    def resume_run(
-        self,
-        run_id: Annotated[
-            int | None, Field(description="A run (also a failed one); default: every interrupted run.")
-        ] = None,
-    ) -> CallToolResult:
-        """Continue interrupted runs (or RUN_ID, reopening its failed and blocked tasks) in the
-        background: `runbook resume [RUN_ID] --detach --json`. A run whose controller is alive is
-        not started twice (the CLI's exit-5 line comes back as an error)."""
-
-        def work(app: App) -> Document:
-            resumed = app.resume(run_id, detach=True)
-            for _, pid in resumed.detached:
-                reap(pid)
-            return resumed_document(resumed)
-
-        return self.answer(work)
-
-    def stop_run(self, run_id: RunId) -> CallToolResult:
-        """Stop a run gracefully: in-flight steps end, the run is interrupted and stays resumable
-        (`runbook stop RUN_ID`; `message` is the line it prints)."""
-        return self.answer(lambda app: stopped_document(app.stop(run_id)))
-
-    def validate(
-        self,
-        processors: Processors = None,
-        start: OptionalDate = None,
-        end: OptionalDate = None,
-    ) -> CallToolResult:
-        """Run the checks of the processors now over the range and store the results: `runbook
-        validate --json` (`passed` false with `blocking_failures` where the CLI exits 3)."""
-
-        def work(app: App) -> Document:
-            found = app.validate(list(processors or []), start, end)
-            if found.config_error is not None:
-                raise found.config_error
-            return validation_document(found)
-
-        return self.answer(work)
-
-    def add_note(
-        self,
-        text: Annotated[str, Field(description="What you learned, fixed, decided, or what comes next.")],
-        kind: Annotated[
-            Literal["fix", "issue", "decision", "next"],
-            Field(description="fix (applied), issue (known), decision (taken), next (step)."),
-        ] = "issue",
-    ) -> CallToolResult:
-        """Record a note in the open session (or for the next handoff): `runbook note --json`."""
-        return self.answer(lambda app: note_document(app.note(text, kind)))
-
-    def session_start(
-        self, title: Annotated[str, Field(description="What this session is about.")] = ""
-    ) -> CallToolResult:
-        """Open the next numbered session: `runbook session start --json`."""
-        return self.answer(lambda app: session_document(app.session_start(title)))
-
-    def session_end(self) -> CallToolResult:
-        """Close the open session and write its handoff report to handoffs/: `runbook session end
-        --json` (`handoff` is its path in the workspace)."""
-
-        def work(app: App) -> Document:
-            ended, report = app.session_end(tz_name=zone(app))
-            return session_document(ended, report)
-
-        return self.answer(work)
-
 
 READ_TOOLS = ("status", "list_runs", "get_run", "get_logs", "coverage", "plan", "check_history", "handoff",
               "wait_for_run")  # fmt: skip
@@ -403,78 +292,6 @@ def build_server(config_path: Path, *, allow_write: bool = False) -> MCPServer:
             tool = getattr(tools, name)
             server.add_tool(tool, name=name, description=inspect.cleandoc(tool.__doc__), annotations=hints)
     return server
-
-
-# -- results ------------------------------------------------------------------------------------
-
-
-def success(data: Document) -> CallToolResult:
-    text = json.dumps(data, ensure_ascii=False, default=str)
-    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=json.loads(text))
-
-
-def failure(error: RunbookError) -> CallToolResult:
-    """The CLI's line for ``error`` (what `runbook` prints on stderr), and its exit code."""
-    line = f"runbook: error: {error.message}"
-    data = {"schema_version": JSON_SCHEMA_VERSION, "error": error.message, "exit_code": error.exit_code}
-    return CallToolResult(
-        content=[TextContent(type="text", text=line)], structured_content=data, is_error=True
-    )
-
-
-def zone(app: App) -> str | None:
-    """The time zone of reports: ``RUNBOOK_TZ``, as the CLI's ``--tz`` takes it from there."""
-    return app.workspace.environ.get("RUNBOOK_TZ") or None
-
-
-def page_of(offset: int, limit: int, returned: int, total: int) -> dict[str, int | None]:
-    following = offset + returned
-    return {"offset": offset, "limit": limit, "returned": returned, "total": total,
-            "next_offset": following if following < total else None}  # fmt: skip
-
-
-def paged(data: Document, lists: list[str], offset: int, limit: int) -> Document:
-    """``data`` with each of ``lists`` cut to ``[offset, offset + limit)``, and ``pages``: for each,
-    its ``total`` and the ``next_offset`` to ask for (null on the last page). A list that is null
-    in the document (``tasks`` not asked for) stays null."""
-    pages = {}
-    for key in lists:
-        items = data.get(key)
-        if not isinstance(items, list):
-            continue
-        shown = items[offset : offset + limit]
-        data[key] = shown
-        pages[key] = page_of(offset, limit, len(shown), len(items))
-    data["pages"] = pages
-    return data
-
-
-def run_command_line(processors: list[str], start: dt.date | None, end: dt.date | None, workers: int | None,
-                     no_resume: bool, only_gaps: bool, only_stale: bool, force: bool) -> str:  # fmt: skip
-    """The `runbook run` line that does what a start_run call did (recorded with the run)."""
-    args = ["runbook", "run", *processors]
-    args += ["--start", start.isoformat()] if start else []
-    args += ["--end", end.isoformat()] if end else []
-    args += ["--workers", str(workers)] if workers else []
-    flags = (
-        ("--no-resume", no_resume),
-        ("--only-gaps", only_gaps),
-        ("--only-stale", only_stale),
-        ("--force", force),
-    )
-    args += [flag for flag, on in flags if on]
-    return shlex.join([*args, "--detach"]) + "  # via runbook mcp"
-
-
-def reap(pid: int) -> None:
-    """Collect the detached controller's exit status when it ends (this server outlives it), so
-    that it does not stay behind as a zombie."""
-
-    def wait() -> None:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
-
-    threading.Thread(target=wait, name=f"reap-{pid}", daemon=True).start()
 
 
 __all__ = ["READ_TOOLS", "WRITE_TOOLS", "Tools", "build_server"]
